@@ -1,0 +1,1 @@
+"""PyTorch backend: `plugin` decides (without importing torch), `adapter` does the work."""

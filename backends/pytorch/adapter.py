@@ -1,0 +1,139 @@
+"""`ModelAdapter` for `torch.nn.Module`.
+
+During an explanation the model is in eval mode; afterwards its own mode is
+back, every hook we added is gone (removed in `finally`), no parameter has a
+`.grad`, and `requires_grad` flags are untouched: gradients are taken with
+`torch.autograd.grad` with respect to the inputs only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from xai_core import LayerInfo, ModelAdapter
+from xai_core.errors import InputError
+
+
+class TorchAdapter(ModelAdapter):
+    backend = "torch"
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__(model)
+        ref = next(model.parameters(), None)
+        if ref is None:
+            ref = next(model.buffers(), None)
+        self.device = ref.device if ref is not None else torch.device("cpu")
+        self.dtype = ref.dtype if ref is not None and ref.is_floating_point() else torch.float32
+
+    # -- lifecycle -----------------------------------------------------------
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        modes = [(m, m.training) for m in self.model.modules()]
+        self.model.eval()
+        try:
+            yield
+        finally:
+            for module, training in modes:
+                module.training = training
+
+    def to_numpy(self, inputs: Any) -> np.ndarray:
+        if isinstance(inputs, torch.Tensor):
+            return inputs.detach().cpu().numpy()
+        return np.asarray(inputs)
+
+    def framework_version(self) -> str:
+        return torch.__version__
+
+    # -- computation -----------------------------------------------------------
+    def _tensor(self, inputs: np.ndarray, requires_grad: bool = False) -> torch.Tensor:
+        x = torch.as_tensor(np.ascontiguousarray(inputs), device=self.device, dtype=self.dtype)
+        return x.requires_grad_(True) if requires_grad else x
+
+    def _call(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        if not isinstance(out, torch.Tensor):
+            raise InputError(
+                f"the model returned a {type(out).__name__}, not a tensor; wrap it so that "
+                "forward returns one (batch, n_outputs) tensor."
+            )
+        return out.reshape(len(out), -1) if out.ndim == 1 else out
+
+    @staticmethod
+    def _selected(out: torch.Tensor, target: np.ndarray) -> torch.Tensor:
+        rows = torch.arange(len(out), device=out.device)
+        return out[rows, torch.as_tensor(target, device=out.device)].sum()
+
+    def forward(self, inputs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return self._call(self._tensor(inputs)).cpu().numpy()
+
+    def gradients(self, inputs: np.ndarray, target: np.ndarray) -> np.ndarray:
+        x = self._tensor(inputs, requires_grad=True)
+        with torch.enable_grad():
+            (grad,) = torch.autograd.grad(self._selected(self._call(x), target), x)
+        return grad.cpu().numpy()
+
+    # -- layers ------------------------------------------------------------------
+    def _leaves(self) -> dict[str, torch.nn.Module]:
+        return {
+            name: module
+            for name, module in self.model.named_modules()
+            if name and next(module.children(), None) is None
+        }
+
+    def _modules(self) -> dict[str, torch.nn.Module]:
+        return {name: module for name, module in self.model.named_modules() if name}
+
+    def layers(self) -> list[LayerInfo]:
+        return [
+            LayerInfo(name, type(m).__name__, sum(p.numel() for p in m.parameters()))
+            for name, m in self._leaves().items()
+        ]
+
+    def check_layers(self, names: Sequence[str]) -> None:
+        # any named module may be captured, not only leaves
+        known = self._modules()
+        if any(n not in known for n in names):
+            super().check_layers([n for n in names if n not in known])
+
+    @contextlib.contextmanager
+    def _hooked(self, names: Sequence[str], keep_graph: bool) -> Iterator[dict[str, torch.Tensor]]:
+        self.check_layers(names)
+        modules = self._modules()
+        store: dict[str, torch.Tensor] = {}
+        handles = []
+
+        def make_hook(name: str):
+            def hook(_module, _inputs, output):
+                if not isinstance(output, torch.Tensor):
+                    raise InputError(f"layer {name!r} returns a {type(output).__name__}")
+                store[name] = output if keep_graph else output.detach()
+
+            return hook
+
+        try:
+            for name in names:
+                handles.append(modules[name].register_forward_hook(make_hook(name)))
+            yield store
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def capture(self, inputs: np.ndarray, layers: Sequence[str]) -> dict[str, np.ndarray]:
+        with self._hooked(layers, keep_graph=False) as store, torch.no_grad():
+            self._call(self._tensor(inputs))
+            return {name: store[name].cpu().numpy() for name in layers}
+
+    def layer_gradients(
+        self, inputs: np.ndarray, target: np.ndarray, layer: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        with self._hooked([layer], keep_graph=True) as store, torch.enable_grad():
+            out = self._call(self._tensor(inputs, requires_grad=True))
+            activation = store[layer]
+            (grad,) = torch.autograd.grad(self._selected(out, target), activation)
+            return activation.detach().cpu().numpy(), grad.cpu().numpy()

@@ -1,0 +1,18 @@
+"""Entry point of the PyTorch backend. Importing this module never imports torch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xai_core import hookimpl
+from xai_core.backend_utils import class_from, module_roots
+
+
+@hookimpl
+def xai_adapt(model: Any) -> Any:
+    # A Keras 3 model on the torch backend is also an nn.Module; Keras owns it.
+    if "keras" in module_roots(model) or not class_from(model, "torch.nn", "Module"):
+        return None
+    from .adapter import TorchAdapter
+
+    return TorchAdapter(model)

@@ -1,0 +1,86 @@
+"""xai_core: one explainability API for every deep-learning framework.
+
+`import xai_core` imports no framework (and not even NumPy): the public names
+below load on first use (PEP 562), and a backend imports its framework only
+when a model of that framework is explained.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "LayerInfo": "adapter",
+    "ModelAdapter": "adapter",
+    "adapt": "api",
+    "backends": "api",
+    "explain": "api",
+    "explainers": "api",
+    "get_explainer": "api",
+    "plugins": "api",
+    "register": "api",
+    "run": "api",
+    "unregister": "api",
+    "BatchedModel": "batching",
+    "CapabilityError": "errors",
+    "InputError": "errors",
+    "OptionError": "errors",
+    "PluginError": "errors",
+    "TargetError": "errors",
+    "UnknownLayerError": "errors",
+    "UnknownMethodError": "errors",
+    "UnsupportedModelError": "errors",
+    "XaiError": "errors",
+    "Attribution": "explainer",
+    "Explainer": "explainer",
+    "Explanation": "explanation",
+    "hookimpl": "registry",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'xai_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:
+    from .adapter import LayerInfo, ModelAdapter
+    from .api import (
+        adapt,
+        backends,
+        explain,
+        explainers,
+        get_explainer,
+        plugins,
+        register,
+        run,
+        unregister,
+    )
+    from .batching import BatchedModel
+    from .errors import (
+        CapabilityError,
+        InputError,
+        OptionError,
+        PluginError,
+        TargetError,
+        UnknownLayerError,
+        UnknownMethodError,
+        UnsupportedModelError,
+        XaiError,
+    )
+    from .explainer import Attribution, Explainer
+    from .explanation import Explanation
+    from .registry import hookimpl

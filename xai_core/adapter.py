@@ -1,0 +1,107 @@
+"""The contract between explainers and frameworks.
+
+An explainer sees a model only through a `ModelAdapter`: NumPy arrays in,
+NumPy arrays out. A backend implements the methods its framework can do; a
+method it cannot do raises `CapabilityError` naming the backend and what to
+use instead, so a forward-only backend (a remote scoring service, say) still
+runs LIME and Kernel SHAP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import CapabilityError, UnknownLayerError
+
+#: what to suggest when a backend lacks gradients
+FORWARD_ONLY_METHODS = "lime or kernel_shap"
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One layer as every backend describes it."""
+
+    name: str
+    kind: str
+    n_params: int
+    output_shape: tuple[int | None, ...] | None = None
+
+
+class ModelAdapter(ABC):
+    """Wraps one model of one framework behind NumPy-in, NumPy-out methods.
+
+    Subclasses set `backend` (the name users see in `Explanation.backend`) and
+    implement `forward`; everything else is optional.
+    """
+
+    backend: str = "abstract"
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    # -- required ----------------------------------------------------------
+    @abstractmethod
+    def forward(self, inputs: np.ndarray) -> np.ndarray:
+        """Model outputs for a batch, shape (batch, n_outputs) or (batch,)."""
+
+    # -- optional capabilities -----------------------------------------------
+    def gradients(self, inputs: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """d output[i, target[i]] / d inputs[i], same shape as `inputs`."""
+        raise self.missing("gradients", f"use a forward-only method such as {FORWARD_ONLY_METHODS}")
+
+    def layers(self) -> list[LayerInfo]:
+        """Leaf layers in execution order, named as the framework names them."""
+        raise self.missing("layer inspection")
+
+    def capture(self, inputs: np.ndarray, layers: Sequence[str]) -> dict[str, np.ndarray]:
+        """Outputs of the named layers for a batch, batch first, in the framework's layout."""
+        raise self.missing("layer capture")
+
+    def layer_gradients(
+        self, inputs: np.ndarray, target: np.ndarray, layer: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(activation, d output[i, target[i]] / d activation) at the named layer."""
+        raise self.missing("gradients at a layer")
+
+    # -- lifecycle -----------------------------------------------------------
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        """Put the model in inference state for a whole explanation and restore it after.
+
+        The core enters this once per `explain` call, so per-batch calls do not
+        toggle modes. Backends override it; the default has no state to manage.
+        """
+        yield
+
+    def to_numpy(self, inputs: Any) -> np.ndarray:
+        """Convert the framework's tensor (or anything array-like) to NumPy."""
+        return np.asarray(inputs)
+
+    def framework_version(self) -> str | None:
+        """Version of the framework, recorded in every `Explanation`."""
+        return None
+
+    # -- helpers for subclasses ---------------------------------------------------
+    def missing(self, capability: str, hint: str | None = None) -> CapabilityError:
+        """The error to raise for a capability this backend does not have."""
+        message = f"the {self.backend!r} backend ({type(self).__name__}) does not support {capability}"
+        return CapabilityError(f"{message}; {hint}." if hint else f"{message}.")
+
+    def check_layers(self, names: Sequence[str]) -> None:
+        """Raise `UnknownLayerError` listing the model's layers if a name is not one of them."""
+        known = [layer.name for layer in self.layers()]
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise UnknownLayerError(
+                f"the model has no layer named {', '.join(map(repr, unknown))}. "
+                f"Its layers are: {', '.join(known) or '(none)'}."
+            )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({type(self.model).__name__})"

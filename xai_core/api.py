@@ -1,0 +1,131 @@
+"""The public verbs: `explain`, `adapt`, `get_explainer`, and the plugin listings."""
+
+from __future__ import annotations
+
+import platform
+from typing import Any
+
+import numpy as np
+
+from .adapter import ModelAdapter
+from .batching import BatchedModel
+from .errors import InputError, UnsupportedModelError, XaiError
+from .explainer import Explainer
+from .explanation import Explanation
+from .registry import REGISTRY
+from .validation import check_inputs, check_predictions, resolve_target
+
+
+def adapt(model: Any) -> ModelAdapter:
+    """Wrap `model` in the adapter of the first installed backend that recognises it."""
+    if isinstance(model, ModelAdapter):
+        return model
+    adapter = REGISTRY.adapt(model)
+    if adapter is None:
+        installed = ", ".join(REGISTRY.backend_names()) or "none"
+        failed = "".join(
+            f"\n  - {r.name} failed to load: {r.error}" for r in REGISTRY.backend_failures()
+        )
+        raise UnsupportedModelError(
+            f"no installed backend handles a {type(model).__module__}.{type(model).__qualname__}. "
+            f"Installed backends: {installed}.{failed}\nInstall the backend for its framework "
+            "(e.g. `pip install xai-core[torch]`), or wrap the model in your own "
+            "`xai_core.ModelAdapter` subclass."
+        )
+    return adapter
+
+
+def get_explainer(method: str, **options: Any) -> Explainer:
+    """Build the explainer registered as `method` with its options checked."""
+    cls = REGISTRY.explainer_class(method)
+    return cls(**options)
+
+
+def explain(
+    model: Any, inputs: Any, method: str, *, target: Any = None, **options: Any
+) -> Explanation:
+    """Explain `model`'s predictions on `inputs` with `method`.
+
+    `inputs` is a NumPy array or the framework's tensor, batch first, in the
+    layout the model expects. `target` is None (the predicted class, or the
+    only output), an int, or one int per sample. `options` go to the explainer.
+    """
+    explainer = get_explainer(method, **options)
+    return run(explainer, adapt(model), inputs, target)
+
+
+def run(explainer: Explainer, adapter: ModelAdapter, inputs: Any, target: Any = None) -> Explanation:
+    """Run a built explainer through an adapter; the model's state is restored however it ends."""
+    x = check_inputs(adapter.to_numpy(inputs))
+    batched = BatchedModel(adapter, explainer.options["internal_batch_size"])
+    with adapter.session():
+        predictions = _predict(batched, x)
+        resolved = resolve_target(
+            None if target is None else adapter.to_numpy(target), predictions
+        )
+        result = explainer.explain(batched, x, resolved)
+    return Explanation(
+        method=explainer.name,
+        inputs=x,
+        target=resolved,
+        predictions=predictions,
+        attributions=result.attributions,
+        activations=result.activations,
+        convergence_delta=result.convergence_delta,
+        backend=adapter.backend,
+        options=dict(explainer.options),
+        versions=_versions(adapter),
+        extras=result.extras,
+    )
+
+
+def _predict(batched: BatchedModel, x: np.ndarray) -> np.ndarray:
+    """The model's outputs; a framework error here almost always means a wrong input shape."""
+    try:
+        out = batched.forward(x)
+    except XaiError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - re-raised with the fix, original chained
+        raise InputError(
+            f"the model rejected inputs of shape {x.shape} (dtype {x.dtype}): "
+            f"{type(exc).__name__}: {exc}\nPass a batch-first array in the layout and "
+            "feature size the model expects (channels-first for PyTorch/Paddle convolutions, "
+            "channels-last for Keras)."
+        ) from exc
+    return check_predictions(out, len(x))
+
+
+def _versions(adapter: ModelAdapter) -> dict[str, str | None]:
+    from . import __version__
+
+    return {
+        "xai_core": __version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        adapter.backend: adapter.framework_version(),
+    }
+
+
+def backends() -> list[str]:
+    """Names of the installed, loaded backends (importing none of their frameworks)."""
+    return REGISTRY.backend_names()
+
+
+def explainers() -> list[str]:
+    """Names of the installed explanation methods."""
+    return list(REGISTRY.explainer_table())
+
+
+def plugins() -> list[dict[str, Any]]:
+    """Every plugin with its group, distribution, version, load status and any error."""
+    return [r.as_dict() for r in REGISTRY.records()]
+
+
+def register(plugin: object, name: str | None = None) -> str:
+    """Register a plugin object (module or instance with hook functions) at run time."""
+    return REGISTRY.register(plugin, name)
+
+
+def unregister(plugin: object) -> None:
+    """Undo `register`."""
+    REGISTRY.unregister(plugin)

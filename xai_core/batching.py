@@ -1,0 +1,63 @@
+"""Cutting work into `internal_batch_size` rows, once, for every explainer and backend.
+
+Explainers call a `BatchedModel` exactly as they would call an adapter; it
+splits the rows, calls the adapter per chunk and joins the results. Backends
+therefore never chunk, and explainers never chunk either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from .adapter import LayerInfo, ModelAdapter
+
+
+class BatchedModel:
+    """An adapter seen through fixed-size row chunks."""
+
+    def __init__(self, adapter: ModelAdapter, batch_size: int | None = None) -> None:
+        self.adapter = adapter
+        self.batch_size = batch_size
+
+    @property
+    def backend(self) -> str:
+        return self.adapter.backend
+
+    def _chunks(self, n: int) -> list[slice]:
+        size = self.batch_size or max(n, 1)
+        return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+    def _map(self, fn: Callable[[slice], np.ndarray], n: int) -> np.ndarray:
+        parts = [fn(rows) for rows in self._chunks(n)]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+
+    def forward(self, inputs: np.ndarray) -> np.ndarray:
+        out = self._map(lambda rows: np.asarray(self.adapter.forward(inputs[rows])), len(inputs))
+        return out.reshape(len(inputs), -1) if out.ndim == 1 else out
+
+    def gradients(self, inputs: np.ndarray, target: np.ndarray) -> np.ndarray:
+        return self._map(lambda r: self.adapter.gradients(inputs[r], target[r]), len(inputs))
+
+    def capture(self, inputs: np.ndarray, layers: Sequence[str]) -> dict[str, np.ndarray]:
+        parts = [self.adapter.capture(inputs[rows], layers) for rows in self._chunks(len(inputs))]
+        return {name: np.concatenate([p[name] for p in parts], axis=0) for name in layers}
+
+    def layer_gradients(
+        self, inputs: np.ndarray, target: np.ndarray, layer: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        parts = [
+            self.adapter.layer_gradients(inputs[r], target[r], layer)
+            for r in self._chunks(len(inputs))
+        ]
+        return (
+            np.concatenate([a for a, _ in parts], axis=0),
+            np.concatenate([g for _, g in parts], axis=0),
+        )
+
+    def layers(self) -> list[LayerInfo]:
+        return self.adapter.layers()
+
+    def check_layers(self, names: Sequence[str]) -> None:
+        self.adapter.check_layers(names)

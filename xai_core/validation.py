@@ -1,0 +1,85 @@
+"""Checks on what users pass in, with messages that say how to fix it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError, TargetError
+
+
+def check_inputs(inputs: np.ndarray) -> np.ndarray:
+    """A non-empty, finite, floating batch (integers are promoted to float32)."""
+    if inputs.dtype == object or not np.issubdtype(inputs.dtype, np.number):
+        raise InputError(
+            f"inputs must be numeric, got dtype {inputs.dtype}. Pass a NumPy array or the "
+            "framework's tensor, batch first."
+        )
+    if inputs.ndim < 2:
+        raise InputError(
+            f"inputs must be batch first with at least 2 dimensions, got shape {inputs.shape}. "
+            "For a single sample add a batch axis: x[None]."
+        )
+    if inputs.shape[0] == 0:
+        raise InputError("inputs hold an empty batch (0 samples): pass at least one sample.")
+    if not np.issubdtype(inputs.dtype, np.floating):
+        inputs = inputs.astype(np.float32)
+    bad = ~np.isfinite(inputs)
+    if bad.any():
+        rows = np.unique(np.nonzero(bad)[0])[:5].tolist()
+        raise InputError(
+            f"inputs contain NaN or inf ({int(bad.sum())} values, in samples {rows}"
+            f"{'...' if bad.any(axis=tuple(range(1, inputs.ndim))).sum() > 5 else ''}). "
+            "Clean or impute them before explaining."
+        )
+    return inputs
+
+
+def check_predictions(predictions: np.ndarray, n: int) -> np.ndarray:
+    """Model outputs as (batch, n_outputs)."""
+    predictions = np.asarray(predictions)
+    if predictions.ndim == 1:
+        predictions = predictions.reshape(-1, 1)
+    if predictions.ndim != 2 or predictions.shape[0] != n:
+        raise InputError(
+            f"the model returned outputs of shape {predictions.shape} for {n} samples; "
+            "xai_core explains models whose output is (batch, n_outputs) or (batch,)."
+        )
+    return predictions
+
+
+def resolve_target(target: Any, predictions: np.ndarray) -> np.ndarray:
+    """One class index per sample, from None, an int or one int per sample.
+
+    None means the only output of a single-output model, else each sample's
+    predicted class (the argmax), as in shap and Captum's tutorials.
+    """
+    n, k = predictions.shape
+    if target is None:
+        if k == 1:
+            return np.zeros(n, dtype=np.int64)
+        return predictions.argmax(axis=1).astype(np.int64)
+    arr = np.asarray(target)
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
+        if np.issubdtype(arr.dtype, np.floating) and np.all(np.mod(arr, 1) == 0):
+            arr = arr.astype(np.int64)
+        else:
+            raise TargetError(
+                f"target must be None, an int or one int per sample, got {target!r:.80}."
+            )
+    if arr.ndim == 0:
+        arr = np.full(n, int(arr), dtype=np.int64)
+    arr = arr.reshape(-1) if arr.ndim == 2 and 1 in arr.shape else arr
+    if arr.ndim != 1 or len(arr) != n:
+        raise TargetError(
+            f"target has {arr.size} values for {n} samples: give one int for all samples "
+            "or exactly one per sample."
+        )
+    out_of_range = (arr < 0) | (arr >= k)
+    if out_of_range.any():
+        raise TargetError(
+            f"target {arr[out_of_range][:5].tolist()} out of range: the model has {k} "
+            f"output{'s' if k != 1 else ''}, so targets must be in 0..{k - 1}."
+        )
+    return arr.astype(np.int64)
