@@ -1,1 +1,1 @@
-"""Built-in explainers, installed as `xai_core_explainers`; each registered through an entry point."""
+"""Built-in explainers, installed as `xai_core_explainers`, each registered by entry point."""

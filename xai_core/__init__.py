@@ -40,7 +40,34 @@ _EXPORTS = {
     "hookimpl": "registry",
 }
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+__all__ = [
+    "Attribution",
+    "BatchedModel",
+    "CapabilityError",
+    "Explainer",
+    "Explanation",
+    "InputError",
+    "LayerInfo",
+    "ModelAdapter",
+    "OptionError",
+    "PluginError",
+    "TargetError",
+    "UnknownLayerError",
+    "UnknownMethodError",
+    "UnsupportedModelError",
+    "XaiError",
+    "__version__",
+    "adapt",
+    "backends",
+    "explain",
+    "explainers",
+    "get_explainer",
+    "hookimpl",
+    "plugins",
+    "register",
+    "run",
+    "unregister",
+]
 
 
 def __getattr__(name: str) -> Any:

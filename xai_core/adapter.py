@@ -90,7 +90,9 @@ class ModelAdapter(ABC):
     # -- helpers for subclasses ---------------------------------------------------
     def missing(self, capability: str, hint: str | None = None) -> CapabilityError:
         """The error to raise for a capability this backend does not have."""
-        message = f"the {self.backend!r} backend ({type(self).__name__}) does not support {capability}"
+        message = (
+            f"the {self.backend!r} backend ({type(self).__name__}) does not support {capability}"
+        )
         return CapabilityError(f"{message}; {hint}." if hint else f"{message}.")
 
     def check_layers(self, names: Sequence[str]) -> None:

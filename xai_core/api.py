@@ -54,15 +54,15 @@ def explain(
     return run(explainer, adapt(model), inputs, target)
 
 
-def run(explainer: Explainer, adapter: ModelAdapter, inputs: Any, target: Any = None) -> Explanation:
+def run(
+    explainer: Explainer, adapter: ModelAdapter, inputs: Any, target: Any = None
+) -> Explanation:
     """Run a built explainer through an adapter; the model's state is restored however it ends."""
     x = check_inputs(adapter.to_numpy(inputs))
     batched = BatchedModel(adapter, explainer.options["internal_batch_size"])
     with adapter.session():
         predictions = _predict(batched, x)
-        resolved = resolve_target(
-            None if target is None else adapter.to_numpy(target), predictions
-        )
+        resolved = resolve_target(None if target is None else adapter.to_numpy(target), predictions)
         result = explainer.explain(batched, x, resolved)
     return Explanation(
         method=explainer.name,

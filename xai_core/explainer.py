@@ -59,7 +59,7 @@ class Explainer(ABC):
             )
         self.validate()
 
-    def validate(self) -> None:
+    def validate(self) -> None:  # noqa: B027 - optional hook, most explainers need it
         """Check option values; raise `OptionError` saying which and what is allowed."""
 
     @abstractmethod

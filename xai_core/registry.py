@@ -122,10 +122,10 @@ class Registry:
             )
             try:
                 self._register(plugin, key, record)
-            except Exception:
+            except Exception as exc:
                 if pm.is_registered(plugin):
                     pm.unregister(plugin)
-                raise
+                raise PluginError(f"cannot register plugin {record.name!r}: {exc}") from exc
             self._records[("runtime", record.name)] = record
             self._explainers = None
             try:
@@ -148,7 +148,7 @@ class Registry:
 
     # -- queries -----------------------------------------------------------
     def records(self) -> list[PluginRecord]:
-        self.pm
+        self.pm  # noqa: B018 - loads the plugins on first use
         return list(self._records.values())
 
     def backend_names(self) -> list[str]:

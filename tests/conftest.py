@@ -1,0 +1,49 @@
+"""Shared fixtures, and the one rule that keeps the suite from crashing.
+
+Importing tensorflow and then paddle in one process is a segfault inside
+paddle's native library; paddle first, then tensorflow, works. So, if paddle
+is installed, it is imported here, before any test module can import
+tensorflow, whatever tests are selected and in whatever order. (The library
+itself never imports a framework the user's model does not need.)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+if importlib.util.find_spec("paddle") is not None:
+    import paddle  # noqa: F401  - must precede tensorflow; see the docstring
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+def torch_state(model) -> tuple:
+    """Everything an explanation must leave as it found it on a torch module."""
+    import torch
+
+    hooks = tuple(
+        (
+            name,
+            len(m._forward_hooks),
+            len(m._forward_pre_hooks),
+            len(m._backward_hooks),
+            len(getattr(m, "_backward_pre_hooks", {})),
+        )
+        for name, m in model.named_modules()
+    )
+    modes = tuple((name, m.training) for name, m in model.named_modules())
+    params = tuple(
+        (name, p.requires_grad, p.grad is None, float(p.detach().double().sum()))
+        for name, p in model.named_parameters()
+    )
+    return modes, hooks, params, torch.is_grad_enabled()

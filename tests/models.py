@@ -1,0 +1,33 @@
+"""Small models shared by the tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def torch_linear(n_in: int = 5, n_out: int = 3, seed: int = 0):
+    """A single Linear layer: saliency = |W[t]|, gradient x input = W[t] * x exactly."""
+    import torch
+
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(n_in, n_out))
+
+
+def torch_mlp(seed: int = 0):
+    from xai_core.testing.twins import mlp_weights, torch_mlp
+
+    return torch_mlp(mlp_weights(seed=seed))
+
+
+def torch_cnn(seed: int = 0):
+    from xai_core.testing.twins import cnn_weights, torch_cnn
+
+    return torch_cnn(cnn_weights(seed=seed))
+
+
+def images(n: int = 4, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0, 1, (n, 1, 8, 8)).astype(np.float32)
+
+
+def tabular(n: int = 4, d: int = 6, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)

@@ -1,0 +1,40 @@
+"""The `xai` command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def xai(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "xai_core.cli", *args], capture_output=True, text=True, cwd=cwd
+    )
+
+
+def test_plugins_lists_backends_explainers_and_versions():
+    result = xai("plugins")
+    assert result.returncode == 0, result.stderr
+    assert "torch" in result.stdout and "saliency" in result.stdout
+    assert "xai-outsider-numpy 0.3.0" in result.stdout
+
+
+def test_plugins_json():
+    records = json.loads(xai("plugins", "--json").stdout)["plugins"]
+    names = {(r["group"], r["name"]): r["status"] for r in records}
+    assert names[("xai_core.backends", "torch")] == "loaded"
+    assert names[("xai_core.explainers", "saliency")] == "loaded"
+
+
+def test_demo_writes_figures_and_a_summary(tmp_path):
+    out = tmp_path / "demo"
+    result = xai("demo", "--out", str(out), "--frameworks", "torch", "--n-images", "3")
+    assert result.returncode == 0, result.stderr
+    assert str(out) in result.stdout
+    summary = (out / "summary.txt").read_text()
+    accuracy = float(summary.split("held-out accuracy (PyTorch): ")[1].split()[0])
+    assert accuracy > 0.85, summary
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert "saliency_torch.png" in pngs
+    assert all((out / p).stat().st_size > 5000 for p in pngs)

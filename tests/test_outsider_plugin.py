@@ -1,0 +1,63 @@
+"""A third-party backend, installed as its own distribution, found through its entry point."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+from xai_outsider_numpy import BlackBox, NumpyMLP
+
+from xai_core.testing import AdapterConformance
+
+
+class TestOutsiderConformance(AdapterConformance):
+    layer = "fc1"
+
+    def make_model(self):
+        return NumpyMLP.random()
+
+    def make_inputs(self):
+        return np.random.default_rng(3).normal(size=(3, 5))
+
+    def expected_activation(self, model, inputs, layer):
+        return inputs @ model.w1 + model.b1
+
+
+class TestForwardOnlyConformance(AdapterConformance):
+    expected_failures = {"check_gradients": "a black box has no gradients"}
+
+    def make_model(self):
+        mlp = NumpyMLP.random()
+        return BlackBox(mlp)
+
+    def make_inputs(self):
+        return np.random.default_rng(3).normal(size=(3, 5))
+
+
+def test_found_through_its_entry_point_in_a_fresh_process():
+    code = """
+import json, numpy as np, xai_core
+from xai_outsider_numpy import NumpyMLP
+model = NumpyMLP.random()
+x = np.random.default_rng(0).normal(size=(4, 5))
+e = xai_core.explain(model, x, "saliency", abs=False, target=1)
+record = [r for r in xai_core.plugins() if r["name"] == "numpy_mlp"][0]
+print(json.dumps({"backend": e.backend, "attr": e.attributions.tolist(),
+                  "dist": record["distribution"], "version": record["version"],
+                  "status": record["status"]}))
+"""
+    out = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    assert out["backend"] == "numpy_mlp"
+    assert (out["dist"], out["version"], out["status"]) == ("xai-outsider-numpy", "0.3.0", "loaded")
+    # reference: the chain rule written out, independent of the plugin's backprop code
+    model = NumpyMLP.random()
+    x = np.random.default_rng(0).normal(size=(4, 5))
+    active = (x @ model.w1 + model.b1) > 0
+    expected = (active * model.w2[:, 1]) @ model.w1.T
+    np.testing.assert_allclose(out["attr"], expected, rtol=1e-10)

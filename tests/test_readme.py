@@ -1,0 +1,43 @@
+"""The README's code must run: its examples are executed here so they never rot."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+import xai_core
+
+README = (Path(__file__).parent.parent / "README.md").read_text()
+
+
+def python_blocks(after_heading: str) -> list[str]:
+    section = README.split(after_heading, 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, re.S)
+
+
+def test_example_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(python_blocks("## Example")[0], namespace)
+    assert (tmp_path / "saliency.npz").exists()
+    assert namespace["same"].attributions.shape == (5, 4)
+    np.testing.assert_array_equal(namespace["same"].target, [2] * 5)
+
+
+def test_explainer_plugin_example_runs():
+    block = next(b for b in python_blocks("## Writing a plugin") if "GradientNorm" in b)
+    namespace: dict = {"np": np, "xai_core": xai_core}
+    exec(block, namespace)
+    module = type("Plugin", (), {"xai_explainers": staticmethod(namespace["xai_explainers"])})
+    xai_core.register(module, name="readme")
+    try:
+        from models import tabular, torch_linear
+
+        model, x = torch_linear(), tabular(3, d=5)
+        expl = xai_core.explain(model, x, "gradient_norm", target=1)
+        w = model[0].weight.detach().numpy()
+        np.testing.assert_allclose(expl.attributions, np.tile(w[1] ** 2, (3, 1)), rtol=1e-6)
+    finally:
+        xai_core.unregister(module)

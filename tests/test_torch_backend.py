@@ -1,0 +1,136 @@
+"""The PyTorch backend: conformance kit, tensors in, dtype/device, state restored."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import torch_state
+from models import images, tabular, torch_cnn, torch_mlp
+
+import xai_core
+from xai_core.testing import AdapterConformance
+
+
+class TestTorchMLPConformance(AdapterConformance):
+    layer = "fc1"
+
+    def make_model(self):
+        model = torch_mlp()
+        model.train()  # the kit checks that the user's mode comes back
+        return model
+
+    def make_inputs(self):
+        return tabular(3)
+
+    def expected_activation(self, model, inputs, layer):
+        with torch.no_grad():
+            return model.fc1(torch.from_numpy(inputs)).numpy()
+
+    def model_state(self, model):
+        return torch_state(model)
+
+
+class TestTorchCNNConformance(AdapterConformance):
+    layer = "conv2"
+
+    def make_model(self):
+        return torch_cnn()
+
+    def make_inputs(self):
+        return images(3)
+
+    def make_wrong_inputs(self):
+        return np.repeat(images(3), 3, axis=1)  # 3 channels for a 1-channel conv
+
+    def expected_activation(self, model, inputs, layer):
+        with torch.no_grad():
+            x = model.pool(model.relu1(model.conv1(torch.from_numpy(inputs))))
+            return model.conv2(x).numpy()
+
+    def model_state(self, model):
+        return torch_state(model)
+
+
+def test_tensor_inputs_give_the_numpy_answer():
+    model, x = torch_cnn(), images(3)
+    from_numpy = xai_core.explain(model, x, "saliency")
+    from_tensor = xai_core.explain(model, torch.from_numpy(x), "saliency")
+    assert isinstance(from_tensor.attributions, np.ndarray)
+    np.testing.assert_array_equal(from_numpy.attributions, from_tensor.attributions)
+
+
+def test_tensor_that_requires_grad_is_left_alone():
+    model = torch_mlp()
+    x = torch.from_numpy(tabular(2)).requires_grad_(True)
+    xai_core.explain(model, x, "saliency")
+    assert x.grad is None and x.requires_grad
+
+
+def test_eval_mode_during_explanation_user_mode_after():
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(6, 3)
+            self.dropout = torch.nn.Dropout(0.9)
+
+        def forward(self, x):
+            seen.append((self.training, self.dropout.training))
+            return self.fc(self.dropout(x))
+
+    model = Probe()
+    model.train()
+    model.fc.eval()  # a mixed state must come back exactly
+    a = xai_core.explain(model, tabular(4), "saliency", target=0)
+    b = xai_core.explain(model, tabular(4), "saliency", target=0)
+    np.testing.assert_array_equal(a.attributions, b.attributions)  # dropout was off
+    assert all(flags == (False, False) for flags in seen)
+    assert model.training and model.dropout.training and not model.fc.training
+
+
+def test_state_restored_after_an_error_inside_the_model():
+    class Fails(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(6, 3)
+            self.calls = 0
+
+        def forward(self, x):
+            self.calls += 1
+            if self.calls > 1:  # forward works, the gradient pass fails
+                raise RuntimeError("boom")
+            return self.fc(x)
+
+    model = Fails()
+    model.train()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    model.fc.bias.requires_grad_(True)
+    before = torch_state(model)
+    with pytest.raises(RuntimeError, match="boom"):
+        xai_core.explain(model, tabular(2), "saliency")
+    assert torch_state(model) == before
+
+
+def test_float64_model_gets_float64_inputs():
+    model = torch_mlp().double()
+    expl = xai_core.explain(model, tabular(2), "saliency", abs=False)
+    assert expl.attributions.dtype == np.float64
+
+
+def test_layers_lists_leaves_with_parameter_counts():
+    layers = xai_core.adapt(torch_cnn()).layers()
+    by_name = {layer.name: layer for layer in layers}
+    assert list(by_name) == ["conv1", "relu1", "pool", "conv2", "relu2", "gap", "flatten", "fc"]
+    assert by_name["conv1"].n_params == 8 * 1 * 9 + 8
+    assert by_name["conv1"].kind == "Conv2d"
+    assert by_name["fc"].n_params == 16 * 10 + 10
+
+
+def test_unknown_layer_lists_the_model_layers():
+    adapter = xai_core.adapt(torch_cnn())
+    with pytest.raises(xai_core.UnknownLayerError) as info:
+        adapter.capture(images(2), ["conv3"])
+    assert "conv3" in str(info.value) and "conv1" in str(info.value) and "fc" in str(info.value)

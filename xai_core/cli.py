@@ -1,0 +1,79 @@
+"""The `xai` command: `xai plugins` and `xai demo`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    from .api import plugins
+    from .registry import REGISTRY
+
+    records = plugins()
+    try:
+        explainer_table = REGISTRY.explainer_table()
+        clash = None
+    except Exception as exc:  # noqa: BLE001 - shown, not raised: this command diagnoses
+        explainer_table, clash = {}, str(exc)
+    if args.json:
+        print(json.dumps({"plugins": records, "error": clash}, indent=2))
+        return 0
+    for group in ("xai_core.backends", "xai_core.explainers", "runtime"):
+        rows = [r for r in records if r["group"] == group]
+        if not rows:
+            continue
+        print(f"{group}:")
+        for r in rows:
+            dist = f"{r['distribution']} {r['version']}" if r["distribution"] else "(runtime)"
+            line = f"  {r['name']:<22} {r['status']:<9} {dist:<24} {r['value']}"
+            print(line)
+            if r["error"]:
+                print(f"      ! {r['error']}")
+    if explainer_table:
+        print("methods: " + ", ".join(explainer_table))
+    if clash:
+        print(f"error: {clash}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    out = run_demo(args.out, frameworks=args.frameworks, n_images=args.n_images)
+    print(f"demo figures and summary written to {out}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="xai", description="Explain neural networks, any framework."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("plugins", help="list backends and explainers, with versions and failures")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_plugins)
+    d = sub.add_parser("demo", help="train a small digits CNN, explain it, write figures")
+    d.add_argument("--out", default="xai-demo", help="output folder (default: ./xai-demo)")
+    d.add_argument(
+        "--frameworks",
+        nargs="*",
+        default=None,
+        help="frameworks to show (default: every installed one of torch, tensorflow, paddle)",
+    )
+    d.add_argument("--n-images", type=int, default=6, help="held-out digits to explain")
+    d.set_defaults(func=_demo)
+    args = parser.parse_args(argv)
+    from .errors import XaiError
+
+    try:
+        return args.func(args)
+    except XaiError as exc:
+        print(f"xai: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
