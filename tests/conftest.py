@@ -47,3 +47,32 @@ def torch_state(model) -> tuple:
         for name, p in model.named_parameters()
     )
     return modes, hooks, params, torch.is_grad_enabled()
+
+
+def keras_state(model) -> tuple:
+    """Layer attributes (nothing may be left behind), trainable flags and weights."""
+    layers = [model, *model._flatten_layers(include_self=False, recursive=True)]
+    return tuple(
+        (
+            layer.name,
+            tuple(sorted(vars(layer))),
+            layer.trainable,
+            tuple(float(np.asarray(w).sum()) for w in layer.get_weights()),
+        )
+        for layer in layers
+    )
+
+
+def paddle_state(model) -> tuple:
+    """Modes, hooks, stop_gradient flags and .grad of every sublayer and parameter."""
+    layers = model.named_sublayers(include_self=True)
+    modes = tuple((name, layer.training) for name, layer in layers)
+    hooks = tuple(
+        (name, len(layer._forward_post_hooks), len(layer._forward_pre_hooks))
+        for name, layer in layers
+    )
+    params = tuple(
+        (name, p.stop_gradient, p.grad is None, float(p.numpy().sum()))
+        for name, p in model.named_parameters()
+    )
+    return modes, hooks, params

@@ -96,3 +96,187 @@ def torch_cnn(weights: Weights | None = None, channels: int = 1, n_out: int = 10
 def torch_weights(model: Any) -> Weights:
     """A trained PyTorch twin's weights, to build the other frameworks' twins from."""
     return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
+
+
+# -- Keras (channels-last) ----------------------------------------------------------------
+def _conv_kernel_hwio(w: np.ndarray) -> np.ndarray:
+    """PyTorch/Paddle (out, in, kh, kw) -> Keras (kh, kw, in, out)."""
+    return np.ascontiguousarray(w.transpose(2, 3, 1, 0))
+
+
+def keras_mlp(weights: Weights, kind: str = "sequential") -> Any:
+    """The MLP twin as a Sequential, functional or subclassed Keras model."""
+    import keras
+
+    hidden, n_in = weights["fc1.weight"].shape
+    n_out = weights["fc2.weight"].shape[0]
+
+    def layers():
+        return (
+            keras.layers.Dense(hidden, name="fc1"),
+            keras.layers.ReLU(name="relu"),
+            keras.layers.Dense(n_out, name="fc2"),
+        )
+
+    if kind == "sequential":
+        model = keras.Sequential([keras.Input((n_in,)), *layers()])
+    elif kind == "functional":
+        inputs = keras.Input((n_in,))
+        fc1, relu, fc2 = layers()
+        model = keras.Model(inputs, fc2(relu(fc1(inputs))))
+    elif kind == "subclassed":
+
+        class MLP(keras.Model):
+            def __init__(self) -> None:
+                super().__init__()
+                self.fc1, self.relu, self.fc2 = layers()
+
+            def call(self, x):
+                return self.fc2(self.relu(self.fc1(x)))
+
+        model = MLP()
+        model(np.zeros((1, n_in), np.float32))
+    else:
+        raise ValueError(kind)
+    model.get_layer("fc1").set_weights([weights["fc1.weight"].T, weights["fc1.bias"]])
+    model.get_layer("fc2").set_weights([weights["fc2.weight"].T, weights["fc2.bias"]])
+    return model
+
+
+def keras_cnn(weights: Weights, kind: str = "sequential") -> Any:
+    """The CNN twin in Keras, channels-last; layer names as in the PyTorch twin."""
+    import keras
+
+    channels = weights["conv1.weight"].shape[1]
+    n_out = weights["fc.weight"].shape[0]
+
+    def layers():
+        return (
+            keras.layers.Conv2D(8, 3, padding="same", name="conv1"),
+            keras.layers.ReLU(name="relu1"),
+            keras.layers.MaxPooling2D(2, name="pool"),
+            keras.layers.Conv2D(16, 3, padding="same", name="conv2"),
+            keras.layers.ReLU(name="relu2"),
+            keras.layers.GlobalAveragePooling2D(name="gap"),
+            keras.layers.Flatten(name="flatten"),
+            keras.layers.Dense(n_out, name="fc"),
+        )
+
+    if kind == "sequential":
+        model = keras.Sequential([keras.Input((None, None, channels)), *layers()])
+    elif kind == "functional":
+        inputs = keras.Input((None, None, channels))
+        x = inputs
+        for layer in layers():
+            x = layer(x)
+        model = keras.Model(inputs, x)
+    elif kind == "subclassed":
+
+        class CNN(keras.Model):
+            def __init__(self) -> None:
+                super().__init__()
+                self.stack = list(layers())
+                for layer in self.stack:
+                    setattr(self, layer.name, layer)
+
+            def call(self, x):
+                for layer in self.stack:
+                    x = layer(x)
+                return x
+
+        model = CNN()
+        model(np.zeros((1, 8, 8, channels), np.float32))
+    else:
+        raise ValueError(kind)
+    for conv in ("conv1", "conv2"):
+        model.get_layer(conv).set_weights(
+            [_conv_kernel_hwio(weights[f"{conv}.weight"]), weights[f"{conv}.bias"]]
+        )
+    model.get_layer("fc").set_weights([weights["fc.weight"].T, weights["fc.bias"]])
+    return model
+
+
+# -- Paddle (channels-first) ------------------------------------------------------------------
+def paddle_mlp(weights: Weights) -> Any:
+    import paddle
+    from paddle import nn
+
+    hidden, n_in = weights["fc1.weight"].shape
+    n_out = weights["fc2.weight"].shape[0]
+
+    class MLP(nn.Layer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc1 = nn.Linear(n_in, hidden)
+            self.relu = nn.ReLU()
+            self.fc2 = nn.Linear(hidden, n_out)
+
+        def forward(self, x):
+            return self.fc2(self.relu(self.fc1(x)))
+
+    model = MLP()
+    model.set_state_dict({k: paddle.to_tensor(_paddle_layout(k, v)) for k, v in weights.items()})
+    return model
+
+
+def paddle_cnn(weights: Weights) -> Any:
+    import paddle
+    from paddle import nn
+
+    channels = weights["conv1.weight"].shape[1]
+    n_out = weights["fc.weight"].shape[0]
+
+    class CNN(nn.Layer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv2D(channels, 8, 3, padding=1)
+            self.relu1 = nn.ReLU()
+            self.pool = nn.MaxPool2D(2)
+            self.conv2 = nn.Conv2D(8, 16, 3, padding=1)
+            self.relu2 = nn.ReLU()
+            self.gap = nn.AdaptiveAvgPool2D(1)
+            self.flatten = nn.Flatten()
+            self.fc = nn.Linear(16, n_out)
+
+        def forward(self, x):
+            x = self.pool(self.relu1(self.conv1(x)))
+            x = self.gap(self.relu2(self.conv2(x)))
+            return self.fc(self.flatten(x))
+
+    model = CNN()
+    model.set_state_dict({k: paddle.to_tensor(_paddle_layout(k, v)) for k, v in weights.items()})
+    return model
+
+
+def _paddle_layout(name: str, value: np.ndarray) -> np.ndarray:
+    """Paddle's Linear stores (in, out); its convolutions use PyTorch's layout."""
+    is_linear = name.endswith(".weight") and value.ndim == 2
+    return np.ascontiguousarray(value.T) if is_linear else value
+
+
+BUILDERS = {
+    "torch": {"mlp": torch_mlp, "cnn": torch_cnn},
+    "tensorflow": {"mlp": keras_mlp, "cnn": keras_cnn},
+    "paddle": {"mlp": paddle_mlp, "cnn": paddle_cnn},
+}
+#: image layout each framework's convolutions expect
+CHANNELS_LAST = {"torch": False, "tensorflow": True, "paddle": False}
+
+
+def twin(framework: str, kind: str, weights: Weights) -> Any:
+    """Build the `kind` ("mlp" or "cnn") twin in `framework` from `weights`."""
+    return BUILDERS[framework][kind](weights)
+
+
+def to_layout(images: np.ndarray, framework: str) -> np.ndarray:
+    """NCHW images in the layout `framework`'s twin expects."""
+    if images.ndim == 4 and CHANNELS_LAST[framework]:
+        return np.ascontiguousarray(images.transpose(0, 2, 3, 1))
+    return images
+
+
+def from_layout(array: np.ndarray, framework: str) -> np.ndarray:
+    """Undo `to_layout`: back to NCHW for comparison."""
+    if array.ndim == 4 and CHANNELS_LAST[framework]:
+        return np.ascontiguousarray(array.transpose(0, 3, 1, 2))
+    return array

@@ -1,0 +1,1 @@
+"""PaddlePaddle backend: `plugin` decides (without importing paddle), `adapter` does the work."""

@@ -1,0 +1,127 @@
+"""`ModelAdapter` for `paddle.nn.Layer`.
+
+Eval mode during an explanation and each sublayer's own mode restored after;
+`register_forward_post_hook` handles removed in `finally`; gradients with
+`paddle.grad` with respect to the inputs only (no parameter gets a `.grad`);
+`stop_gradient` flags are never touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import paddle
+
+from xai_core import LayerInfo, ModelAdapter
+from xai_core.errors import InputError
+
+
+class PaddleAdapter(ModelAdapter):
+    backend = "paddle"
+
+    def __init__(self, model: paddle.nn.Layer) -> None:
+        super().__init__(model)
+        params = model.parameters()
+        self.dtype = params[0].dtype if params else paddle.float32
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        modes = [(layer, layer.training) for layer in self.model.sublayers(include_self=True)]
+        self.model.eval()
+        try:
+            yield
+        finally:
+            for layer, training in modes:
+                layer.training = training
+
+    def to_numpy(self, inputs: Any) -> np.ndarray:
+        if isinstance(inputs, paddle.Tensor):
+            return inputs.detach().numpy()
+        return np.asarray(inputs)
+
+    def framework_version(self) -> str:
+        return paddle.__version__
+
+    # -- computation ----------------------------------------------------------------
+    def _tensor(self, inputs: np.ndarray, requires_grad: bool = False) -> paddle.Tensor:
+        x = paddle.to_tensor(np.ascontiguousarray(inputs), dtype=self.dtype)
+        x.stop_gradient = not requires_grad
+        return x
+
+    def _call(self, x: paddle.Tensor) -> paddle.Tensor:
+        out = self.model(x)
+        if not isinstance(out, paddle.Tensor):
+            raise InputError(
+                f"the model returned a {type(out).__name__}, not a tensor; wrap it so that "
+                "forward returns one (batch, n_outputs) tensor."
+            )
+        return out.reshape([-1, 1]) if out.ndim == 1 else out
+
+    @staticmethod
+    def _selected(out: paddle.Tensor, target: np.ndarray) -> paddle.Tensor:
+        one_hot = np.zeros(out.shape, dtype=np.float32)
+        one_hot[np.arange(len(target)), target] = 1.0
+        return (out * paddle.to_tensor(one_hot, dtype=out.dtype)).sum()
+
+    def forward(self, inputs: np.ndarray) -> np.ndarray:
+        with paddle.no_grad():
+            return self._call(self._tensor(inputs)).numpy()
+
+    def gradients(self, inputs: np.ndarray, target: np.ndarray) -> np.ndarray:
+        x = self._tensor(inputs, requires_grad=True)
+        (grad,) = paddle.grad(self._selected(self._call(x), target), x)
+        return grad.numpy()
+
+    # -- layers ------------------------------------------------------------------
+    def _sublayers(self) -> dict[str, paddle.nn.Layer]:
+        return dict(self.model.named_sublayers())
+
+    def layers(self) -> list[LayerInfo]:
+        return [
+            LayerInfo(name, type(layer).__name__, sum(int(p.size) for p in layer.parameters()))
+            for name, layer in self._sublayers().items()
+            if not layer.sublayers()
+        ]
+
+    def check_layers(self, names: Sequence[str]) -> None:
+        known = self._sublayers()
+        if any(n not in known for n in names):
+            super().check_layers([n for n in names if n not in known])
+
+    @contextlib.contextmanager
+    def _hooked(self, names: Sequence[str]) -> Iterator[dict[str, paddle.Tensor]]:
+        self.check_layers(names)
+        sublayers = self._sublayers()
+        store: dict[str, paddle.Tensor] = {}
+        handles = []
+
+        def make_hook(name: str):
+            def hook(_layer, _inputs, output):
+                store[name] = output
+
+            return hook
+
+        try:
+            for name in names:
+                handles.append(sublayers[name].register_forward_post_hook(make_hook(name)))
+            yield store
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def capture(self, inputs: np.ndarray, layers: Sequence[str]) -> dict[str, np.ndarray]:
+        with self._hooked(layers) as store, paddle.no_grad():
+            self._call(self._tensor(inputs))
+            return {name: store[name].numpy() for name in layers}
+
+    def layer_gradients(
+        self, inputs: np.ndarray, target: np.ndarray, layer: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        with self._hooked([layer]) as store:
+            out = self._call(self._tensor(inputs, requires_grad=True))
+            activation = store[layer]
+            (grad,) = paddle.grad(self._selected(out, target), activation)
+            return activation.numpy(), grad.numpy()

@@ -1,0 +1,1 @@
+"""TensorFlow/Keras backend: `plugin` decides (without importing TF), `adapter` does the work."""

@@ -1,0 +1,152 @@
+"""`ModelAdapter` for Keras 3 models (Sequential, functional, subclassed) on TensorFlow.
+
+Forward passes and input gradients run in `tf.function`s traced once per input
+signature (batch dimension `None`), with `training=False`. Gradients use a
+`GradientTape` that watches only the inputs. Keras 3 has no forward hooks, so a
+layer is observed by temporarily shadowing its `call` with a recording wrapper
+(one instance attribute, removed in `finally`): this works the same for every
+kind of model, subclassed ones included, where no graph is known.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from xai_core import LayerInfo, ModelAdapter
+from xai_core.errors import InputError
+
+
+class KerasAdapter(ModelAdapter):
+    backend = "tensorflow"
+
+    def __init__(self, model: keras.Model) -> None:
+        super().__init__(model)
+        policy = getattr(model, "dtype_policy", None)
+        self.dtype = tf.as_dtype(getattr(policy, "compute_dtype", None) or "float32")
+        self._compiled: dict[tuple, Callable] = {}
+
+    def to_numpy(self, inputs: Any) -> np.ndarray:
+        if isinstance(inputs, (tf.Tensor, tf.Variable)):
+            return inputs.numpy()
+        return np.asarray(inputs)
+
+    def framework_version(self) -> str:
+        return f"tensorflow {tf.__version__}, keras {keras.__version__}"
+
+    # -- compiled functions --------------------------------------------------------
+    def _outputs(self, x: tf.Tensor) -> tf.Tensor:
+        out = self.model(x, training=False)
+        if not isinstance(out, tf.Tensor):
+            raise InputError(
+                f"the model returned a {type(out).__name__}, not a tensor; wrap it so that "
+                "call returns one (batch, n_outputs) tensor."
+            )
+        return tf.reshape(out, (-1, 1)) if out.shape.rank == 1 else out
+
+    def _function(self, kind: str, inputs: np.ndarray) -> Callable:
+        """One `tf.function` per (kind, sample shape): traced once, reused for any batch size."""
+        key = (kind, inputs.shape[1:])
+        if key not in self._compiled:
+            spec = tf.TensorSpec((None, *inputs.shape[1:]), self.dtype)
+            if kind == "forward":
+                fn = tf.function(self._outputs, input_signature=[spec])
+            else:
+                fn = tf.function(
+                    self._input_gradients,
+                    input_signature=[spec, tf.TensorSpec((None,), tf.int32)],
+                )
+            self._compiled[key] = fn
+        return self._compiled[key]
+
+    def _input_gradients(self, x: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(x)
+            selected = tf.gather(self._outputs(x), target, axis=1, batch_dims=1)
+        return tape.gradient(selected, x)
+
+    def _tensor(self, inputs: np.ndarray) -> tf.Tensor:
+        return tf.convert_to_tensor(np.ascontiguousarray(inputs), dtype=self.dtype)
+
+    def forward(self, inputs: np.ndarray) -> np.ndarray:
+        return self._function("forward", inputs)(self._tensor(inputs)).numpy()
+
+    def gradients(self, inputs: np.ndarray, target: np.ndarray) -> np.ndarray:
+        fn = self._function("gradients", inputs)
+        return fn(self._tensor(inputs), tf.constant(target, tf.int32)).numpy()
+
+    # -- layers ------------------------------------------------------------------
+    def _leaves(self) -> dict[str, keras.layers.Layer]:
+        leaves: dict[str, keras.layers.Layer] = {}
+
+        def walk(layer: keras.layers.Layer) -> None:
+            children = [c for c in getattr(layer, "layers", []) if c is not layer]
+            if not children:
+                if not isinstance(layer, keras.layers.InputLayer):
+                    leaves[layer.name] = layer
+                return
+            for child in children:
+                walk(child)
+
+        for child in self.model.layers:
+            walk(child)
+        return leaves
+
+    def layers(self) -> list[LayerInfo]:
+        infos = []
+        for name, layer in self._leaves().items():
+            try:
+                shape = tuple(layer.output.shape)
+            except (AttributeError, ValueError):  # subclassed models have no symbolic outputs
+                shape = None
+            infos.append(LayerInfo(name, type(layer).__name__, int(layer.count_params()), shape))
+        return infos
+
+    @contextlib.contextmanager
+    def _recording(
+        self, names: Sequence[str], tape: tf.GradientTape | None = None
+    ) -> Iterator[dict[str, tf.Tensor]]:
+        self.check_layers(names)
+        leaves = self._leaves()
+        store: dict[str, tf.Tensor] = {}
+        wrapped = []
+        try:
+            for name in names:
+                layer = leaves[name]
+                original = layer.call  # the bound method of the class
+
+                def recorder(*args, _original=original, _name=name, **kwargs):
+                    out = _original(*args, **kwargs)
+                    if tape is not None:  # record what follows the layer
+                        tape.watch(out)
+                    store[_name] = out
+                    return out
+
+                # bypass Keras's attribute tracking: one plain instance attribute
+                object.__setattr__(layer, "call", recorder)
+                wrapped.append(layer)
+            yield store
+        finally:
+            for layer in wrapped:
+                object.__delattr__(layer, "call")
+
+    def capture(self, inputs: np.ndarray, layers: Sequence[str]) -> dict[str, np.ndarray]:
+        with self._recording(layers) as store:
+            self._outputs(self._tensor(inputs))
+            return {name: store[name].numpy() for name in layers}
+
+    def layer_gradients(
+        self, inputs: np.ndarray, target: np.ndarray, layer: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            with self._recording([layer], tape) as store:
+                out = self._outputs(self._tensor(inputs))
+                selected = tf.gather(out, tf.constant(target, tf.int32), axis=1, batch_dims=1)
+        activation = store[layer]
+        grad = tape.gradient(selected, activation)
+        return activation.numpy(), grad.numpy()

@@ -1,0 +1,126 @@
+"""The same weights give the same numbers on PyTorch, Keras and Paddle.
+
+Twins are built from one set of NumPy weights (kernels transposed between NCHW
+and NHWC); forward outputs, input gradients, captured activations and every
+installed explainer's output are compared to the PyTorch twin at 1e-5 relative.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from models import images, tabular
+
+import xai_core
+from xai_core.testing.twins import cnn_weights, from_layout, mlp_weights, to_layout, twin
+
+pytest.importorskip("tensorflow")
+pytest.importorskip("paddle")
+
+FRAMEWORKS = ["torch", "tensorflow", "paddle"]
+OTHERS = ["tensorflow", "paddle"]
+RTOL = 1e-5
+
+#: options for every explainer in the repo; an explainer missing here fails the test below
+METHOD_OPTIONS: dict[str, list[dict]] = {
+    "saliency": [{}, {"abs": False, "multiply_by_inputs": True}],
+}
+
+
+def assert_close(actual, expected, what):
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    assert actual.shape == expected.shape, f"{what}: {actual.shape} vs {expected.shape}"
+    scale = max(float(np.abs(expected).max()), 1e-12)
+    err = float(np.abs(actual - expected).max()) / scale
+    assert err <= RTOL, f"{what}: relative error {err:.2e}"
+
+
+CASES = {
+    "mlp": (mlp_weights(), tabular(5), "fc1"),
+    "cnn": (cnn_weights(), images(5), "conv2"),
+}
+
+
+@pytest.fixture(scope="module")
+def twins():
+    return {
+        (fw, kind): twin(fw, kind, weights)
+        for fw in FRAMEWORKS
+        for kind, (weights, _, _) in CASES.items()
+    }
+
+
+@pytest.mark.parametrize("kind", CASES)
+@pytest.mark.parametrize("framework", OTHERS)
+def test_forward_gradients_and_activations_agree(twins, framework, kind):
+    _, x, layer = CASES[kind]
+    reference, other = xai_core.adapt(twins["torch", kind]), xai_core.adapt(twins[framework, kind])
+    xo = to_layout(x, framework)
+    target = np.arange(len(x)) % 3
+    assert_close(other.forward(xo), reference.forward(x), "forward")
+    assert_close(
+        from_layout(other.gradients(xo, target), framework),
+        reference.gradients(x, target),
+        "input gradients",
+    )
+    assert_close(
+        from_layout(other.capture(xo, [layer])[layer], framework),
+        reference.capture(x, [layer])[layer],
+        f"activation of {layer}",
+    )
+    act_o, grad_o = other.layer_gradients(xo, target, layer)
+    act_r, grad_r = reference.layer_gradients(x, target, layer)
+    assert_close(from_layout(grad_o, framework), grad_r, f"gradient at {layer}")
+
+
+@pytest.mark.parametrize("kind", ["functional", "subclassed"])
+def test_every_keras_model_kind_agrees(kind):
+    from xai_core.testing.twins import keras_cnn, keras_mlp
+
+    x = tabular(4)
+    reference = xai_core.adapt(twin("torch", "mlp", mlp_weights()))
+    other = xai_core.adapt(keras_mlp(mlp_weights(), kind))
+    target = np.array([0, 1, 2, 0])
+    assert_close(other.forward(x), reference.forward(x), "forward")
+    assert_close(other.gradients(x, target), reference.gradients(x, target), "gradients")
+    assert_close(other.capture(x, ["fc1"])["fc1"], reference.capture(x, ["fc1"])["fc1"], "fc1")
+    xi = images(3)
+    cnn_ref = xai_core.adapt(twin("torch", "cnn", cnn_weights()))
+    cnn = xai_core.adapt(keras_cnn(cnn_weights(), kind))
+    act, grad = cnn.layer_gradients(to_layout(xi, "tensorflow"), np.array([1, 2, 3]), "conv1")
+    _, grad_ref = cnn_ref.layer_gradients(xi, np.array([1, 2, 3]), "conv1")
+    assert_close(from_layout(grad, "tensorflow"), grad_ref, "gradient at conv1")
+
+
+def test_every_installed_explainer_has_cross_framework_options():
+    missing = [m for m in xai_core.explainers() if m not in METHOD_OPTIONS]
+    assert not missing, f"add {missing} to METHOD_OPTIONS so they are compared across frameworks"
+
+
+@pytest.mark.parametrize(
+    "method, options",
+    [(m, o) for m, opts in METHOD_OPTIONS.items() for o in opts],
+    ids=lambda v: v if isinstance(v, str) else ",".join(f"{k}={w}" for k, w in v.items()),
+)
+@pytest.mark.parametrize("kind", CASES)
+def test_every_explainer_gives_the_same_explanation(twins, method, options, kind):
+    _, x, _ = CASES[kind]
+    reference = xai_core.explain(twins["torch", kind], x, method, **options)
+    for framework in OTHERS:
+        expl = xai_core.explain(twins[framework, kind], to_layout(x, framework), method, **options)
+        assert expl.backend == framework
+        np.testing.assert_array_equal(expl.target, reference.target)
+        if reference.attributions is not None:
+            assert expl.attributions.shape == to_layout(x, framework).shape  # layout kept
+            assert_close(
+                from_layout(expl.attributions, framework),
+                reference.attributions,
+                f"{method} on {framework}",
+            )
+        for name, value in reference.activations.items():
+            assert_close(from_layout(expl.activations[name], framework), value, name)
+        if reference.convergence_delta is not None:
+            scale = np.abs(reference.predictions).max()
+            np.testing.assert_allclose(
+                expl.convergence_delta, reference.convergence_delta, atol=RTOL * scale
+            )

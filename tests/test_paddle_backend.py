@@ -1,0 +1,79 @@
+"""The PaddlePaddle backend: conformance, modes, hooks and flags restored."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+paddle = pytest.importorskip("paddle")
+
+from conftest import paddle_state  # noqa: E402
+from models import images, tabular  # noqa: E402
+
+import xai_core  # noqa: E402
+from xai_core.testing import AdapterConformance  # noqa: E402
+from xai_core.testing.twins import cnn_weights, mlp_weights, paddle_cnn, paddle_mlp  # noqa: E402
+
+WEIGHTS = mlp_weights()
+
+
+class TestPaddleMLP(AdapterConformance):
+    layer = "fc1"
+
+    def make_model(self):
+        model = paddle_mlp(WEIGHTS)
+        model.train()
+        model.fc1.weight.stop_gradient = True  # a frozen layer stays frozen
+        return model
+
+    def make_inputs(self):
+        return tabular(3)
+
+    def expected_activation(self, model, inputs, layer):
+        return inputs @ WEIGHTS["fc1.weight"].T + WEIGHTS["fc1.bias"]
+
+    def model_state(self, model):
+        return paddle_state(model)
+
+
+class TestPaddleCNN(AdapterConformance):
+    layer = "conv2"
+
+    def make_model(self):
+        return paddle_cnn(cnn_weights())
+
+    def make_inputs(self):
+        return images(3)
+
+    def make_wrong_inputs(self):
+        return images(3).transpose(0, 2, 3, 1)
+
+    def model_state(self, model):
+        return paddle_state(model)
+
+
+def test_tensor_inputs_and_layer_names():
+    model = paddle_cnn(cnn_weights())
+    x = images(2)
+    a = xai_core.explain(model, paddle.to_tensor(x), "saliency")
+    b = xai_core.explain(model, x, "saliency")
+    np.testing.assert_array_equal(a.attributions, b.attributions)
+    names = [layer.name for layer in xai_core.adapt(model).layers()]
+    assert names == ["conv1", "relu1", "pool", "conv2", "relu2", "gap", "flatten", "fc"]
+
+
+def test_state_restored_after_an_error_in_forward():
+    model = paddle_mlp(WEIGHTS)
+    model.train()
+    before = paddle_state(model)
+
+    def explode(layer, inputs, output):
+        raise RuntimeError("hook failed")
+
+    handle = model.fc2.register_forward_post_hook(explode)
+    try:
+        with pytest.raises(xai_core.InputError):
+            xai_core.explain(model, tabular(2), "saliency")
+    finally:
+        handle.remove()
+    assert paddle_state(model) == before

@@ -1,0 +1,125 @@
+"""The TensorFlow/Keras backend: conformance for Sequential, functional and subclassed models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+import keras  # noqa: E402
+from conftest import keras_state  # noqa: E402
+from models import images, tabular  # noqa: E402
+
+import xai_core  # noqa: E402
+from xai_core.testing import AdapterConformance  # noqa: E402
+from xai_core.testing.twins import cnn_weights, keras_cnn, keras_mlp, mlp_weights  # noqa: E402
+
+WEIGHTS = mlp_weights()
+
+
+def numpy_fc1(inputs: np.ndarray) -> np.ndarray:
+    """The first layer computed from the weights alone, without any framework."""
+    return inputs @ WEIGHTS["fc1.weight"].T + WEIGHTS["fc1.bias"]
+
+
+class KerasMLPChecks(AdapterConformance):
+    layer = "fc1"
+    kind = "sequential"
+
+    def make_model(self):
+        return keras_mlp(WEIGHTS, self.kind)
+
+    def make_inputs(self):
+        return tabular(3)
+
+    def expected_activation(self, model, inputs, layer):
+        return numpy_fc1(inputs)
+
+    def model_state(self, model):
+        return keras_state(model)
+
+
+class TestKerasSequential(KerasMLPChecks):
+    kind = "sequential"
+
+
+class TestKerasFunctional(KerasMLPChecks):
+    kind = "functional"
+
+
+class TestKerasSubclassed(KerasMLPChecks):
+    kind = "subclassed"
+
+
+class TestKerasCNN(AdapterConformance):
+    layer = "conv2"
+
+    def make_model(self):
+        return keras_cnn(cnn_weights(), "subclassed")
+
+    def make_inputs(self):
+        return images(3).transpose(0, 2, 3, 1)
+
+    def make_wrong_inputs(self):
+        return images(3)  # channels-first for a channels-last model
+
+    def model_state(self, model):
+        return keras_state(model)
+
+
+def test_tensor_inputs_and_layer_names():
+    model = keras_mlp(WEIGHTS, "functional")
+    x = tabular(2)
+    a = xai_core.explain(model, tf.constant(x), "saliency")
+    b = xai_core.explain(model, x, "saliency")
+    np.testing.assert_array_equal(a.attributions, b.attributions)
+    assert [layer.name for layer in xai_core.adapt(model).layers()] == ["fc1", "relu", "fc2"]
+
+
+def test_traced_once_per_input_signature():
+    adapter = xai_core.adapt(keras_cnn(cnn_weights()))
+    for n in (1, 3, 5, 2):
+        adapter.gradients(images(n).transpose(0, 2, 3, 1), np.zeros(n, np.int64))
+        adapter.forward(images(n).transpose(0, 2, 3, 1))
+    traces = [fn.experimental_get_tracing_count() for fn in adapter._compiled.values()]
+    assert traces == [1, 1]
+
+
+def test_no_attribute_left_behind_after_an_error_inside_a_layer():
+    model = keras_mlp(WEIGHTS, "subclassed")
+    before = keras_state(model)
+    fc2 = model.get_layer("fc2")
+    fc2_call = type(fc2).call
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("fc2 broke")
+
+    type(fc2).call = broken
+    try:
+        with pytest.raises(RuntimeError, match="fc2 broke"):
+            xai_core.adapt(model).capture(tabular(2), ["fc1"])
+    finally:
+        type(fc2).call = fc2_call
+    assert keras_state(model) == before
+    assert "call" not in vars(model.get_layer("fc1"))
+
+
+def test_keras_model_decided_before_torch():
+    # the torch backend declines keras classes even if they subclass nn.Module
+    from xai_core_backends.pytorch import plugin
+
+    assert plugin.xai_adapt(keras_mlp(WEIGHTS)) is None
+    assert xai_core.adapt(keras_mlp(WEIGHTS)).backend == "tensorflow"
+
+
+def test_training_flag_is_false_during_explanations():
+    seen = []
+
+    class Probe(keras.layers.Layer):
+        def call(self, x, training=None):
+            seen.append(training)
+            return x
+
+    model = keras.Sequential([keras.Input((6,)), Probe(), keras.layers.Dense(3)])
+    xai_core.explain(model, tabular(2), "saliency")
+    assert seen and not any(seen)
