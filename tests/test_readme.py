@@ -41,3 +41,17 @@ def test_explainer_plugin_example_runs():
         np.testing.assert_allclose(expl.attributions, np.tile(w[1] ** 2, (3, 1)), rtol=1e-6)
     finally:
         xai_core.unregister(module)
+
+
+def test_framework_examples_run_in_a_fresh_process(tmp_path):
+    import subprocess
+    import sys
+
+    first, *others = python_blocks("## Example")
+    assert [b.split("\n", 1)[0].split()[1] for b in others] == ["paddle", "keras"]
+    for block in others:
+        script = first + block + "\nassert expl.attributions.shape == (5, 4)\n"
+        result = subprocess.run(
+            [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
