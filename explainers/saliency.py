@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from xai_core import Attribution, BatchedModel, Explainer, hookimpl
-from xai_core.errors import OptionError
+from xai_core.explainer import check_bool
 
 
 class Saliency(Explainer):
@@ -20,9 +20,8 @@ class Saliency(Explainer):
     requires = ("gradients",)
 
     def validate(self) -> None:
-        for option in ("abs", "multiply_by_inputs"):
-            if not isinstance(self.options[option], (bool, np.bool_)):
-                raise OptionError(f"{option} must be True or False, got {self.options[option]!r}.")
+        check_bool("abs", self.options["abs"])
+        check_bool("multiply_by_inputs", self.options["multiply_by_inputs"])
 
     def explain(self, model: BatchedModel, inputs: np.ndarray, target: np.ndarray) -> Attribution:
         grads = model.gradients(inputs, target)

@@ -21,10 +21,34 @@ FRAMEWORKS = ["torch", "tensorflow", "paddle"]
 OTHERS = ["tensorflow", "paddle"]
 RTOL = 1e-5
 
+
+class Reference:
+    """An array option built from the case's inputs, put in each framework's layout."""
+
+    def __init__(self, make):
+        self.make = make
+
+    def __repr__(self) -> str:
+        return "array"
+
+
+BACKGROUND = Reference(lambda x: np.random.default_rng(7).uniform(0, 0.5, (6, *x.shape[1:])))
+BASELINE = Reference(lambda x: np.full((1, *x.shape[1:]), 0.25))
+
 #: options for every explainer in the repo; an explainer missing here fails the test below
 METHOD_OPTIONS: dict[str, list[dict]] = {
     "saliency": [{}, {"abs": False, "multiply_by_inputs": True}],
+    "smoothgrad": [{"n_samples": 5, "seed": 1}, {"n_samples": 4, "seed": 2, "variant": "vargrad"}],
+    "integrated_gradients": [{}, {"baselines": BASELINE, "integration": "riemann_middle"}],
+    "gradient_shap": [{"background": BACKGROUND, "n_samples": 8, "stdevs": 0.05, "seed": 3}],
 }
+
+
+def resolve(options: dict, x: np.ndarray, framework: str) -> dict:
+    return {
+        k: to_layout(v.make(x).astype(np.float32), framework) if isinstance(v, Reference) else v
+        for k, v in options.items()
+    }
 
 
 def assert_close(actual, expected, what):
@@ -105,9 +129,12 @@ def test_every_installed_explainer_has_cross_framework_options():
 @pytest.mark.parametrize("kind", CASES)
 def test_every_explainer_gives_the_same_explanation(twins, method, options, kind):
     _, x, _ = CASES[kind]
-    reference = xai_core.explain(twins["torch", kind], x, method, **options)
+    reference = xai_core.explain(twins["torch", kind], x, method, **resolve(options, x, "torch"))
     for framework in OTHERS:
-        expl = xai_core.explain(twins[framework, kind], to_layout(x, framework), method, **options)
+        xf = to_layout(x, framework)
+        expl = xai_core.explain(
+            twins[framework, kind], xf, method, **resolve(options, x, framework)
+        )
         assert expl.backend == framework
         np.testing.assert_array_equal(expl.target, reference.target)
         if reference.attributions is not None:

@@ -59,6 +59,9 @@ def run(
 ) -> Explanation:
     """Run a built explainer through an adapter; the model's state is restored however it ends."""
     x = check_inputs(adapter.to_numpy(inputs))
+    for name, value in explainer.options.items():  # tensors as options (baselines, background)
+        if hasattr(value, "__array__") and not isinstance(value, np.ndarray):
+            explainer.options[name] = adapter.to_numpy(value)
     batched = BatchedModel(adapter, explainer.options["internal_batch_size"])
     with adapter.session():
         predictions = _predict(batched, x)
@@ -73,7 +76,7 @@ def run(
         activations=result.activations,
         convergence_delta=result.convergence_delta,
         backend=adapter.backend,
-        options=dict(explainer.options),
+        options={**explainer.options, **result.options},
         versions=_versions(adapter),
         extras=result.extras,
     )

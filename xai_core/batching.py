@@ -7,7 +7,8 @@ therefore never chunk, and explainers never chunk either.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import collections
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -56,8 +57,59 @@ class BatchedModel:
             np.concatenate([g for _, g in parts], axis=0),
         )
 
+    def gradients_of_blocks(
+        self, blocks: Iterable[np.ndarray], target: np.ndarray
+    ) -> Iterator[np.ndarray]:
+        """Input gradients for a stream of blocks shaped like the batch, in order.
+
+        Methods that expand a batch (n_steps interpolations, n_samples noisy copies)
+        hand their blocks over lazily; blocks are grouped so that one adapter call
+        sees at most `batch_size` rows, so the expanded rows never have to exist at
+        once. Without a `batch_size`, all blocks go in one call, as in Captum.
+        """
+        n = len(target)
+        per_call = max(1, self.batch_size // n) if self.batch_size else None
+        pending: list[np.ndarray] = []
+
+        def flush() -> list[np.ndarray]:
+            rows = pending[0] if len(pending) == 1 else np.concatenate(pending)
+            grads = self.gradients(rows, np.tile(target, len(pending)))
+            count = len(pending)
+            pending.clear()
+            return np.split(grads, count) if count > 1 else [grads]
+
+        for block in blocks:
+            pending.append(block)
+            if per_call is not None and len(pending) == per_call:
+                yield from flush()
+        if pending:
+            yield from flush()
+
     def layers(self) -> list[LayerInfo]:
         return self.adapter.layers()
 
     def check_layers(self, names: Sequence[str]) -> None:
         self.adapter.check_layers(names)
+
+
+class Remembered:
+    """Iterates a stream of blocks and keeps each until `pop()` hands it back.
+
+    Lets an explainer pair each block with its gradients from
+    `gradients_of_blocks` while holding only the blocks of one call in memory.
+    """
+
+    def __init__(self, blocks: Iterable[np.ndarray]) -> None:
+        self._blocks = iter(blocks)
+        self._kept: collections.deque[np.ndarray] = collections.deque()
+
+    def __iter__(self) -> Remembered:
+        return self
+
+    def __next__(self) -> np.ndarray:
+        block = next(self._blocks)
+        self._kept.append(block)
+        return block
+
+    def pop(self) -> np.ndarray:
+        return self._kept.popleft()

@@ -8,6 +8,7 @@ target per sample, and returns an `Attribution`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -28,6 +29,8 @@ class Attribution:
     activations: dict[str, np.ndarray] = field(default_factory=dict)
     convergence_delta: np.ndarray | None = None
     extras: dict[str, np.ndarray] = field(default_factory=dict)
+    #: option values settled while explaining (e.g. the seed drawn when none was given)
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 class Explainer(ABC):
@@ -53,10 +56,8 @@ class Explainer(ABC):
             )
         self.options: dict[str, Any] = {**allowed, **options}
         batch = self.options["internal_batch_size"]
-        if batch is not None and (not _is_int(batch) or batch < 1):
-            raise OptionError(
-                f"internal_batch_size must be a positive integer or None, got {batch!r}."
-            )
+        if batch is not None:
+            check_positive_int("internal_batch_size", batch)
         self.validate()
 
     def validate(self) -> None:  # noqa: B027 - optional hook, most explainers need it
@@ -69,6 +70,38 @@ class Explainer(ABC):
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items() if not _is_array(v))
         return f"{type(self).__name__}({opts})"
+
+
+def resolve_seed(seed: Any) -> int:
+    """The seed to record: the user's, or fresh entropy so a run can be repeated."""
+    if seed is None:
+        return int(np.random.SeedSequence().entropy % (2**63))
+    if not _is_int(seed) or seed < 0:
+        raise OptionError(f"seed must be a non-negative integer or None, got {seed!r}.")
+    return int(seed)
+
+
+def check_positive_int(name: str, value: Any, minimum: int = 1) -> None:
+    """Raise `OptionError` unless `value` is an int >= `minimum`."""
+    if not _is_int(value) or value < minimum:
+        raise OptionError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+
+
+def check_choice(name: str, value: Any, choices: Sequence[str]) -> None:
+    """Raise `OptionError` unless `value` is one of `choices`."""
+    if value not in choices:
+        raise OptionError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}.")
+
+
+def check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, (bool, np.bool_)):
+        raise OptionError(f"{name} must be True or False, got {value!r}.")
+
+
+def check_number(name: str, value: Any, minimum: float = 0.0) -> None:
+    ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+    if not ok or not np.isfinite(value) or value < minimum:
+        raise OptionError(f"{name} must be a number >= {minimum}, got {value!r}.")
 
 
 def _is_int(value: Any) -> bool:

@@ -51,7 +51,10 @@ class TorchAdapter(ModelAdapter):
 
     # -- computation -----------------------------------------------------------
     def _tensor(self, inputs: np.ndarray, requires_grad: bool = False) -> torch.Tensor:
-        x = torch.as_tensor(np.ascontiguousarray(inputs), device=self.device, dtype=self.dtype)
+        inputs = np.ascontiguousarray(inputs)
+        if not inputs.flags.writeable:  # torch warns on read-only buffers
+            inputs = inputs.copy()
+        x = torch.as_tensor(inputs, device=self.device, dtype=self.dtype)
         return x.requires_grad_(True) if requires_grad else x
 
     def _call(self, x: torch.Tensor) -> torch.Tensor:
