@@ -67,10 +67,10 @@ def hand_written(framework: str, model):
 def bench(framework: str) -> None:
     if framework == "paddle":
         import paddle  # noqa: F401
-    from timing import interleaved, report
-
     import xai_core
     from xai_core.testing.twins import cnn_weights, from_layout, to_layout, twin
+
+    from timing import interleaved, report
 
     model = twin(framework, "cnn", cnn_weights())
     x = to_layout(

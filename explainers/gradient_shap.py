@@ -6,20 +6,19 @@ For each sample and each of `n_samples` draws: a reference row b from
 the attribution is the mean of grad f(b + a (x~ - b)) * (x~ - b). On a linear
 model it converges to w * (x - mean(background)).
 
-Reproducible by contract: with `rng = numpy.random.default_rng(seed)`, draw s
-takes, in this order, `rng.integers(0, len(background), n)` (reference rows),
-`rng.standard_normal(x.shape) * stdevs` (noise) and `rng.uniform(0, 1, n)` (a).
+Reproducible by contract: with `rng = numpy.random.default_rng(seed)`, the
+reference rows are `rng.integers(0, len(background), (n_samples, n))`, the path
+points `rng.uniform(0, 1, (n_samples, n))`, then, only if `stdevs > 0`, draw s
+(in order) adds `rng.standard_normal(x.shape, dtype=float32) * stdevs` to x.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from xai_core import Attribution, BatchedModel, Explainer, hookimpl
-from xai_core.batching import Remembered
 from xai_core.errors import OptionError
 from xai_core.explainer import check_number, check_positive_int, resolve_seed
 
@@ -44,30 +43,6 @@ def check_background(background: Any, inputs: np.ndarray) -> np.ndarray:
     return bg
 
 
-class Draw:
-    """One draw for the whole batch: reference rows, noisy inputs, path point."""
-
-    __slots__ = ("rows", "noisy", "baseline", "point")
-
-    def __init__(self, rows, noisy, baseline, point) -> None:
-        self.rows, self.noisy, self.baseline, self.point = rows, noisy, baseline, point
-
-
-def draws(
-    inputs: np.ndarray, background: np.ndarray, n_samples: int, stdevs: float, seed: int
-) -> Iterator[Draw]:
-    rng = np.random.default_rng(seed)
-    n = len(inputs)
-    shape = (n,) + (1,) * (inputs.ndim - 1)
-    for _ in range(n_samples):
-        rows = rng.integers(0, len(background), n)
-        noisy = (inputs + rng.standard_normal(inputs.shape) * stdevs).astype(inputs.dtype)
-        alpha = rng.uniform(0.0, 1.0, n).reshape(shape)
-        baseline = background[rows]
-        point = (baseline + alpha * (noisy - baseline)).astype(inputs.dtype)
-        yield Draw(rows, noisy, baseline, point)
-
-
 class GradientShap(Explainer):
     name = "gradient_shap"
     defaults = {"background": None, "n_samples": 50, "stdevs": 0.0, "seed": None}
@@ -84,19 +59,32 @@ class GradientShap(Explainer):
     def explain(self, model: BatchedModel, inputs: np.ndarray, target: np.ndarray) -> Attribution:
         background = check_background(self.options["background"], inputs)
         seed = resolve_seed(self.options["seed"])
-        n = self.options["n_samples"]
-        stream = Remembered(draws(inputs, background, n, self.options["stdevs"], seed))
-        points = (draw.point for draw in stream)
+        n_samples, n, stdevs = self.options["n_samples"], len(inputs), self.options["stdevs"]
+        rng = np.random.default_rng(seed)
+        rows = rng.integers(0, len(background), (n_samples, n))
+        alphas = rng.uniform(0.0, 1.0, (n_samples, n)).astype(inputs.dtype)
+        alphas = alphas.reshape(n_samples, n, *([1] * (inputs.ndim - 1)))
+        paths: dict[str, np.ndarray] = {}
+
+        def path_points(start: int, stop: int) -> np.ndarray:
+            base = background[rows[start:stop]]
+            ends = inputs[None]
+            if stdevs > 0:
+                noise = [
+                    rng.standard_normal(inputs.shape, dtype=np.float32) for _ in range(start, stop)
+                ]
+                ends = (inputs + np.stack(noise) * np.float32(stdevs)).astype(inputs.dtype)
+            paths["group"] = ends - base
+            return base + alphas[start:stop] * paths["group"]
+
         total = np.zeros(inputs.shape, np.float64)
-        reference_output = np.zeros(len(inputs), np.float64)
+        for _, _, grads in model.gradient_groups(n_samples, path_points, target):
+            total += np.einsum("k...,k...->...", grads, paths["group"], dtype=np.float64)
+        attributions = total / n_samples
         bg_out = model.forward(background).astype(np.float64)
-        for grads in model.gradients_of_blocks(points, target):
-            draw = stream.pop()
-            total += grads * (draw.noisy - draw.baseline)
-            reference_output += bg_out[draw.rows, target]
-        attributions = total / n
-        f_x = model.forward(inputs)[np.arange(len(inputs)), target].astype(np.float64)
-        delta = attributions.reshape(len(inputs), -1).sum(axis=1) - (f_x - reference_output / n)
+        reference_output = bg_out[rows, target[None, :]].mean(axis=0)
+        f_x = model.forward(inputs)[np.arange(n), target].astype(np.float64)
+        delta = attributions.reshape(n, -1).sum(axis=1) - (f_x - reference_output)
         return Attribution(
             attributions=attributions.astype(inputs.dtype),
             convergence_delta=delta,

@@ -6,18 +6,15 @@ Noise level: `stdevs` is a fraction of each sample's input range
 suits images in [0, 1] and in [0, 255] alike.
 
 Reproducible by contract: with `rng = numpy.random.default_rng(seed)`, draw s
-(s = 0..n_samples-1) uses `x + rng.standard_normal(x.shape) * sigma`, whatever
-`internal_batch_size` is, so any library can reproduce the noisy inputs.
+(s = 0..n_samples-1, in order) is `x + rng.standard_normal(x.shape, dtype=float32) * sigma`,
+whatever `internal_batch_size` is, so any library can reproduce the noisy inputs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 
 from xai_core import Attribution, BatchedModel, Explainer, hookimpl
-from xai_core.batching import Remembered
 from xai_core.explainer import (
     check_bool,
     check_choice,
@@ -33,15 +30,7 @@ def noise_scale(inputs: np.ndarray, stdevs: float) -> np.ndarray:
     """sigma per sample, broadcastable against the inputs."""
     axes = tuple(range(1, inputs.ndim))
     spread = inputs.max(axis=axes, keepdims=True) - inputs.min(axis=axes, keepdims=True)
-    return stdevs * spread.astype(np.float64)
-
-
-def noisy_copies(
-    inputs: np.ndarray, sigma: np.ndarray, n_samples: int, seed: int
-) -> Iterator[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    for _ in range(n_samples):
-        yield (inputs + rng.standard_normal(inputs.shape) * sigma).astype(inputs.dtype)
+    return (stdevs * spread).astype(inputs.dtype)
 
 
 class SmoothGrad(Explainer):
@@ -69,18 +58,23 @@ class SmoothGrad(Explainer):
         seed = resolve_seed(self.options["seed"])
         n = self.options["n_samples"]
         sigma = noise_scale(inputs, self.options["stdevs"])
+        rng = np.random.default_rng(seed)
+        noisy: dict[str, np.ndarray] = {}
+
+        def noisy_copies(start: int, stop: int) -> np.ndarray:
+            # one call per group draws exactly what one call per draw would (sequential stream)
+            noise = rng.standard_normal((stop - start, *inputs.shape), dtype=np.float32)
+            noisy["group"] = (inputs + noise * sigma).astype(inputs.dtype)
+            return noisy["group"]
+
         total = np.zeros(inputs.shape, np.float64)
         total_sq = np.zeros(inputs.shape, np.float64)
-        blocks = Remembered(noisy_copies(inputs, sigma, n, seed))
-        for grads in model.gradients_of_blocks(blocks, target):
-            noisy = blocks.pop()
-            attr = grads.astype(np.float64)
-            if self.options["multiply_by_inputs"]:
-                attr = attr * noisy
+        for _, _, grads in model.gradient_groups(n, noisy_copies, target):
+            attr = grads * noisy["group"] if self.options["multiply_by_inputs"] else grads
             if self.options["abs"]:
                 attr = np.abs(attr)
-            total += attr
-            total_sq += attr * attr
+            total += attr.sum(axis=0, dtype=np.float64)
+            total_sq += np.square(attr, dtype=np.float64).sum(axis=0)
         mean, mean_sq = total / n, total_sq / n
         variant = self.options["variant"]
         result = {"smoothgrad": mean, "smoothgrad_sq": mean_sq, "vargrad": mean_sq - mean**2}

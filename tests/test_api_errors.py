@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from models import tabular, torch_cnn, torch_mlp
 
 import xai_core
+
+from models import tabular, torch_cnn, torch_mlp
 
 
 def test_unknown_method_lists_installed_methods():

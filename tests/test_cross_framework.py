@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from models import images, tabular
 
 import xai_core
 from xai_core.testing.twins import cnn_weights, from_layout, mlp_weights, to_layout, twin
+
+from models import images, tabular
 
 pytest.importorskip("tensorflow")
 pytest.importorskip("paddle")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from models import images, tabular, torch_cnn, torch_mlp
 
 import xai_core
+
+from models import images, tabular, torch_cnn, torch_mlp
 
 
 def test_save_load_round_trip_with_the_same_path(tmp_path):

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 from captum.attr import IntegratedGradients, Saliency
-from models import images, tabular, torch_cnn, torch_linear
 
 import xai_core
+
+from models import images, tabular, torch_cnn, torch_linear
 
 RTOL = 1e-5
 
@@ -119,7 +120,8 @@ def documented_noise(x, stdevs, n_samples, seed):
     """The noisy inputs as the smoothgrad docstring specifies them."""
     rng = np.random.default_rng(seed)
     sigma = stdevs * (x.max(axis=(1, 2, 3), keepdims=True) - x.min(axis=(1, 2, 3), keepdims=True))
-    return [(x + rng.standard_normal(x.shape) * sigma).astype(np.float32) for _ in range(n_samples)]
+    sigma = sigma.astype(np.float32)
+    return [x + rng.standard_normal(x.shape, dtype=np.float32) * sigma for _ in range(n_samples)]
 
 
 @pytest.mark.parametrize("variant", ["smoothgrad", "smoothgrad_sq", "vargrad"])
@@ -191,16 +193,17 @@ def test_gradient_shap_matches_the_documented_draws_with_captum_gradients():
         internal_batch_size=4,
     )
     rng = np.random.default_rng(2)
+    rows = rng.integers(0, 5, (7, 3))
+    alphas = rng.uniform(0, 1, (7, 3)).astype(np.float32)
     total = np.zeros(x.shape)
-    for _ in range(7):
-        rows = rng.integers(0, 5, 3)
-        noisy = (x + rng.standard_normal(x.shape) * 0.05).astype(np.float32)
-        alpha = rng.uniform(0, 1, 3).reshape(3, 1, 1, 1)
-        point = (background[rows] + alpha * (noisy - background[rows])).astype(np.float32)
+    for s in range(7):
+        noisy = x + rng.standard_normal(x.shape, dtype=np.float32) * np.float32(0.05)
+        base = background[rows[s]]
+        point = base + alphas[s].reshape(3, 1, 1, 1) * (noisy - base)
         g = Saliency(model).attribute(
             torch.from_numpy(point), target=torch.tensor(target), abs=False
         )
-        total += g.detach().numpy() * (noisy - background[rows])
+        total += g.detach().numpy() * (noisy - base)
     assert_close(expl.attributions, total / 7)
 
 

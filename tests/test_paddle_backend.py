@@ -7,12 +7,12 @@ import pytest
 
 paddle = pytest.importorskip("paddle")
 
-from conftest import paddle_state  # noqa: E402
-from models import images, tabular  # noqa: E402
-
 import xai_core  # noqa: E402
 from xai_core.testing import AdapterConformance  # noqa: E402
 from xai_core.testing.twins import cnn_weights, mlp_weights, paddle_cnn, paddle_mlp  # noqa: E402
+
+from conftest import paddle_state  # noqa: E402
+from models import images, tabular  # noqa: E402
 
 WEIGHTS = mlp_weights()
 

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 from captum.attr import InputXGradient, Saliency
-from models import images, tabular, torch_cnn, torch_linear
 
 import xai_core
+
+from models import images, tabular, torch_cnn, torch_linear
 
 
 def captum(cls, model, x, target, **kw):

@@ -7,12 +7,13 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 import keras  # noqa: E402
-from conftest import keras_state  # noqa: E402
-from models import images, tabular  # noqa: E402
 
 import xai_core  # noqa: E402
 from xai_core.testing import AdapterConformance  # noqa: E402
 from xai_core.testing.twins import cnn_weights, keras_cnn, keras_mlp, mlp_weights  # noqa: E402
+
+from conftest import keras_state  # noqa: E402
+from models import images, tabular  # noqa: E402
 
 WEIGHTS = mlp_weights()
 
@@ -76,13 +77,29 @@ def test_tensor_inputs_and_layer_names():
     assert [layer.name for layer in xai_core.adapt(model).layers()] == ["fc1", "relu", "fc2"]
 
 
-def test_traced_once_per_input_signature():
-    adapter = xai_core.adapt(keras_cnn(cnn_weights()))
+def test_traced_once_per_input_signature_across_explain_calls():
+    from xai_core_backends.tensorflow.adapter import _COMPILED
+
+    model = keras_cnn(cnn_weights())
     for n in (1, 3, 5, 2):
-        adapter.gradients(images(n).transpose(0, 2, 3, 1), np.zeros(n, np.int64))
-        adapter.forward(images(n).transpose(0, 2, 3, 1))
-    traces = [fn.experimental_get_tracing_count() for fn in adapter._compiled.values()]
+        xai_core.explain(model, images(n).transpose(0, 2, 3, 1), "saliency")
+        xai_core.explain(model, images(n).transpose(0, 2, 3, 1), "integrated_gradients")
+    traces = [fn.experimental_get_tracing_count() for fn in _COMPILED[model].values()]
     assert traces == [1, 1]
+
+
+def test_compiled_functions_do_not_keep_the_model_alive():
+    import gc
+    import weakref
+
+    from xai_core_backends.tensorflow.adapter import _COMPILED
+
+    model = keras_mlp(WEIGHTS)
+    xai_core.explain(model, tabular(2), "saliency")
+    ref, size = weakref.ref(model), len(_COMPILED)
+    del model
+    gc.collect()
+    assert ref() is None and len(_COMPILED) <= size - 1
 
 
 def test_no_attribute_left_behind_after_an_error_inside_a_layer():

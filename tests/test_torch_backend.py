@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import torch_state
-from models import images, tabular, torch_cnn, torch_mlp
 
 import xai_core
 from xai_core.testing import AdapterConformance
+
+from conftest import torch_state
+from models import images, tabular, torch_cnn, torch_mlp
 
 
 class TestTorchMLPConformance(AdapterConformance):

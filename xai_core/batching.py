@@ -7,8 +7,7 @@ therefore never chunk, and explainers never chunk either.
 
 from __future__ import annotations
 
-import collections
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -21,6 +20,7 @@ class BatchedModel:
     def __init__(self, adapter: ModelAdapter, batch_size: int | None = None) -> None:
         self.adapter = adapter
         self.batch_size = batch_size
+        self._last_forward: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def backend(self) -> str:
@@ -35,8 +35,13 @@ class BatchedModel:
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
     def forward(self, inputs: np.ndarray) -> np.ndarray:
+        # the core's prediction pass is reused when an explainer asks for f(inputs) again
+        if self._last_forward is not None and self._last_forward[0] is inputs:
+            return self._last_forward[1]
         out = self._map(lambda rows: np.asarray(self.adapter.forward(inputs[rows])), len(inputs))
-        return out.reshape(len(inputs), -1) if out.ndim == 1 else out
+        out = out.reshape(len(inputs), -1) if out.ndim == 1 else out
+        self._last_forward = (inputs, out)
+        return out
 
     def gradients(self, inputs: np.ndarray, target: np.ndarray) -> np.ndarray:
         return self._map(lambda r: self.adapter.gradients(inputs[r], target[r]), len(inputs))
@@ -57,59 +62,33 @@ class BatchedModel:
             np.concatenate([g for _, g in parts], axis=0),
         )
 
-    def gradients_of_blocks(
-        self, blocks: Iterable[np.ndarray], target: np.ndarray
-    ) -> Iterator[np.ndarray]:
-        """Input gradients for a stream of blocks shaped like the batch, in order.
+    def gradient_groups(
+        self,
+        n_blocks: int,
+        make_group: Callable[[int, int], np.ndarray],
+        target: np.ndarray,
+    ) -> Iterator[tuple[int, int, np.ndarray]]:
+        """Input gradients of `n_blocks` blocks shaped like the batch, group by group.
 
         Methods that expand a batch (n_steps interpolations, n_samples noisy copies)
-        hand their blocks over lazily; blocks are grouped so that one adapter call
-        sees at most `batch_size` rows, so the expanded rows never have to exist at
-        once. Without a `batch_size`, all blocks go in one call, as in Captum.
+        say how many blocks there are and build any range of them on request,
+        vectorised: `make_group(start, stop)` returns the blocks as (stop - start,
+        *batch). Ranges are cut here, in order, so that one adapter call sees at
+        most `batch_size` rows and the expanded rows never exist all at once
+        (without a `batch_size`, one call, as in Captum). Yields (start, stop,
+        gradients) with gradients shaped like the group.
         """
         n = len(target)
-        per_call = max(1, self.batch_size // n) if self.batch_size else None
-        pending: list[np.ndarray] = []
-
-        def flush() -> list[np.ndarray]:
-            rows = pending[0] if len(pending) == 1 else np.concatenate(pending)
-            grads = self.gradients(rows, np.tile(target, len(pending)))
-            count = len(pending)
-            pending.clear()
-            return np.split(grads, count) if count > 1 else [grads]
-
-        for block in blocks:
-            pending.append(block)
-            if per_call is not None and len(pending) == per_call:
-                yield from flush()
-        if pending:
-            yield from flush()
+        per_call = max(1, self.batch_size // n) if self.batch_size else n_blocks
+        for start in range(0, n_blocks, per_call):
+            stop = min(start + per_call, n_blocks)
+            group = make_group(start, stop)
+            rows = group.reshape(-1, *group.shape[2:])
+            grads = self.gradients(rows, np.tile(target, stop - start))
+            yield start, stop, grads.reshape(group.shape)
 
     def layers(self) -> list[LayerInfo]:
         return self.adapter.layers()
 
     def check_layers(self, names: Sequence[str]) -> None:
         self.adapter.check_layers(names)
-
-
-class Remembered:
-    """Iterates a stream of blocks and keeps each until `pop()` hands it back.
-
-    Lets an explainer pair each block with its gradients from
-    `gradients_of_blocks` while holding only the blocks of one call in memory.
-    """
-
-    def __init__(self, blocks: Iterable[np.ndarray]) -> None:
-        self._blocks = iter(blocks)
-        self._kept: collections.deque[np.ndarray] = collections.deque()
-
-    def __iter__(self) -> Remembered:
-        return self
-
-    def __next__(self) -> np.ndarray:
-        block = next(self._blocks)
-        self._kept.append(block)
-        return block
-
-    def pop(self) -> np.ndarray:
-        return self._kept.popleft()

@@ -1,8 +1,10 @@
 """`xai demo`: train a small CNN on scikit-learn's digits (shipped with the package,
-no download), explain held-out digits and write figures plus a text summary."""
+no download), port its weights to every installed framework, explain held-out
+digits the same way on each, and write figures plus a text summary."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,8 @@ from typing import Any
 import numpy as np
 
 from .errors import XaiError
+
+FRAMEWORKS = ("torch", "paddle", "tensorflow")  # paddle before tensorflow: see README
 
 
 def load_digits() -> tuple[np.ndarray, np.ndarray]:
@@ -47,47 +51,89 @@ def train_torch_cnn(images: np.ndarray, labels: np.ndarray, epochs: int = 40, se
     return model
 
 
+def installed_frameworks() -> list[str]:
+    spec = {"torch": "torch", "paddle": "paddle", "tensorflow": "tensorflow"}
+    return [fw for fw in FRAMEWORKS if importlib.util.find_spec(spec[fw]) is not None]
+
+
+GRADIENT_METHODS: list[tuple[str, dict[str, Any]]] = [
+    ("saliency", {}),
+    ("smoothgrad", {"n_samples": 50, "stdevs": 0.15, "seed": 0}),
+    ("integrated_gradients", {"n_steps": 50}),
+]
+
+
 def run_demo(
-    out: str | os.PathLike[str] = "xai-demo", frameworks: list[str] | None = None, n_images: int = 6
+    out: str | os.PathLike[str] = "xai-demo",
+    frameworks: list[str] | None = None,
+    n_images: int = 6,
 ) -> Path:
     """Train, explain, draw; returns the output folder."""
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from tqdm.auto import tqdm
+
     import xai_core
 
+    from .plotting import plot_comparison, plot_global_importance
+    from .testing.twins import from_layout, to_layout, torch_weights, twin
+
+    chosen = [fw for fw in FRAMEWORKS if fw in (frameworks or installed_frameworks())]
+    if "torch" not in chosen:
+        chosen.insert(0, "torch")  # the demo trains in PyTorch
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     images, labels = load_digits()
-    rng = np.random.default_rng(0)
-    order = rng.permutation(len(images))
+    order = np.random.default_rng(0).permutation(len(images))
     train, test = order[:1400], order[1400:]
-    model = train_torch_cnn(images[train], labels[train])
-    x_test = images[test]
-    lines = ["xai demo: digits CNN (8x8 images, 10 classes)", ""]
+    trained = train_torch_cnn(images[train], labels[train])
+    weights = torch_weights(trained)
+    x_test, shown = images[test], list(range(n_images))
+    lines = [
+        "xai demo: digits CNN (8x8 images, 10 classes), trained in PyTorch;",
+        "the same weights loaded into every installed framework; identical calls.",
+    ]
+    written: list[Path] = []
+    reference: dict[str, np.ndarray] = {}
 
-    accuracy = float(
-        (xai_core.explain(model, x_test, "saliency").predictions.argmax(1) == labels[test]).mean()
-    )
-    lines.append(f"held-out accuracy (PyTorch): {accuracy:.3f} on {len(test)} images")
+    def save(fig: Any, name: str) -> None:
+        path = out_dir / name
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
 
-    shown = x_test[:n_images]
-    written = []
-    expl = xai_core.explain(model, shown, "saliency")
-    fig = expl.plot()
-    path = out_dir / "saliency_torch.png"
-    fig.savefig(path, dpi=110)
-    written.append(path)
-    lines.append("")
-    lines.append("explained digits (true -> predicted):")
-    for i in range(n_images):
-        top = tuple(int(v) for v in np.unravel_index(np.argmax(expl.attributions[i, 0]), (8, 8)))
+    for fw in tqdm(chosen, desc="explaining on each framework", leave=False):
+        model = trained if fw == "torch" else twin(fw, "cnn", weights)
+        x = to_layout(x_test, fw)
+        explanations = [
+            xai_core.explain(model, x[:n_images], method, **options)
+            for method, options in GRADIENT_METHODS
+        ]
+        save(plot_comparison(explanations, shown), f"gradients_{fw}.png")
+        ig_all = xai_core.explain(model, x, "integrated_gradients", target=labels[test])
+        accuracy = float((ig_all.predictions.argmax(1) == labels[test]).mean())
+        lines.append("")
+        lines.append(f"[{fw}] held-out accuracy: {accuracy:.3f} on {len(test)} images")
+        delta = np.abs(ig_all.convergence_delta)
+        gap = np.abs(ig_all.attributions.reshape(len(test), -1).sum(1) - ig_all.convergence_delta)
         lines.append(
-            f"  #{i}: {labels[test][i]} -> {expl.target[i]}, most salient pixel (row, col) {top}"
+            f"[{fw}] integrated gradients, 50 Gauss-Legendre steps: median |delta| / "
+            f"|f(x) - f(0)| = {np.median(delta / gap):.1e} (max |delta| {delta.max():.2e})"
         )
-    lines.append("")
-    lines.append("figures:")
-    lines.extend(f"  {p}" for p in written)
+        for expl in explanations:
+            attr = from_layout(expl.attributions, fw)
+            if fw == "torch":
+                reference[expl.method] = attr
+            else:
+                scale = np.abs(reference[expl.method]).max()
+                err = np.abs(attr - reference[expl.method]).max() / scale
+                lines.append(f"[{fw}] {expl.method}: max relative difference to PyTorch {err:.1e}")
+        if fw == "torch":
+            save(plot_global_importance(ig_all.attributions), "ig_mean_abs_torch.png")
+            save(explanations[0].plot(), "saliency_torch.png")
+    lines += ["", "figures:"] + [f"  {p}" for p in written]
     (out_dir / "summary.txt").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return out_dir

@@ -139,8 +139,23 @@ def plot_feature_bars(
 def plot_global_importance(
     attributions: np.ndarray, *, feature_names: Sequence[str] | None = None, top_k: int = 15
 ) -> Figure:
-    """Mean |attribution| per feature over many samples: the dataset-level view."""
+    """Mean |attribution| per feature over many samples: the dataset-level view.
+
+    Tabular data: the `top_k` features as bars. Images: one map of where the
+    model looks on average.
+    """
     plt = _pyplot()
+    if attributions.ndim >= 3:
+        axis = channels_axis(attributions.shape)
+        mean_map = np.abs(to_hwc(attributions, axis)).sum(axis=-1).mean(axis=0)
+        fig, ax = plt.subplots(figsize=(4, 4))
+        im = ax.imshow(mean_map, cmap="inferno")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"mean |attribution| over {len(attributions)} images")
+        fig.colorbar(im, ax=ax, fraction=0.046)
+        fig.tight_layout()
+        return fig
     flat = np.abs(attributions.reshape(len(attributions), -1)).mean(axis=0)
     names = (
         list(feature_names) if feature_names is not None else [f"x{i}" for i in range(len(flat))]
@@ -149,5 +164,32 @@ def plot_global_importance(
     fig, ax = plt.subplots(figsize=(6, 0.35 * len(order) + 1.5))
     ax.barh([names[j] for j in order], flat[order], color="#555555")
     ax.set_xlabel(f"mean |attribution| over {len(attributions)} samples")
+    fig.tight_layout()
+    return fig
+
+
+def plot_comparison(explanations: Sequence[Explanation], samples: Sequence[int]) -> Figure:
+    """Several image explanations of the same inputs side by side: one row per method."""
+    plt = _pyplot()
+    first = explanations[0]
+    axis = channels_axis(first.inputs.shape)
+    images = to_hwc(first.inputs[list(samples)], axis)
+    n = len(samples)
+    fig, axes = plt.subplots(
+        len(explanations) + 1, n, figsize=(1.9 * n, 1.9 * (len(explanations) + 1)), squeeze=False
+    )
+    for col, i in enumerate(samples):
+        show_image(axes[0, col], images[col])
+        axes[0, col].set_title(f"class {first.target[i]}", fontsize=9)
+    axes[0, 0].set_ylabel("input")
+    for row, expl in enumerate(explanations, start=1):
+        assert expl.attributions is not None
+        maps = heat(to_hwc(expl.attributions[list(samples)], axis))
+        for col in range(n):
+            axes[row, col].imshow(maps[col], cmap="inferno", vmin=0, vmax=1)
+            axes[row, col].set_xticks([])
+            axes[row, col].set_yticks([])
+        axes[row, 0].set_ylabel(expl.method, fontsize=9)
+    fig.suptitle(f"{first.backend}: gradient explanations")
     fig.tight_layout()
     return fig

@@ -11,6 +11,7 @@ kind of model, subclassed ones included, where no graph is known.
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -21,6 +22,37 @@ import tensorflow as tf
 from xai_core import LayerInfo, ModelAdapter
 from xai_core.errors import InputError
 
+#: compiled functions per model, kept across `explain` calls (each call builds a new
+#: adapter; retracing per call would cost ~100 ms). Weak both ways: no attribute on
+#: the model, and the functions hold the model only through a weak reference.
+_COMPILED: weakref.WeakKeyDictionary[Any, dict[tuple, Callable]] = weakref.WeakKeyDictionary()
+
+
+def _outputs_of(model_ref: weakref.ref, x: tf.Tensor) -> tf.Tensor:
+    out = model_ref()(x, training=False)
+    if not isinstance(out, tf.Tensor):
+        raise InputError(
+            f"the model returned a {type(out).__name__}, not a tensor; wrap it so that "
+            "call returns one (batch, n_outputs) tensor."
+        )
+    return tf.reshape(out, (-1, 1)) if out.shape.rank == 1 else out
+
+
+def _compile(model: Any, kind: str, sample_shape: tuple, dtype: tf.DType) -> Callable:
+    model_ref = weakref.ref(model)
+    spec = tf.TensorSpec((None, *sample_shape), dtype)
+    if kind == "forward":
+        return tf.function(lambda x: _outputs_of(model_ref, x), input_signature=[spec])
+
+    def input_gradients(x: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(x)
+            selected = tf.gather(_outputs_of(model_ref, x), target, axis=1, batch_dims=1)
+        return tape.gradient(selected, x)
+
+    target_spec = tf.TensorSpec((None,), tf.int32)
+    return tf.function(input_gradients, input_signature=[spec, target_spec])
+
 
 class KerasAdapter(ModelAdapter):
     backend = "tensorflow"
@@ -29,7 +61,6 @@ class KerasAdapter(ModelAdapter):
         super().__init__(model)
         policy = getattr(model, "dtype_policy", None)
         self.dtype = tf.as_dtype(getattr(policy, "compute_dtype", None) or "float32")
-        self._compiled: dict[tuple, Callable] = {}
 
     def to_numpy(self, inputs: Any) -> np.ndarray:
         if isinstance(inputs, (tf.Tensor, tf.Variable)):
@@ -41,34 +72,18 @@ class KerasAdapter(ModelAdapter):
 
     # -- compiled functions --------------------------------------------------------
     def _outputs(self, x: tf.Tensor) -> tf.Tensor:
-        out = self.model(x, training=False)
-        if not isinstance(out, tf.Tensor):
-            raise InputError(
-                f"the model returned a {type(out).__name__}, not a tensor; wrap it so that "
-                "call returns one (batch, n_outputs) tensor."
-            )
-        return tf.reshape(out, (-1, 1)) if out.shape.rank == 1 else out
+        return _outputs_of(weakref.ref(self.model), x)
 
     def _function(self, kind: str, inputs: np.ndarray) -> Callable:
-        """One `tf.function` per (kind, sample shape): traced once, reused for any batch size."""
-        key = (kind, inputs.shape[1:])
-        if key not in self._compiled:
-            spec = tf.TensorSpec((None, *inputs.shape[1:]), self.dtype)
-            if kind == "forward":
-                fn = tf.function(self._outputs, input_signature=[spec])
-            else:
-                fn = tf.function(
-                    self._input_gradients,
-                    input_signature=[spec, tf.TensorSpec((None,), tf.int32)],
-                )
-            self._compiled[key] = fn
-        return self._compiled[key]
-
-    def _input_gradients(self, x: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
-        with tf.GradientTape(watch_accessed_variables=False) as tape:
-            tape.watch(x)
-            selected = tf.gather(self._outputs(x), target, axis=1, batch_dims=1)
-        return tape.gradient(selected, x)
+        """One `tf.function` per (model, kind, sample shape): traced once for any batch size."""
+        try:
+            compiled = _COMPILED.setdefault(self.model, {})
+        except TypeError:  # an unhashable or non-weakref-able model: cache on the adapter
+            compiled = self.__dict__.setdefault("_own_compiled", {})
+        key = (kind, inputs.shape[1:], self.dtype.name)
+        if key not in compiled:
+            compiled[key] = _compile(self.model, kind, inputs.shape[1:], self.dtype)
+        return compiled[key]
 
     def _tensor(self, inputs: np.ndarray) -> tf.Tensor:
         return tf.convert_to_tensor(np.ascontiguousarray(inputs), dtype=self.dtype)
