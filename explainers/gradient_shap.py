@@ -79,7 +79,7 @@ class GradientShap(Explainer):
 
         total = np.zeros(inputs.shape, np.float64)
         for _, _, grads in model.gradient_groups(n_samples, path_points, target):
-            total += np.einsum("k...,k...->...", grads, paths["group"], dtype=np.float64)
+            total += np.einsum("k...,k...->...", grads, paths["group"])
         attributions = total / n_samples
         bg_out = model.forward(background).astype(np.float64)
         reference_output = bg_out[rows, target[None, :]].mean(axis=0)

@@ -64,19 +64,23 @@ class SmoothGrad(Explainer):
         def noisy_copies(start: int, stop: int) -> np.ndarray:
             # one call per group draws exactly what one call per draw would (sequential stream)
             noise = rng.standard_normal((stop - start, *inputs.shape), dtype=np.float32)
-            noisy["group"] = (inputs + noise * sigma).astype(inputs.dtype)
+            noise *= sigma
+            noise += inputs
+            noisy["group"] = noise.astype(inputs.dtype, copy=False)
             return noisy["group"]
 
+        variant = self.options["variant"]
         total = np.zeros(inputs.shape, np.float64)
         total_sq = np.zeros(inputs.shape, np.float64)
         for _, _, grads in model.gradient_groups(n, noisy_copies, target):
             attr = grads * noisy["group"] if self.options["multiply_by_inputs"] else grads
             if self.options["abs"]:
-                attr = np.abs(attr)
-            total += attr.sum(axis=0, dtype=np.float64)
-            total_sq += np.square(attr, dtype=np.float64).sum(axis=0)
+                attr = np.abs(attr, out=attr if attr is not grads else None)
+            if variant != "smoothgrad_sq":
+                total += attr.sum(axis=0)
+            if variant != "smoothgrad":
+                total_sq += np.einsum("k...,k...->...", attr, attr)
         mean, mean_sq = total / n, total_sq / n
-        variant = self.options["variant"]
         result = {"smoothgrad": mean, "smoothgrad_sq": mean_sq, "vargrad": mean_sq - mean**2}
         return Attribution(
             attributions=result[variant].astype(inputs.dtype), options={"seed": seed}
