@@ -42,6 +42,8 @@ METHOD_OPTIONS: dict[str, list[dict]] = {
     "smoothgrad": [{"n_samples": 5, "seed": 1}, {"n_samples": 4, "seed": 2, "variant": "vargrad"}],
     "integrated_gradients": [{}, {"baselines": BASELINE, "integration": "riemann_middle"}],
     "gradient_shap": [{"background": BACKGROUND, "n_samples": 8, "stdevs": 0.05, "seed": 3}],
+    "activations": [{"layers": None}],
+    "grad_cam": [{"layer": "conv2", "only": "cnn"}, {"layer": "conv1", "only": "cnn"}],
 }
 
 
@@ -49,6 +51,7 @@ def resolve(options: dict, x: np.ndarray, framework: str) -> dict:
     return {
         k: to_layout(v.make(x).astype(np.float32), framework) if isinstance(v, Reference) else v
         for k, v in options.items()
+        if k != "only"
     }
 
 
@@ -129,6 +132,8 @@ def test_every_installed_explainer_has_cross_framework_options():
 )
 @pytest.mark.parametrize("kind", CASES)
 def test_every_explainer_gives_the_same_explanation(twins, method, options, kind):
+    if options.get("only", kind) != kind:
+        pytest.skip(f"{method} applies to the {options['only']} twin only")
     _, x, _ = CASES[kind]
     reference = xai_core.explain(twins["torch", kind], x, method, **resolve(options, x, "torch"))
     for framework in OTHERS:
@@ -145,8 +150,11 @@ def test_every_explainer_gives_the_same_explanation(twins, method, options, kind
                 reference.attributions,
                 f"{method} on {framework}",
             )
+        assert list(expl.activations) == list(reference.activations)  # same layer names
         for name, value in reference.activations.items():
             assert_close(from_layout(expl.activations[name], framework), value, name)
+        for name, value in reference.extras.items():
+            assert_close(expl.extras[name], value, name)
         if reference.convergence_delta is not None:
             scale = np.abs(reference.predictions).max()
             np.testing.assert_allclose(

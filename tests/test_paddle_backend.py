@@ -77,3 +77,13 @@ def test_state_restored_after_an_error_in_forward():
     finally:
         handle.remove()
     assert paddle_state(model) == before
+
+
+def test_activations_equal_direct_computation():
+    model, x = paddle_cnn(cnn_weights()), images(3)
+    expl = xai_core.explain(model, x, "activations", layers=None)
+    h = paddle.to_tensor(x)
+    with paddle.no_grad():
+        for name in ["conv1", "relu1", "pool", "conv2", "relu2", "gap", "flatten", "fc"]:
+            h = getattr(model, name)(h)
+            np.testing.assert_allclose(expl.activations[name], h.numpy(), rtol=1e-5, atol=1e-6)

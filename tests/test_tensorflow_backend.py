@@ -140,3 +140,25 @@ def test_training_flag_is_false_during_explanations():
     model = keras.Sequential([keras.Input((6,)), Probe(), keras.layers.Dense(3)])
     xai_core.explain(model, tabular(2), "saliency")
     assert seen and not any(seen)
+
+
+@pytest.mark.parametrize("kind", ["sequential", "functional"])
+def test_activations_equal_a_functional_sub_model(kind):
+    # the direct computation: Keras's own sub-model on the known graph, no wrapping
+    model, x = keras_cnn(cnn_weights(), kind), images(3).transpose(0, 2, 3, 1)
+    names = [layer.name for layer in xai_core.adapt(model).layers()]
+    expl = xai_core.explain(model, x, "activations", layers=None)
+    direct = keras.Model(model.inputs, [model.get_layer(n).output for n in names])(x)
+    for name, value in zip(names, direct):
+        np.testing.assert_allclose(expl.activations[name], np.asarray(value), rtol=1e-5, atol=1e-6)
+    assert expl.options["channels_last"] is True
+
+
+def test_feature_maps_of_a_channels_last_layer():
+    from xai_core.plotting import plot_feature_maps
+
+    model, x = keras_cnn(cnn_weights()), images(2).transpose(0, 2, 3, 1)
+    acts = xai_core.explain(model, x, "activations", layers="conv1")
+    fig = plot_feature_maps(acts, sample=0)
+    drawn = [ax.images[0].get_array() for ax in fig.axes if ax.images]
+    np.testing.assert_allclose(drawn[3], acts.activations["conv1"][0, :, :, 3])

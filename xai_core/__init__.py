@@ -24,6 +24,8 @@ _EXPORTS = {
     "register": "api",
     "run": "api",
     "unregister": "api",
+    "summary": "summary",
+    "Summary": "summary",
     "BatchedModel": "batching",
     "CapabilityError": "errors",
     "InputError": "errors",
@@ -66,6 +68,8 @@ __all__ = [
     "plugins",
     "register",
     "run",
+    "summary",
+    "Summary",
     "unregister",
 ]
 
@@ -111,3 +115,4 @@ if TYPE_CHECKING:
     from .explainer import Attribution, Explainer
     from .explanation import Explanation
     from .registry import hookimpl
+    from .summary import Summary, summary

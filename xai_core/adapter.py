@@ -41,6 +41,8 @@ class ModelAdapter(ABC):
     """
 
     backend: str = "abstract"
+    #: layout of multi-dimensional layer outputs: channels last (Keras) or first (PyTorch, Paddle)
+    channels_last: bool = False
 
     def __init__(self, model: Any) -> None:
         self.model = model
@@ -62,6 +64,12 @@ class ModelAdapter(ABC):
     def capture(self, inputs: np.ndarray, layers: Sequence[str]) -> dict[str, np.ndarray]:
         """Outputs of the named layers for a batch, batch first, in the framework's layout."""
         raise self.missing("layer capture")
+
+    def forward_and_capture(
+        self, inputs: np.ndarray, layers: Sequence[str]
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Model outputs and captured layers; backends override this to do it in one pass."""
+        return self.forward(inputs), self.capture(inputs, layers)
 
     def layer_gradients(
         self, inputs: np.ndarray, target: np.ndarray, layer: str

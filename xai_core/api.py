@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import platform
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -14,6 +15,8 @@ from .explainer import Explainer
 from .explanation import Explanation
 from .registry import REGISTRY
 from .validation import check_inputs, check_predictions, resolve_target
+
+T = TypeVar("T")
 
 
 def adapt(model: Any) -> ModelAdapter:
@@ -82,10 +85,11 @@ def run(
     )
 
 
-def _predict(batched: BatchedModel, x: np.ndarray) -> np.ndarray:
-    """The model's outputs; a framework error here almost always means a wrong input shape."""
+def _model_call(call: Callable[[], T], x: np.ndarray) -> T:
+    """Run the first pass through the model; a framework error there almost always means
+    inputs of the wrong shape or layout, so it is re-raised as an `InputError` saying so."""
     try:
-        out = batched.forward(x)
+        return call()
     except XaiError:
         raise
     except Exception as exc:  # noqa: BLE001 - re-raised with the fix, original chained
@@ -95,7 +99,10 @@ def _predict(batched: BatchedModel, x: np.ndarray) -> np.ndarray:
             "feature size the model expects (channels-first for PyTorch/Paddle convolutions, "
             "channels-last for Keras)."
         ) from exc
-    return check_predictions(out, len(x))
+
+
+def _predict(batched: BatchedModel, x: np.ndarray) -> np.ndarray:
+    return check_predictions(_model_call(lambda: batched.forward(x), x), len(x))
 
 
 def _versions(adapter: ModelAdapter) -> dict[str, str | None]:

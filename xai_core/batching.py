@@ -47,8 +47,22 @@ class BatchedModel:
     def gradients(self, inputs: np.ndarray, target: np.ndarray) -> np.ndarray:
         return self._map(lambda r: self.adapter.gradients(inputs[r], target[r]), len(inputs))
 
+    @property
+    def channels_last(self) -> bool:
+        return self.adapter.channels_last
+
     def capture(self, inputs: np.ndarray, layers: Sequence[str]) -> dict[str, np.ndarray]:
-        parts = [self.adapter.capture(inputs[rows], layers) for rows in self._chunks(len(inputs))]
+        """Captured layers, chunk by chunk; the model outputs of the same pass are kept
+        so that the core's prediction step costs nothing more."""
+        outputs, parts = [], []
+        for rows in self._chunks(len(inputs)):
+            out, captured = self.adapter.forward_and_capture(inputs[rows], layers)
+            outputs.append(np.asarray(out))
+            parts.append(captured)
+        out = np.concatenate(outputs, axis=0)
+        self._recent = [(inputs, out.reshape(len(inputs), -1) if out.ndim == 1 else out)]
+        if len(parts) == 1:
+            return {name: parts[0][name] for name in layers}
         return {name: np.concatenate([p[name] for p in parts], axis=0) for name in layers}
 
     def layer_gradients(

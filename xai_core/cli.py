@@ -7,6 +7,8 @@ import json
 import sys
 from collections.abc import Sequence
 
+from .errors import XaiError
+
 
 def _plugins(args: argparse.Namespace) -> int:
     from .api import plugins
@@ -47,6 +49,33 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _summary(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .loading import load_model
+    from .summary import summary
+
+    model = load_model(args.path)
+    inputs = None
+    if args.input_shape:
+        try:
+            shape = tuple(int(d) for d in args.input_shape.split(","))
+        except ValueError as exc:
+            raise XaiError(
+                f"--input-shape takes integers like 1,28,28, not {args.input_shape!r}"
+            ) from exc
+        inputs = np.zeros((1, *shape), dtype=np.float32)
+    result = summary(model, inputs)
+    print(result)
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        result.plot().savefig(args.plot, dpi=110)
+        print(f"drawing written to {args.plot}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="xai", description="Explain neural networks, any framework."
@@ -65,8 +94,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     d.add_argument("--n-images", type=int, default=6, help="held-out digits to explain")
     d.set_defaults(func=_demo)
+    m = sub.add_parser("summary", help="layer table (and drawing) of a saved model")
+    m.add_argument("path", help="a .pt/.pth, .keras/.h5 file or a paddle.jit.save prefix")
+    m.add_argument("--input-shape", help="one sample's shape, e.g. 1,28,28, to fill output shapes")
+    m.add_argument("--plot", help="write the network drawing to this PNG")
+    m.set_defaults(func=_summary)
     args = parser.parse_args(argv)
-    from .errors import XaiError
 
     try:
         return args.func(args)

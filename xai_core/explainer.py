@@ -45,6 +45,9 @@ class Explainer(ABC):
     defaults: ClassVar[dict[str, Any]] = {}
     #: capabilities needed from the adapter, for error messages and `xai plugins`
     requires: ClassVar[tuple[str, ...]] = ("forward",)
+    #: False for methods that explain no class (activation capture): they run before the
+    #: prediction step and get `target=None`, so one pass through the model suffices
+    needs_target: ClassVar[bool] = True
 
     def __init__(self, **options: Any) -> None:
         allowed = {**COMMON_OPTIONS, **self.defaults}
@@ -65,7 +68,8 @@ class Explainer(ABC):
 
     @abstractmethod
     def explain(self, model: BatchedModel, inputs: np.ndarray, target: np.ndarray) -> Attribution:
-        """Explain a validated batch; `target` holds one class index per sample."""
+        """Explain a validated batch; `target` holds one class index per sample
+        (None when `needs_target` is False)."""
 
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items() if not _is_array(v))

@@ -193,3 +193,135 @@ def plot_comparison(explanations: Sequence[Explanation], samples: Sequence[int])
     fig.suptitle(f"{first.backend}: gradient explanations")
     fig.tight_layout()
     return fig
+
+
+def plot_network(summary: Any, max_neurons: int = 10) -> Figure:
+    """The seed's neurons-and-arrows figure for dense networks, a block diagram otherwise."""
+    if summary.is_dense():
+        return _plot_dense(summary, max_neurons)
+    return _plot_blocks(summary)
+
+
+def _dense_columns(summary: Any) -> list[tuple[str, int]]:
+    """(label, width) per column: the input, then each dense layer with its activation."""
+    layers = summary.layers
+    first = next(layer for layer in layers if layer.kind in ("Linear", "Dense"))
+    out = first.output_shape[-1] if first.output_shape else None
+    if summary.input_shape is not None:
+        n_in = summary.input_shape[-1]
+    elif out:
+        n_in = first.n_params // out - 1  # weights + one bias per output
+    else:
+        n_in = 0
+    columns = [(f"input\n({int(n_in)})", int(n_in))]
+    for i, layer in enumerate(layers):
+        if layer.kind not in ("Linear", "Dense"):
+            continue
+        width = layer.output_shape[-1] if layer.output_shape else None
+        if width is None:
+            raise XaiError(
+                "output shapes are unknown: pass inputs, xai_core.summary(model, inputs=x[:1])"
+            )
+        after = layers[i + 1].kind if i + 1 < len(layers) and not layers[i + 1].n_params else ""
+        label = f"{layer.name}\n{layer.kind}({width})" + (f"\n+ {after}" if after else "")
+        columns.append((label, int(width)))
+    return columns
+
+
+def _plot_dense(summary: Any, max_neurons: int) -> Figure:
+    plt = _pyplot()
+    columns = _dense_columns(summary)
+    fig, ax = plt.subplots(figsize=(2.2 * len(columns) + 1, 5))
+    positions = []
+    for c, (_, width) in enumerate(columns):
+        shown = min(width, max_neurons)
+        ys = np.linspace(0.9, 0.1, shown) if shown > 1 else np.array([0.5])
+        positions.append((c, ys, width > shown))
+    for (c0, ys0, _), (c1, ys1, _) in zip(positions, positions[1:]):
+        for y0 in ys0:
+            for y1 in ys1:
+                ax.plot([c0, c1], [y0, y1], color="#999999", linewidth=0.4, zorder=1)
+    palette = ["#4c72b0", *["#55a868"] * (len(columns) - 2), "#c44e52"]
+    for (c, ys, clipped), (label, width), color in zip(positions, columns, palette):
+        ax.scatter([c] * len(ys), ys, s=260, color=color, edgecolor="black", zorder=2)
+        if clipped:
+            ax.text(c, 0.03, f"... {width} units", ha="center", fontsize=8)
+        ax.text(c, 1.0, label, ha="center", va="bottom", fontsize=8)
+    ax.set_xlim(-0.6, len(columns) - 0.4)
+    ax.set_ylim(-0.02, 1.22)
+    ax.axis("off")
+    ax.set_title(f"{summary.model} ({summary.backend}): {summary.total_params:,} parameters")
+    fig.tight_layout()
+    return fig
+
+
+def _plot_blocks(summary: Any) -> Figure:
+    from matplotlib.patches import FancyBboxPatch
+
+    plt = _pyplot()
+    layers = summary.layers
+    fig, ax = plt.subplots(figsize=(6, 0.75 * len(layers) + 1.2))
+    colors = {"conv": "#4c72b0", "pool": "#dd8452", "linear": "#c44e52", "dense": "#c44e52"}
+    for i, layer in enumerate(layers):
+        y = len(layers) - i
+        color = next((v for k, v in colors.items() if k in layer.kind.lower()), "#8c8c8c")
+        ax.add_patch(
+            FancyBboxPatch(
+                (0.05, y - 0.32), 0.9, 0.64, boxstyle="round,pad=0.02", color=color, alpha=0.85
+            )
+        )
+        shape = "?" if layer.output_shape is None else str(tuple(layer.output_shape))
+        ax.text(0.08, y, f"{layer.name}  [{layer.kind}]", va="center", color="white", fontsize=9)
+        ax.text(
+            0.92,
+            y,
+            f"{shape}   {layer.n_params:,} p",
+            va="center",
+            ha="right",
+            color="white",
+            fontsize=8,
+        )
+        if i:
+            ax.annotate(
+                "",
+                xy=(0.5, y + 0.34),
+                xytext=(0.5, y + 0.66),
+                arrowprops={"arrowstyle": "->", "color": "black"},
+            )
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0.4, len(layers) + 0.8)
+    ax.axis("off")
+    ax.set_title(f"{summary.model} ({summary.backend}): {summary.total_params:,} parameters")
+    fig.tight_layout()
+    return fig
+
+
+def plot_feature_maps(
+    explanation: Explanation, layer: str | None = None, sample: int = 0, max_maps: int = 16
+) -> Figure:
+    """A grid of one captured convolutional layer's channels for one sample."""
+    plt = _pyplot()
+    if not explanation.activations:
+        raise XaiError("this explanation holds no activations: use method='activations'.")
+    layer = layer or next(iter(explanation.activations))
+    if layer not in explanation.activations:
+        raise XaiError(f"no activations for {layer!r}; captured: {list(explanation.activations)}")
+    maps = explanation.activations[layer][sample]
+    if maps.ndim != 3:
+        raise XaiError(f"{layer!r} has output shape {maps.shape} per sample: no feature maps.")
+    if explanation.options.get("channels_last", False):
+        maps = np.moveaxis(maps, -1, 0)
+    n = min(len(maps), max_maps)
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.6 * rows + 0.5), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k < n:
+            ax.imshow(maps[k], cmap="viridis")
+            ax.set_title(f"ch {k}", fontsize=7)
+    fig.suptitle(
+        f"{layer}: {n} of {len(maps)} feature maps (sample {sample}, {explanation.backend})"
+    )
+    fig.tight_layout()
+    return fig

@@ -81,7 +81,12 @@ class PaddleAdapter(ModelAdapter):
 
     def layers(self) -> list[LayerInfo]:
         return [
-            LayerInfo(name, type(layer).__name__, sum(int(p.size) for p in layer.parameters()))
+            LayerInfo(
+                name,
+                type(layer).__name__,
+                sum(int(p.size) for p in layer.parameters()),
+                (None, int(layer.weight.shape[1])) if isinstance(layer, paddle.nn.Linear) else None,
+            )
             for name, layer in self._sublayers().items()
             if not layer.sublayers()
         ]
@@ -113,9 +118,14 @@ class PaddleAdapter(ModelAdapter):
                 handle.remove()
 
     def capture(self, inputs: np.ndarray, layers: Sequence[str]) -> dict[str, np.ndarray]:
+        return self.forward_and_capture(inputs, layers)[1]
+
+    def forward_and_capture(
+        self, inputs: np.ndarray, layers: Sequence[str]
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         with self._hooked(layers) as store, paddle.no_grad():
-            self._call(self._tensor(inputs))
-            return {name: store[name].numpy() for name in layers}
+            out = self._call(self._tensor(inputs))
+            return out.numpy(), {name: store[name].numpy() for name in layers}
 
     def layer_gradients(
         self, inputs: np.ndarray, target: np.ndarray, layer: str

@@ -94,7 +94,12 @@ class TorchAdapter(ModelAdapter):
 
     def layers(self) -> list[LayerInfo]:
         return [
-            LayerInfo(name, type(m).__name__, sum(p.numel() for p in m.parameters()))
+            LayerInfo(
+                name,
+                type(m).__name__ if not isinstance(m, torch.jit.ScriptModule) else m.original_name,
+                sum(p.numel() for p in m.parameters()),
+                (None, int(m.out_features)) if hasattr(m, "out_features") else None,
+            )
             for name, m in self._leaves().items()
         ]
 
@@ -107,6 +112,10 @@ class TorchAdapter(ModelAdapter):
     @contextlib.contextmanager
     def _hooked(self, names: Sequence[str], keep_graph: bool) -> Iterator[dict[str, torch.Tensor]]:
         self.check_layers(names)
+        if isinstance(self.model, torch.jit.ScriptModule):
+            raise self.missing(
+                "layer hooks on a TorchScript module", "explain the Python nn.Module instead"
+            )
         modules = self._modules()
         store: dict[str, torch.Tensor] = {}
         handles = []
@@ -128,9 +137,14 @@ class TorchAdapter(ModelAdapter):
                 handle.remove()
 
     def capture(self, inputs: np.ndarray, layers: Sequence[str]) -> dict[str, np.ndarray]:
+        return self.forward_and_capture(inputs, layers)[1]
+
+    def forward_and_capture(
+        self, inputs: np.ndarray, layers: Sequence[str]
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         with self._hooked(layers, keep_graph=False) as store, torch.no_grad():
-            self._call(self._tensor(inputs))
-            return {name: store[name].cpu().numpy() for name in layers}
+            out = self._call(self._tensor(inputs))
+            return out.cpu().numpy(), {name: store[name].cpu().numpy() for name in layers}
 
     def layer_gradients(
         self, inputs: np.ndarray, target: np.ndarray, layer: str

@@ -56,6 +56,7 @@ def _compile(model: Any, kind: str, sample_shape: tuple, dtype: tf.DType) -> Cal
 
 class KerasAdapter(ModelAdapter):
     backend = "tensorflow"
+    channels_last = True
 
     def __init__(self, model: keras.Model) -> None:
         super().__init__(model)
@@ -151,9 +152,14 @@ class KerasAdapter(ModelAdapter):
                 object.__delattr__(layer, "call")
 
     def capture(self, inputs: np.ndarray, layers: Sequence[str]) -> dict[str, np.ndarray]:
+        return self.forward_and_capture(inputs, layers)[1]
+
+    def forward_and_capture(
+        self, inputs: np.ndarray, layers: Sequence[str]
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         with self._recording(layers) as store:
-            self._outputs(self._tensor(inputs))
-            return {name: store[name].numpy() for name in layers}
+            out = self._outputs(self._tensor(inputs))
+            return out.numpy(), {name: store[name].numpy() for name in layers}
 
     def layer_gradients(
         self, inputs: np.ndarray, target: np.ndarray, layer: str

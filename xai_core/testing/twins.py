@@ -157,7 +157,7 @@ def keras_cnn(weights: Weights, kind: str = "sequential") -> Any:
             keras.layers.MaxPooling2D(2, name="pool"),
             keras.layers.Conv2D(16, 3, padding="same", name="conv2"),
             keras.layers.ReLU(name="relu2"),
-            keras.layers.GlobalAveragePooling2D(name="gap"),
+            keras.layers.GlobalAveragePooling2D(keepdims=True, name="gap"),
             keras.layers.Flatten(name="flatten"),
             keras.layers.Dense(n_out, name="fc"),
         )

@@ -1,0 +1,74 @@
+"""Activation capture: the outputs of named layers, as the framework computes them.
+
+`layers` takes exact names or shell-style patterns ("conv*"); None means every
+leaf layer. Only the requested layers are kept, chunk by chunk, and the same
+pass through the model yields the predictions.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from xai_core import Attribution, BatchedModel, Explainer, hookimpl
+from xai_core.errors import OptionError, UnknownLayerError
+
+
+def select_layers(
+    requested: str | Sequence[str] | None,
+    known: Sequence[str],
+    exists: Callable[[str], bool] = lambda name: False,
+) -> list[str]:
+    """Names for exact names and patterns (matched against the leaf layers `known`);
+    an exact name outside `known` is accepted if `exists` says the backend can hook it."""
+    if requested is None:
+        return list(known)
+    patterns = [requested] if isinstance(requested, str) else list(requested)
+    if not patterns or not all(isinstance(p, str) for p in patterns):
+        raise OptionError("layers must be a layer name, a pattern, a list of them, or None.")
+    chosen: list[str] = []
+    unmatched = []
+    for pattern in patterns:
+        if pattern in known or exists(pattern):
+            hits = [pattern]
+        else:
+            hits = fnmatch.filter(known, pattern)
+        if not hits:
+            unmatched.append(pattern)
+        chosen += [h for h in hits if h not in chosen]
+    if unmatched:
+        raise UnknownLayerError(
+            f"no layer matches {', '.join(map(repr, unmatched))}. "
+            f"The model's layers are: {', '.join(known) or '(none)'}."
+        )
+    return chosen
+
+
+class Activations(Explainer):
+    name = "activations"
+    defaults = {"layers": None}
+    requires = ("capture",)
+    needs_target = False
+
+    def explain(self, model: BatchedModel, inputs: np.ndarray, target: None) -> Attribution:
+        known = [layer.name for layer in model.layers()]
+
+        def exists(name: str) -> bool:  # containers, not only leaves, where a backend allows
+            try:
+                model.check_layers([name])
+            except UnknownLayerError:
+                return False
+            return True
+
+        names = select_layers(self.options["layers"], known, exists)
+        return Attribution(
+            activations=model.capture(inputs, names),
+            options={"channels_last": model.channels_last},
+        )
+
+
+@hookimpl
+def xai_explainers() -> list[type[Explainer]]:
+    return [Activations]

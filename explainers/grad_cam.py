@@ -1,0 +1,86 @@
+"""Grad-CAM (Selvaraju et al., 2017): where a convolutional layer sees the target class.
+
+cam = ReLU(sum_c w_c A_c) with w_c the spatial mean of d f_target / d A_c, at
+the layer's resolution (kept in `extras["layer_attributions"]`, (N, h, w), equal
+to Captum's `LayerGradCam` there), then bilinearly upsampled to the input's
+spatial size and repeated over the input's channels, so `attributions` has the
+inputs' shape and layout like every other method.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xai_core import Attribution, BatchedModel, Explainer, hookimpl
+from xai_core.errors import OptionError
+from xai_core.explainer import check_bool
+
+
+def resize_bilinear(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(N, h, w) -> (N, H, W), bilinear with half-pixel centres (align_corners=False)."""
+    n, h, w = maps.shape
+    H, W = size
+
+    def axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        pos = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+        lo = np.floor(pos).astype(int)
+        hi = np.minimum(lo + 1, n_in - 1)
+        return lo, hi, pos - lo
+
+    y0, y1, fy = axis(h, H)
+    x0, x1, fx = axis(w, W)
+    top = maps[:, y0][:, :, x0] * (1 - fx) + maps[:, y0][:, :, x1] * fx
+    bottom = maps[:, y1][:, :, x0] * (1 - fx) + maps[:, y1][:, :, x1] * fx
+    return top * (1 - fy)[None, :, None] + bottom * fy[None, :, None]
+
+
+class GradCAM(Explainer):
+    name = "grad_cam"
+    defaults = {"layer": None, "relu_attributions": True}
+    requires = ("gradients at a layer",)
+
+    def validate(self) -> None:
+        if not isinstance(self.options["layer"], str):
+            raise OptionError(
+                "grad_cam needs layer=<name of a convolutional layer>, e.g. the last one; "
+                "xai_core.adapt(model).layers() lists the names."
+            )
+        check_bool("relu_attributions", self.options["relu_attributions"])
+
+    def explain(self, model: BatchedModel, inputs: np.ndarray, target: np.ndarray) -> Attribution:
+        layer = self.options["layer"]
+        model.check_layers([layer])
+        activation, grads = model.layer_gradients(inputs, target, layer)
+        if activation.ndim < 4:
+            convolutional = [i.name for i in model.layers() if "conv" in i.kind.lower()]
+            raise OptionError(
+                f"layer {layer!r} has output shape {activation.shape}, with no spatial "
+                "dimensions for Grad-CAM to map; pick a convolutional layer"
+                + (f" such as {', '.join(convolutional)}." if convolutional else ".")
+            )
+        if model.channels_last:  # to (N, C, h, w)
+            activation = np.moveaxis(activation, -1, 1)
+            grads = np.moveaxis(grads, -1, 1)
+        weights = grads.mean(axis=tuple(range(2, grads.ndim)), keepdims=True)
+        cam = (weights * activation).sum(axis=1)
+        if self.options["relu_attributions"]:
+            cam = np.maximum(cam, 0)
+        spatial = inputs.shape[1:-1] if model.channels_last else inputs.shape[2:]
+        if inputs.ndim != 4 or cam.ndim != 3:
+            raise OptionError(
+                f"grad_cam explains image inputs (N, C, H, W or N, H, W, C), got {inputs.shape}."
+            )
+        upsampled = resize_bilinear(cam.astype(np.float64), tuple(spatial))
+        channel_axis = -1 if model.channels_last else 1
+        attributions = np.repeat(
+            np.expand_dims(upsampled, channel_axis), inputs.shape[channel_axis], channel_axis
+        )
+        return Attribution(
+            attributions=attributions.astype(inputs.dtype),
+            extras={"layer_attributions": cam.astype(inputs.dtype)},
+        )
+
+
+@hookimpl
+def xai_explainers() -> list[type[Explainer]]:
+    return [GradCAM]
