@@ -53,6 +53,12 @@ class Activations(Explainer):
     needs_target = False
 
     def explain(self, model: BatchedModel, inputs: np.ndarray, target: None) -> Attribution:
+        requested = self.options["layers"]
+        if isinstance(requested, (list, tuple)) and all(
+            isinstance(n, str) and not any(c in n for c in "*?[") for n in requested
+        ):  # exact names: no need to list the model's layers
+            model.check_layers(requested)
+            return self._capture(model, inputs, list(dict.fromkeys(requested)))
         known = [layer.name for layer in model.layers()]
 
         def exists(name: str) -> bool:  # containers, not only leaves, where a backend allows
@@ -62,7 +68,10 @@ class Activations(Explainer):
                 return False
             return True
 
-        names = select_layers(self.options["layers"], known, exists)
+        return self._capture(model, inputs, select_layers(requested, known, exists))
+
+    @staticmethod
+    def _capture(model: BatchedModel, inputs: np.ndarray, names: list[str]) -> Attribution:
         return Attribution(
             activations=model.capture(inputs, names),
             options={"channels_last": model.channels_last},

@@ -96,6 +96,8 @@ def test_compiled_functions_do_not_keep_the_model_alive():
 
     model = keras_mlp(WEIGHTS)
     xai_core.explain(model, tabular(2), "saliency")
+    xai_core.explain(model, tabular(2), "activations", layers=["fc1"])  # compiled sub-model
+    assert any(key[0] == "capture" for key in _COMPILED[model])
     ref, size = weakref.ref(model), len(_COMPILED)
     del model
     gc.collect()

@@ -66,10 +66,16 @@ def run(
         if hasattr(value, "__array__") and not isinstance(value, np.ndarray):
             explainer.options[name] = adapter.to_numpy(value)
     batched = BatchedModel(adapter, explainer.options["internal_batch_size"])
+    user_target = None if target is None else adapter.to_numpy(target)
     with adapter.session():
-        predictions = _predict(batched, x)
-        resolved = resolve_target(None if target is None else adapter.to_numpy(target), predictions)
-        result = explainer.explain(batched, x, resolved)
+        if explainer.needs_target:
+            predictions = _predict(batched, x)
+            resolved = resolve_target(user_target, predictions)
+            result = explainer.explain(batched, x, resolved)
+        else:  # e.g. activation capture: one pass yields the activations and the predictions
+            result = _model_call(lambda: explainer.explain(batched, x, None), x)
+            predictions = _predict(batched, x)
+            resolved = resolve_target(user_target, predictions)
     return Explanation(
         method=explainer.name,
         inputs=x,

@@ -77,7 +77,7 @@ def run_demo(
 
     import xai_core
 
-    from .plotting import plot_comparison, plot_global_importance
+    from .plotting import plot_comparison, plot_feature_maps, plot_global_importance
     from .testing.twins import from_layout, to_layout, torch_weights, twin
 
     chosen = [fw for fw in FRAMEWORKS if fw in (frameworks or installed_frameworks())]
@@ -130,9 +130,18 @@ def run_demo(
                 scale = np.abs(reference[expl.method]).max()
                 err = np.abs(attr - reference[expl.method]).max() / scale
                 lines.append(f"[{fw}] {expl.method}: max relative difference to PyTorch {err:.1e}")
+        cam = xai_core.explain(model, x[:n_images], "grad_cam", layer="conv2")
+        save(cam.plot(), f"grad_cam_{fw}.png")
         if fw == "torch":
             save(plot_global_importance(ig_all.attributions), "ig_mean_abs_torch.png")
             save(explanations[0].plot(), "saliency_torch.png")
+            acts = xai_core.explain(model, x[:1], "activations", layers=["conv1", "conv2"])
+            save(plot_feature_maps(acts, "conv1"), "feature_maps_conv1_torch.png")
+            save(plot_feature_maps(acts, "conv2"), "feature_maps_conv2_torch.png")
+        table = xai_core.summary(model, inputs=x[:1])
+        lines += ["", str(table)]
+        if fw == "torch":
+            save(table.plot(), "network_torch.png")
     lines += ["", "figures:"] + [f"  {p}" for p in written]
     (out_dir / "summary.txt").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -29,11 +29,15 @@ class TorchAdapter(ModelAdapter):
             ref = next(model.buffers(), None)
         self.device = ref.device if ref is not None else torch.device("cpu")
         self.dtype = ref.dtype if ref is not None and ref.is_floating_point() else torch.float32
+        self._named: dict[str, torch.nn.Module] | None = None
 
     # -- lifecycle -----------------------------------------------------------
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:
-        modes = [(m, m.training) for m in self.model.modules()]
+        modes = [(m, m.training) for m in self._modules().values()]
+        if not any(training for _, training in modes):  # already in eval mode: touch nothing
+            yield
+            return
         self.model.eval()
         try:
             yield
@@ -85,12 +89,15 @@ class TorchAdapter(ModelAdapter):
     def _leaves(self) -> dict[str, torch.nn.Module]:
         return {
             name: module
-            for name, module in self.model.named_modules()
+            for name, module in self._modules().items()
             if name and next(module.children(), None) is None
         }
 
     def _modules(self) -> dict[str, torch.nn.Module]:
-        return {name: module for name, module in self.model.named_modules() if name}
+        """Every module by name ("" is the model itself); walked once per adapter."""
+        if self._named is None:
+            self._named = dict(self.model.named_modules())
+        return self._named
 
     def layers(self) -> list[LayerInfo]:
         return [
@@ -106,8 +113,8 @@ class TorchAdapter(ModelAdapter):
     def check_layers(self, names: Sequence[str]) -> None:
         # any named module may be captured, not only leaves
         known = self._modules()
-        if any(n not in known for n in names):
-            super().check_layers([n for n in names if n not in known])
+        if any(not n or n not in known for n in names):
+            super().check_layers([n for n in names if not n or n not in known])
 
     @contextlib.contextmanager
     def _hooked(self, names: Sequence[str], keep_graph: bool) -> Iterator[dict[str, torch.Tensor]]:

@@ -157,9 +157,35 @@ class KerasAdapter(ModelAdapter):
     def forward_and_capture(
         self, inputs: np.ndarray, layers: Sequence[str]
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        with self._recording(layers) as store:
+        self.check_layers(layers)
+        compiled = self._graph_capture(inputs, tuple(layers))
+        if compiled is not None:  # the graph is known: a compiled functional sub-model
+            out, *captured = compiled(self._tensor(inputs))
+            out = tf.reshape(out, (-1, 1)) if out.shape.rank == 1 else out
+            return out.numpy(), {name: c.numpy() for name, c in zip(layers, captured)}
+        with self._recording(layers) as store:  # subclassed: wrap the layers' call
             out = self._outputs(self._tensor(inputs))
             return out.numpy(), {name: store[name].numpy() for name in layers}
+
+    def _graph_capture(self, inputs: np.ndarray, layers: tuple[str, ...]) -> Callable | None:
+        """A traced-once function returning (outputs, *layer outputs), or None without a graph."""
+        try:
+            compiled = _COMPILED.setdefault(self.model, {})
+        except TypeError:
+            return None
+        key = ("capture", layers, inputs.shape[1:], self.dtype.name)
+        if key not in compiled:
+            compiled[key] = None
+            try:
+                leaves = self._leaves()
+                sub = keras.Model(
+                    self.model.inputs, [self.model.outputs[0], *(leaves[n].output for n in layers)]
+                )
+            except (AttributeError, ValueError, TypeError, KeyError):
+                return None  # subclassed or nested: no usable symbolic graph
+            spec = tf.TensorSpec((None, *inputs.shape[1:]), self.dtype)
+            compiled[key] = tf.function(lambda x: sub(x, training=False), input_signature=[spec])
+        return compiled[key]
 
     def layer_gradients(
         self, inputs: np.ndarray, target: np.ndarray, layer: str
