@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 from captum.attr import LayerGradCam
-from explainers_helpers import resize_bilinear
 
 import xai_core
 
 from conftest import torch_state
+from explainers_helpers import resize_bilinear
 from models import images, tabular, torch_cnn, torch_mlp
 
 

@@ -44,6 +44,16 @@ METHOD_OPTIONS: dict[str, list[dict]] = {
     "gradient_shap": [{"background": BACKGROUND, "n_samples": 8, "stdevs": 0.05, "seed": 3}],
     "activations": [{"layers": None}],
     "grad_cam": [{"layer": "conv2", "only": "cnn"}, {"layer": "conv1", "only": "cnn"}],
+    "kernel_shap": [
+        {"background": BACKGROUND, "seed": 4, "n_samples": 200, "only": "mlp"},
+        {"background": BACKGROUND, "seed": 4, "algorithm": "permutation", "only": "mlp"},
+    ],
+    "lime": [
+        {"background": BACKGROUND, "seed": 5, "n_samples": 300, "only": "mlp"},
+        {"seed": 5, "n_samples": 200, "only": "cnn"},
+    ],
+    # shap's DeepExplainer exists for PyTorch and TensorFlow only (paddle: see its own test)
+    "deep_shap": [{"background": BACKGROUND, "only": "mlp", "frameworks": ["tensorflow"]}],
 }
 
 
@@ -51,7 +61,7 @@ def resolve(options: dict, x: np.ndarray, framework: str) -> dict:
     return {
         k: to_layout(v.make(x).astype(np.float32), framework) if isinstance(v, Reference) else v
         for k, v in options.items()
-        if k != "only"
+        if k not in ("only", "frameworks")
     }
 
 
@@ -136,7 +146,7 @@ def test_every_explainer_gives_the_same_explanation(twins, method, options, kind
         pytest.skip(f"{method} applies to the {options['only']} twin only")
     _, x, _ = CASES[kind]
     reference = xai_core.explain(twins["torch", kind], x, method, **resolve(options, x, "torch"))
-    for framework in OTHERS:
+    for framework in options.get("frameworks", OTHERS):
         xf = to_layout(x, framework)
         expl = xai_core.explain(
             twins[framework, kind], xf, method, **resolve(options, x, framework)
@@ -155,7 +165,7 @@ def test_every_explainer_gives_the_same_explanation(twins, method, options, kind
             assert_close(from_layout(expl.activations[name], framework), value, name)
         for name, value in reference.extras.items():
             assert_close(expl.extras[name], value, name)
-        if reference.convergence_delta is not None:
+        if reference.convergence_delta is not None and method not in ("kernel_shap", "deep_shap"):
             scale = np.abs(reference.predictions).max()
             np.testing.assert_allclose(
                 expl.convergence_delta, reference.convergence_delta, atol=RTOL * scale

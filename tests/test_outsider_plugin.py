@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import numpy as np
-from xai_outsider_numpy import BlackBox, NumpyMLP
 
 from xai_core.testing import AdapterConformance
+from xai_outsider_numpy import BlackBox, NumpyMLP
 
 
 class TestOutsiderConformance(AdapterConformance):

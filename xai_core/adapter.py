@@ -91,6 +91,11 @@ class ModelAdapter(ABC):
         """Convert the framework's tensor (or anything array-like) to NumPy."""
         return np.asarray(inputs)
 
+    def to_framework(self, inputs: np.ndarray) -> Any:
+        """NumPy to the framework's tensor, for explainers that hand the model to a library
+        that wants it (shap's DeepExplainer)."""
+        raise self.missing("conversion to framework tensors")
+
     def framework_version(self) -> str | None:
         """Version of the framework, recorded in every `Explanation`."""
         return None

@@ -112,6 +112,35 @@ class Explanation:
                 extras={n: data[f"extra_{i}"] for i, n in enumerate(meta["extras"])},
             )
 
+    # -- interop -------------------------------------------------------------
+    def to_shap(self, feature_names: list[str] | None = None) -> Any:
+        """A `shap.Explanation` (values, base values, data, feature names), so that
+        `shap.plots.waterfall / bar / beeswarm / decision / image` work on it.
+
+        Base values are the method's own where it has them (Kernel/Deep SHAP);
+        otherwise f(x) - sum(attributions), so the plots stay additive.
+        """
+        try:
+            import shap
+        except ImportError as exc:
+            raise XaiError("to_shap needs shap: pip install 'xai-core[shap]'") from exc
+        if self.attributions is None:
+            raise XaiError(f"{self.method!r} explanations hold no attributions for shap.")
+        n = len(self.inputs)
+        if "base_values" in self.extras:
+            base = np.asarray(self.extras["base_values"], np.float64)
+        else:
+            outputs = self.predictions[np.arange(n), self.target].astype(np.float64)
+            base = outputs - self.attributions.reshape(n, -1).sum(axis=1)
+        names = feature_names or self.options.get("feature_names")
+        return shap.Explanation(
+            values=np.asarray(self.attributions, np.float64),
+            base_values=base,
+            data=np.asarray(self.inputs),
+            feature_names=list(names) if names is not None else None,
+            output_names=None,
+        )
+
     # -- pictures ------------------------------------------------------------
     def plot(self, **kwargs: Any) -> Figure:
         """A matplotlib Figure: heatmaps over images, top-feature bars for tabular data."""

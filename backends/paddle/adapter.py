@@ -42,6 +42,9 @@ class PaddleAdapter(ModelAdapter):
             return inputs.detach().numpy()
         return np.asarray(inputs)
 
+    def to_framework(self, inputs: np.ndarray) -> paddle.Tensor:
+        return self._tensor(inputs)
+
     def framework_version(self) -> str:
         return paddle.__version__
 

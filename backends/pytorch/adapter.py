@@ -50,6 +50,9 @@ class TorchAdapter(ModelAdapter):
             return inputs.detach().cpu().numpy()
         return np.asarray(inputs)
 
+    def to_framework(self, inputs: np.ndarray) -> torch.Tensor:
+        return self._tensor(inputs)
+
     def framework_version(self) -> str:
         return torch.__version__
 

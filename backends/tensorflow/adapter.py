@@ -68,6 +68,9 @@ class KerasAdapter(ModelAdapter):
             return inputs.numpy()
         return np.asarray(inputs)
 
+    def to_framework(self, inputs: np.ndarray) -> tf.Tensor:
+        return self._tensor(inputs)
+
     def framework_version(self) -> str:
         return f"tensorflow {tf.__version__}, keras {keras.__version__}"
 

@@ -143,8 +143,10 @@ def keras_mlp(weights: Weights, kind: str = "sequential") -> Any:
     return model
 
 
-def keras_cnn(weights: Weights, kind: str = "sequential") -> Any:
-    """The CNN twin in Keras, channels-last; layer names as in the PyTorch twin."""
+def keras_cnn(weights: Weights, kind: str = "sequential", size: int | None = None) -> Any:
+    """The CNN twin in Keras, channels-last; layer names as in the PyTorch twin.
+
+    `size` fixes the image side (None: any size, as the other twins accept)."""
     import keras
 
     channels = weights["conv1.weight"].shape[1]
@@ -163,9 +165,9 @@ def keras_cnn(weights: Weights, kind: str = "sequential") -> Any:
         )
 
     if kind == "sequential":
-        model = keras.Sequential([keras.Input((None, None, channels)), *layers()])
+        model = keras.Sequential([keras.Input((size, size, channels)), *layers()])
     elif kind == "functional":
-        inputs = keras.Input((None, None, channels))
+        inputs = keras.Input((size, size, channels))
         x = inputs
         for layer in layers():
             x = layer(x)

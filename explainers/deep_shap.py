@@ -1,0 +1,89 @@
+"""DeepSHAP through `shap.DeepExplainer`, where shap supports the framework.
+
+shap's DeepExplainer needs the framework's own model and tensors (it rewrites
+gradients inside the framework), so this explainer hands it `adapter.model`
+and `adapter.to_framework(...)` arrays; it imports no framework itself. shap
+supports PyTorch and TensorFlow; other backends get a `CapabilityError` that
+names `gradient_shap` (expected gradients, on any backend with gradients).
+Additivity is reported per sample in `convergence_delta`
+(sum(attributions) + base value - f(x)); `background` is summarised to
+`max_background` sampled rows (DeepSHAP's cost grows with it).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from xai_core import Attribution, BatchedModel, Explainer, hookimpl
+from xai_core.errors import CapabilityError, XaiError
+from xai_core.explainer import check_positive_int, resolve_seed
+from xai_core_explainers.shap_support import additivity_gap, check_background, require
+
+SUPPORTED = {"torch": "pytorch", "tensorflow": "tensorflow"}
+
+
+class DeepShap(Explainer):
+    name = "deep_shap"
+    defaults = {"background": None, "max_background": 100, "seed": None}
+    requires = ("to_framework",)
+
+    def validate(self) -> None:
+        check_positive_int("max_background", self.options["max_background"])
+        if self.options["background"] is None:
+            check_background(None, np.zeros((1, 1)), self.name)
+
+    def explain(self, model: BatchedModel, inputs: np.ndarray, target: np.ndarray) -> Attribution:
+        if model.backend not in SUPPORTED:
+            raise CapabilityError(
+                f"deep_shap runs shap.DeepExplainer, which supports PyTorch and TensorFlow "
+                f"models, not the {model.backend!r} backend: use gradient_shap (expected "
+                "gradients, the same attribution family) on this backend."
+            )
+        shap = require("shap", "shap")
+        seed = resolve_seed(self.options["seed"])
+        background = check_background(self.options["background"], inputs, self.name)
+        limit = self.options["max_background"]
+        if len(background) > limit:
+            background = background[
+                np.random.default_rng(seed).choice(len(background), limit, False)
+            ]
+        adapter = model.adapter
+        # shap's PyTorch path takes tensors, its TensorFlow path NumPy arrays
+        convert = adapter.to_framework if model.backend == "torch" else np.asarray
+        bg = convert(background.astype(inputs.dtype))
+        x = convert(inputs)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                explainer = shap.DeepExplainer(adapter.model, bg)
+                values = explainer.shap_values(x, check_additivity=False)
+        except Exception as exc:  # noqa: BLE001 - shap's own limits, explained
+            hint = ""
+            if model.backend == "tensorflow" and "NoneType" in str(exc):
+                hint = " shap needs a Keras model with a fixed input shape (no None but the batch)."
+            raise XaiError(
+                f"shap.DeepExplainer failed on this {model.backend} model: "
+                f"{type(exc).__name__}: {exc}.{hint} Or use gradient_shap, which works on any "
+                "model with gradients."
+            ) from exc
+        values = np.asarray(values)
+        if values.ndim == inputs.ndim:  # one output
+            values = values[..., None]
+        n = len(inputs)
+        picked = np.moveaxis(values, -1, 1)[np.arange(n), target]
+        expected = np.atleast_1d(np.asarray(explainer.expected_value, np.float64))
+        base_values = expected[target]
+        outputs = model.forward(inputs)[np.arange(n), target].astype(np.float64)
+        return Attribution(
+            attributions=picked.astype(np.float64),
+            convergence_delta=additivity_gap(picked, base_values, outputs),
+            extras={"base_values": base_values},
+            options={"seed": seed},
+        )
+
+
+@hookimpl
+def xai_explainers() -> list[type[Explainer]]:
+    return [DeepShap]

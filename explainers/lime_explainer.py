@@ -1,0 +1,205 @@
+"""LIME (Ribeiro et al., 2016) through the `lime` library, for tabular data and images.
+
+Tabular inputs (batch, features) use `LimeTabularExplainer` with `background` as
+its training data; attributions hold one local-model weight per feature. Image
+inputs (channels-first or -last, grayscale or RGB) use `LimeImageExplainer`:
+segmentation needs an RGB channels-last image, so the image is converted for
+segmentation only, and perturbed images are converted back to the model's
+layout before the model sees them; each segment's weight is spread back over its
+pixels (and channels), in the input's layout. The model is called in batches of
+`batch_size` perturbed images (the library's default of 10 leaves most of the
+machine idle). Seeded through the library's own `random_state`.
+
+Small images (32 x 32 pixels or fewer) are cut into an 8 x 8 grid of square
+patches (quickshift finds too few segments there); larger ones use quickshift as
+the library does. Pass `segmentation_fn` (image -> label map) to choose.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from xai_core import Attribution, BatchedModel, Explainer, hookimpl
+from xai_core.errors import OptionError
+from xai_core.explainer import check_choice, check_positive_int, resolve_seed
+from xai_core_explainers.shap_support import check_background, flat_predict, require
+
+MODES = ("auto", "tabular", "image")
+
+
+def grid_segments(image: np.ndarray, patch: int) -> np.ndarray:
+    """Label map of square patches: a segmentation that works for tiny images."""
+    h, w = image.shape[:2]
+    rows, cols = np.arange(h) // patch, np.arange(w) // patch
+    return rows[:, None] * (cols.max() + 1) + cols[None, :]
+
+
+class Lime(Explainer):
+    name = "lime"
+    defaults = {
+        "background": None,
+        "n_samples": 1000,
+        "seed": None,
+        "feature_names": None,
+        "categorical_features": None,
+        "kernel_width": None,
+        "mode": "auto",
+        "segmentation_fn": None,
+        "batch_size": 1000,
+    }
+
+    def validate(self) -> None:
+        check_positive_int("n_samples", self.options["n_samples"])
+        check_positive_int("batch_size", self.options["batch_size"])
+        check_choice("mode", self.options["mode"], MODES)
+        if self.options["seed"] is not None:
+            resolve_seed(self.options["seed"])
+
+    def explain(self, model: BatchedModel, inputs: np.ndarray, target: np.ndarray) -> Attribution:
+        seed = resolve_seed(self.options["seed"])
+        mode = self.options["mode"]
+        if mode == "auto":
+            mode = "tabular" if inputs.ndim == 2 else "image"
+        if mode == "tabular":
+            if inputs.ndim != 2:
+                raise OptionError(
+                    f"tabular LIME needs (batch, features) inputs, got {inputs.shape}"
+                )
+            result = self._tabular(model, inputs, target, seed)
+        else:
+            result = self._image(model, inputs, target, seed)
+        result.options.update({"seed": seed, "mode": mode})
+        return result
+
+    def _tabular(self, model, inputs, target, seed) -> Attribution:
+        lime_tabular = require("lime.lime_tabular", "lime")
+        background = check_background(self.options["background"], inputs, "tabular lime")
+        explainer = lime_tabular.LimeTabularExplainer(
+            background,
+            mode="classification",
+            feature_names=self.options["feature_names"],
+            categorical_features=self.options["categorical_features"],
+            kernel_width=self.options["kernel_width"],
+            discretize_continuous=False,
+            random_state=seed,
+        )
+        predict = flat_predict(model, inputs.shape[1:], inputs.dtype)
+        weights = np.zeros(inputs.shape, np.float64)
+        intercepts = np.zeros(len(inputs))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # scores need not be probabilities
+            for i, (row, t) in enumerate(zip(inputs, target)):
+                exp = explainer.explain_instance(
+                    row.astype(np.float64),
+                    predict,
+                    labels=(int(t),),
+                    num_features=inputs.shape[1],
+                    num_samples=self.options["n_samples"],
+                )
+                for feature, weight in exp.as_map()[int(t)]:
+                    weights[i, feature] = weight
+                intercepts[i] = exp.intercept[int(t)]
+        return Attribution(attributions=weights, extras={"intercepts": intercepts})
+
+    def _image(self, model, inputs, target, seed) -> Attribution:
+        lime_image = require("lime.lime_image", "lime")
+        if inputs.ndim not in (3, 4):
+            raise OptionError(
+                f"image LIME needs (N, C, H, W), (N, H, W, C) or (N, H, W), got {inputs.shape}"
+            )
+        layout = _ImageLayout(inputs.shape, model.channels_last)
+        segmentation = self.options["segmentation_fn"]
+        if segmentation is None:
+            h, w = layout.spatial
+            if h * w <= 32 * 32:
+                patch = max(1, min(h, w) // 8)
+                segmentation = lambda image: grid_segments(image, patch)  # noqa: E731
+        explainer = lime_image.LimeImageExplainer(random_state=seed)
+        attributions = np.zeros(inputs.shape, np.float64)
+        intercepts = np.zeros(len(inputs))
+        for i, t in enumerate(target):
+            rgb = layout.to_rgb(inputs[i])
+
+            def classify(batch: np.ndarray) -> np.ndarray:
+                return model.forward(layout.from_rgb(batch, inputs.dtype)).astype(np.float64)
+
+            with warnings.catch_warnings(), _without_progress_bars(lime_image):
+                warnings.simplefilter("ignore")
+                exp = explainer.explain_instance(
+                    rgb,
+                    classify,
+                    labels=(int(t),),
+                    top_labels=None,
+                    hide_color=0,
+                    num_features=100_000,
+                    num_samples=self.options["n_samples"],
+                    batch_size=self.options["batch_size"],
+                    segmentation_fn=segmentation,
+                    random_seed=seed,
+                )
+            per_segment = np.zeros(exp.segments.max() + 1)
+            for segment, weight in exp.local_exp[int(t)]:
+                per_segment[segment] = weight
+            attributions[i] = layout.spread(per_segment[exp.segments])
+            intercepts[i] = exp.intercept[int(t)]
+        return Attribution(attributions=attributions, extras={"intercepts": intercepts})
+
+
+@contextlib.contextmanager
+def _without_progress_bars(module: Any) -> Iterator[None]:
+    """lime 0.2 draws a tqdm bar per explained image, with no option to turn it off."""
+    original = getattr(module, "tqdm", None)
+    if original is not None:
+        module.tqdm = lambda iterable, *args, **kwargs: iterable
+    try:
+        yield
+    finally:
+        if original is not None:
+            module.tqdm = original
+
+
+class _ImageLayout:
+    """Conversions between the model's image layout and LIME's RGB channels-last."""
+
+    def __init__(self, shape: tuple[int, ...], channels_last: bool) -> None:
+        if len(shape) == 3:
+            self.kind, self.channels = "gray", 1
+            self.spatial = shape[1:]
+        elif channels_last:
+            self.kind, self.channels = "last", shape[-1]
+            self.spatial = shape[1:3]
+        else:
+            self.kind, self.channels = "first", shape[1]
+            self.spatial = shape[2:]
+        if self.channels not in (1, 3):
+            raise OptionError(f"image LIME handles 1 or 3 channels, got {self.channels}")
+
+    def to_rgb(self, image: np.ndarray) -> np.ndarray:
+        hwc = image[..., None] if self.kind == "gray" else image
+        hwc = np.moveaxis(hwc, 0, -1) if self.kind == "first" else hwc
+        return np.repeat(hwc, 3, axis=-1) if self.channels == 1 else hwc
+
+    def from_rgb(self, batch: np.ndarray, dtype: Any) -> np.ndarray:
+        batch = batch[..., :1] if self.channels == 1 else batch
+        if self.kind == "gray":
+            batch = batch[..., 0]
+        elif self.kind == "first":
+            batch = np.moveaxis(batch, -1, 1)
+        return np.ascontiguousarray(batch, dtype=dtype)
+
+    def spread(self, pixel_map: np.ndarray) -> np.ndarray:
+        if self.kind == "gray":
+            return pixel_map
+        if self.kind == "first":
+            return np.repeat(pixel_map[None], self.channels, axis=0)
+        return np.repeat(pixel_map[..., None], self.channels, axis=-1)
+
+
+@hookimpl
+def xai_explainers() -> list[type[Explainer]]:
+    return [Lime]

@@ -1,0 +1,71 @@
+"""What the shap- and lime-based explainers share: background checks, seeding, flattening."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from xai_core import BatchedModel
+from xai_core.errors import OptionError, XaiError
+
+
+def require(module: str, extra: str) -> Any:
+    """Import an optional library or say how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise XaiError(f"this method needs {module}: pip install 'xai-core[{extra}]'") from exc
+
+
+def check_background(background: Any, inputs: np.ndarray, method: str) -> np.ndarray:
+    """Reference rows with the inputs' per-sample shape."""
+    if background is None:
+        raise OptionError(
+            f"{method} needs background=<reference samples> (e.g. 100 training rows) with the "
+            "inputs' per-sample shape."
+        )
+    bg = np.asarray(background, dtype=np.float64)
+    if bg.shape == inputs.shape[1:]:
+        bg = bg[None]
+    if bg.ndim != inputs.ndim or bg.shape[1:] != inputs.shape[1:] or len(bg) == 0:
+        raise OptionError(
+            f"background has shape {bg.shape}, but each input sample has shape "
+            f"{inputs.shape[1:]}: give (n_reference, {', '.join(map(str, inputs.shape[1:]))})."
+        )
+    if not np.isfinite(bg).all():
+        raise OptionError("background contains NaN or inf.")
+    return bg
+
+
+@contextlib.contextmanager
+def seeded_global_numpy(seed: int) -> Iterator[None]:
+    """shap's Kernel explainer draws from NumPy's global RNG: seed it for the call and
+    put the user's global state back afterwards."""
+    state = np.random.get_state()
+    np.random.seed(seed % (2**32))
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
+def flat_predict(model: BatchedModel, sample_shape: tuple[int, ...], dtype: Any) -> Callable:
+    """A predict function on flattened rows, as shap and lime call it; the core chunks it."""
+
+    def predict(rows: np.ndarray) -> np.ndarray:
+        x = np.asarray(rows, dtype=dtype).reshape(-1, *sample_shape)
+        return model.forward(x).astype(np.float64)
+
+    return predict
+
+
+def additivity_gap(
+    attributions: np.ndarray, base_values: np.ndarray, outputs: np.ndarray
+) -> np.ndarray:
+    """sum(attributions) + base value - f(x), per sample (0 for exact SHAP values)."""
+    return attributions.reshape(len(attributions), -1).sum(axis=1) + base_values - outputs

@@ -1,0 +1,188 @@
+"""Kernel SHAP, DeepSHAP and LIME driven through adapters: additivity, closed forms,
+seeded determinism, the outsider and forward-only backends, and shap interop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import xai_core
+from xai_outsider_numpy import BlackBox, NumpyMLP
+
+from models import images, tabular, torch_cnn, torch_linear, torch_mlp
+
+BACKGROUND = tabular(30, d=5, seed=9)
+
+
+@pytest.mark.parametrize("algorithm", ["kernel", "permutation", "partition"])
+def test_kernel_shap_is_exact_on_a_linear_model(algorithm):
+    model, x = torch_linear(), tabular(4, d=5)
+    w = model[0].weight.detach().numpy()
+    expl = xai_core.explain(
+        model,
+        x,
+        "kernel_shap",
+        background=BACKGROUND,
+        seed=0,
+        target=[0, 1, 2, 1],
+        algorithm=algorithm,
+    )
+    expected = w[[0, 1, 2, 1]] * (x - BACKGROUND.mean(0))
+    np.testing.assert_allclose(expl.attributions, expected, atol=1e-5)
+    np.testing.assert_allclose(expl.convergence_delta, 0, atol=1e-4)
+
+
+def test_kernel_shap_additivity_on_a_nonlinear_model():
+    model, x = torch_mlp(), tabular(3)
+    expl = xai_core.explain(model, x, "kernel_shap", background=tabular(20, seed=4), seed=1)
+    outputs = expl.predictions[np.arange(3), expl.target]
+    total = expl.attributions.sum(1) + expl.extras["base_values"]
+    np.testing.assert_allclose(total, outputs, atol=1e-4)
+    assert np.all(np.abs(expl.convergence_delta) <= 1e-4)
+
+
+def test_kernel_shap_is_seeded_without_touching_the_global_random_state():
+    model, x = torch_mlp(), tabular(2)
+    options = {"background": tabular(20, seed=4), "n_samples": 40}
+    np.random.seed(123)
+    before = np.random.get_state()[1].copy()
+    a = xai_core.explain(model, x, "kernel_shap", seed=5, **options)
+    b = xai_core.explain(model, x, "kernel_shap", seed=5, **options)
+    c = xai_core.explain(model, x, "kernel_shap", seed=6, **options)
+    assert np.array_equal(np.random.get_state()[1], before)
+    np.testing.assert_array_equal(a.attributions, b.attributions)
+    assert not np.allclose(a.attributions, c.attributions)
+
+
+def test_large_backgrounds_are_summarised_and_say_how():
+    expl = xai_core.explain(
+        torch_mlp(),
+        tabular(1),
+        "kernel_shap",
+        background=tabular(300, seed=2),
+        seed=0,
+        max_background=20,
+    )
+    assert expl.options["background_summary"] == "shap.kmeans(20)"
+    assert np.all(np.abs(expl.convergence_delta) <= 1e-4)
+
+
+def test_kernel_shap_and_lime_on_the_outsider_and_forward_only_backends():
+    mlp = NumpyMLP.random()
+    x = np.random.default_rng(0).normal(size=(3, 5))
+    bg = np.random.default_rng(1).normal(size=(25, 5))
+    for model in (mlp, BlackBox(mlp)):
+        shap_expl = xai_core.explain(model, x, "kernel_shap", background=bg, seed=0)
+        total = shap_expl.attributions.sum(1) + shap_expl.extras["base_values"]
+        np.testing.assert_allclose(total, mlp(x)[np.arange(3), shap_expl.target], atol=1e-4)
+        lime_expl = xai_core.explain(model, x, "lime", background=bg, seed=0, n_samples=300)
+        assert lime_expl.attributions.shape == x.shape
+    # the same numbers through the plugin's adapter and through the black box
+    a = xai_core.explain(mlp, x, "lime", background=bg, seed=3, n_samples=300)
+    b = xai_core.explain(BlackBox(mlp), x, "lime", background=bg, seed=3, n_samples=300)
+    np.testing.assert_allclose(a.attributions, b.attributions, rtol=1e-6)
+
+
+def test_lime_tabular_recovers_a_linear_model_in_standardised_units():
+    model, x = torch_linear(), tabular(2, d=5)
+    w = model[0].weight.detach().numpy()
+    expl = xai_core.explain(
+        model, x, "lime", background=BACKGROUND, seed=0, target=2, n_samples=3000
+    )
+    # LIME fits a ridge model on features scaled by the background's standard deviation
+    expected = w[2] * BACKGROUND.std(0)
+    np.testing.assert_allclose(expl.attributions, np.tile(expected, (2, 1)), rtol=0.05, atol=0.01)
+
+
+def test_lime_is_seeded():
+    model, x = torch_mlp(), tabular(2)
+    a = xai_core.explain(model, x, "lime", background=tabular(30), seed=4, n_samples=200)
+    b = xai_core.explain(model, x, "lime", background=tabular(30), seed=4, n_samples=200)
+    c = xai_core.explain(model, x, "lime", background=tabular(30), seed=5, n_samples=200)
+    np.testing.assert_array_equal(a.attributions, b.attributions)
+    assert not np.allclose(a.attributions, c.attributions)
+
+
+def test_lime_image_layouts_and_batching(monkeypatch):
+    from xai_core_backends.pytorch.adapter import TorchAdapter
+
+    sizes = []
+    original = TorchAdapter.forward
+
+    def spy(self, inputs):
+        sizes.append(len(inputs))
+        return original(self, inputs)
+
+    monkeypatch.setattr(TorchAdapter, "forward", spy)
+    model, x = torch_cnn(), images(2)
+    expl = xai_core.explain(model, x, "lime", seed=0, n_samples=400, target=[3, 4])
+    assert expl.attributions.shape == x.shape
+    # small images are cut into an 8 x 8 grid of segments: one weight per segment
+    assert len(np.unique(expl.attributions[0])) <= 64 and np.abs(expl.attributions).max() > 0
+    assert max(sizes) >= 400  # every perturbed image of a sample in one call, not 10 at a time
+    again = xai_core.explain(model, x, "lime", seed=0, n_samples=400, target=[3, 4])
+    np.testing.assert_array_equal(expl.attributions, again.attributions)
+
+
+def test_lime_image_on_rgb_spreads_each_segment_over_all_channels():
+    from xai_core.testing.twins import cnn_weights, torch_cnn
+
+    model = torch_cnn(cnn_weights(channels=3))
+    rgb = np.random.default_rng(0).uniform(size=(1, 3, 8, 8)).astype(np.float32)
+    expl = xai_core.explain(model, rgb, "lime", seed=1, n_samples=300, target=2)
+    assert expl.attributions.shape == rgb.shape
+    np.testing.assert_array_equal(expl.attributions[0, 0], expl.attributions[0, 2])
+    assert np.abs(expl.attributions).max() > 0
+
+
+def test_deep_shap_on_torch_is_additive():
+    model, x = torch_cnn(), images(3)
+    expl = xai_core.explain(model, x, "deep_shap", background=images(8, seed=5), target=[1, 2, 3])
+    assert np.all(np.abs(expl.convergence_delta) <= 1e-4)
+
+
+def test_deep_shap_on_other_backends_names_gradient_shap():
+    with pytest.raises(xai_core.CapabilityError, match="gradient_shap"):
+        xai_core.explain(
+            NumpyMLP.random(), tabular(2, d=5), "deep_shap", background=tabular(4, d=5)
+        )
+
+
+def test_to_shap_feeds_shap_plots():
+    import shap
+    from matplotlib import pyplot as plt
+
+    names = [f"f{i}" for i in range(6)]
+    expl = xai_core.explain(
+        torch_mlp(), tabular(3), "kernel_shap", background=tabular(20), seed=0, feature_names=names
+    )
+    sv = expl.to_shap()
+    assert sv.feature_names == names and sv.values.shape == (3, 6)
+    np.testing.assert_allclose(
+        sv.values.sum(1) + sv.base_values, expl.predictions[np.arange(3), expl.target], atol=1e-4
+    )
+    shap.plots.waterfall(sv[0], show=False)
+    shap.plots.bar(sv, show=False)
+    shap.plots.beeswarm(sv, show=False)
+    plt.close("all")
+    # methods without base values stay additive through f(x) - sum(attributions)
+    ig = xai_core.explain(torch_mlp(), tabular(3), "integrated_gradients").to_shap()
+    np.testing.assert_allclose(
+        ig.values.sum(1) + ig.base_values,
+        xai_core.explain(torch_mlp(), tabular(3), "saliency").predictions.max(1),
+        rtol=1e-5,
+    )
+
+
+@pytest.mark.parametrize(
+    "method, options, fragment",
+    [
+        ("kernel_shap", {}, "background"),
+        ("kernel_shap", {"background": np.zeros((3, 5)), "algorithm": "exact"}, "algorithm"),
+        ("lime", {"mode": "text"}, "mode"),
+        ("deep_shap", {}, "background"),
+    ],
+)
+def test_bad_options(method, options, fragment):
+    with pytest.raises(xai_core.OptionError, match=fragment):
+        xai_core.get_explainer(method, **options)
