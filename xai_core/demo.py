@@ -100,7 +100,7 @@ def run_demo(
 
     def save(fig: Any, name: str) -> None:
         path = out_dir / name
-        fig.savefig(path, dpi=110)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
         plt.close(fig)
         written.append(path)
 
@@ -142,7 +142,79 @@ def run_demo(
         lines += ["", str(table)]
         if fw == "torch":
             save(table.plot(), "network_torch.png")
+    lines += _tabular_part(chosen, save, x_test[:1], trained)
     lines += ["", "figures:"] + [f"  {p}" for p in written]
     (out_dir / "summary.txt").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return out_dir
+
+
+def train_torch_mlp(x: np.ndarray, y: np.ndarray, epochs: int = 200, seed: int = 0) -> Any:
+    import torch
+
+    from .testing.twins import mlp_weights, torch_mlp
+
+    torch.manual_seed(seed)
+    model = torch_mlp(mlp_weights(n_in=x.shape[1], hidden=16, n_out=2, seed=seed))
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    model.train()
+    for _ in range(epochs):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(xt), yt).backward()
+        opt.step()
+    opt.zero_grad(set_to_none=True)
+    return model
+
+
+def _tabular_part(frameworks: list[str], save: Any, digit: np.ndarray, cnn: Any) -> list[str]:
+    """Breast-cancer MLP on every framework: shap's waterfall and decision plots from
+    `to_shap()`, LIME bars; and a LIME explanation of one digit."""
+    import matplotlib.pyplot as plt
+    import shap
+    from sklearn.datasets import load_breast_cancer
+
+    import xai_core
+
+    from .testing.twins import torch_weights, twin
+
+    data = load_breast_cancer()
+    x = data.data.astype(np.float32)
+    x = (x - x.mean(0)) / x.std(0)
+    order = np.random.default_rng(1).permutation(len(x))
+    train, test = order[:450], order[450:]
+    model = train_torch_mlp(x[train], data.target[train])
+    weights = torch_weights(model)
+    names = [str(n) for n in data.feature_names]
+    lines = ["", "breast cancer MLP (30 features), the same weights on every framework:"]
+    background, shown = x[train][:100], x[test][:8]
+    for fw in frameworks:
+        net = model if fw == "torch" else twin(fw, "mlp", weights)
+        expl = xai_core.explain(  # one class (benign) for all: one base value in the plots
+            net, shown, "kernel_shap", background=background, seed=0, feature_names=names, target=1
+        )
+        accuracy = float((net_predict(net, x[test]).argmax(1) == data.target[test]).mean())
+        sv = expl.to_shap()
+        shap.plots.waterfall(sv[0], show=False, max_display=10)
+        save(plt.gcf(), f"shap_waterfall_{fw}.png")
+        plt.figure()
+        shap.plots.decision(float(sv.base_values[0]), sv.values, feature_names=names, show=False)
+        save(plt.gcf(), f"shap_decision_{fw}.png")
+        lime = xai_core.explain(
+            net, shown[:2], "lime", background=background, seed=0, feature_names=names
+        )
+        save(lime.plot(top_k=8), f"lime_tabular_{fw}.png")
+        gap = np.abs(expl.convergence_delta).max()
+        lines.append(
+            f"[{fw}] accuracy {accuracy:.3f}; kernel SHAP additivity max |gap| {gap:.1e}; "
+            f"sample 0: base {sv.base_values[0]:+.3f} + sum(SHAP) {sv.values[0].sum():+.3f}"
+        )
+    lime_digit = xai_core.explain(cnn, digit, "lime", seed=0, n_samples=1000)
+    save(lime_digit.plot(), "lime_image_torch.png")
+    return lines
+
+
+def net_predict(model: Any, x: np.ndarray) -> np.ndarray:
+    import xai_core
+
+    return xai_core.adapt(model).forward(x)
