@@ -19,7 +19,8 @@ import numpy as np
 from xai_core import Attribution, BatchedModel, Explainer, hookimpl
 from xai_core.errors import CapabilityError, XaiError
 from xai_core.explainer import check_positive_int, resolve_seed
-from xai_core_explainers.shap_support import additivity_gap, check_background, require
+from xai_core.validation import check_background
+from xai_core_explainers.shap_support import additivity_gap, require
 
 SUPPORTED = {"torch": "pytorch", "tensorflow": "tensorflow"}
 
@@ -43,7 +44,7 @@ class DeepShap(Explainer):
             )
         shap = require("shap", "shap")
         seed = resolve_seed(self.options["seed"])
-        background = check_background(self.options["background"], inputs, self.name)
+        background = check_background(self.options["background"], inputs, self.name, np.float64)
         limit = self.options["max_background"]
         if len(background) > limit:
             background = background[

@@ -14,33 +14,11 @@ points `rng.uniform(0, 1, (n_samples, n))`, then, only if `stdevs > 0`, draw s
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from xai_core import Attribution, BatchedModel, Explainer, hookimpl
-from xai_core.errors import OptionError
 from xai_core.explainer import check_number, check_positive_int, resolve_seed
-
-
-def check_background(background: Any, inputs: np.ndarray) -> np.ndarray:
-    """Reference rows with the inputs' per-sample shape (one sample is accepted too)."""
-    if background is None:
-        raise OptionError(
-            "gradient_shap needs background=<reference samples>, e.g. a few hundred "
-            "training rows, with the same per-sample shape as the inputs."
-        )
-    bg = np.asarray(background, dtype=inputs.dtype)
-    if bg.shape == inputs.shape[1:]:
-        bg = bg[None]
-    if bg.ndim != inputs.ndim or bg.shape[1:] != inputs.shape[1:] or len(bg) == 0:
-        raise OptionError(
-            f"background has shape {bg.shape}, but each input sample has shape "
-            f"{inputs.shape[1:]}: give (n_reference, {', '.join(map(str, inputs.shape[1:]))})."
-        )
-    if not np.isfinite(bg).all():
-        raise OptionError("background contains NaN or inf.")
-    return bg
+from xai_core.validation import check_background
 
 
 class GradientShap(Explainer):
@@ -52,12 +30,12 @@ class GradientShap(Explainer):
         check_positive_int("n_samples", self.options["n_samples"])
         check_number("stdevs", self.options["stdevs"])
         if self.options["background"] is None:
-            check_background(None, np.zeros((1, 1)))
+            check_background(None, np.zeros((1, 1)), self.name)  # raises, saying what to pass
         if self.options["seed"] is not None:
             resolve_seed(self.options["seed"])
 
     def explain(self, model: BatchedModel, inputs: np.ndarray, target: np.ndarray) -> Attribution:
-        background = check_background(self.options["background"], inputs)
+        background = check_background(self.options["background"], inputs, self.name)
         seed = resolve_seed(self.options["seed"])
         n_samples, n, stdevs = self.options["n_samples"], len(inputs), self.options["stdevs"]
         rng = np.random.default_rng(seed)

@@ -19,9 +19,9 @@ import numpy as np
 
 from xai_core import Attribution, BatchedModel, Explainer, hookimpl
 from xai_core.explainer import check_choice, check_positive_int, resolve_seed
+from xai_core.validation import check_background
 from xai_core_explainers.shap_support import (
     additivity_gap,
-    check_background,
     flat_predict,
     require,
     seeded_global_numpy,
@@ -54,7 +54,7 @@ class KernelShap(Explainer):
     def explain(self, model: BatchedModel, inputs: np.ndarray, target: np.ndarray) -> Attribution:
         shap = require("shap", "shap")
         seed = resolve_seed(self.options["seed"])
-        background = check_background(self.options["background"], inputs, self.name)
+        background = check_background(self.options["background"], inputs, self.name, np.float64)
         n, sample_shape = len(inputs), inputs.shape[1:]
         flat_bg = background.reshape(len(background), -1)
         rows = inputs.reshape(n, -1).astype(np.float64)

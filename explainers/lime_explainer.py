@@ -27,7 +27,8 @@ import numpy as np
 from xai_core import Attribution, BatchedModel, Explainer, hookimpl
 from xai_core.errors import OptionError
 from xai_core.explainer import check_choice, check_positive_int, resolve_seed
-from xai_core_explainers.shap_support import check_background, flat_predict, require
+from xai_core.validation import check_background
+from xai_core_explainers.shap_support import flat_predict, require
 
 MODES = ("auto", "tabular", "image")
 
@@ -78,7 +79,9 @@ class Lime(Explainer):
 
     def _tabular(self, model, inputs, target, seed) -> Attribution:
         lime_tabular = require("lime.lime_tabular", "lime")
-        background = check_background(self.options["background"], inputs, "tabular lime")
+        background = check_background(
+            self.options["background"], inputs, "tabular lime", np.float64
+        )
         explainer = lime_tabular.LimeTabularExplainer(
             background,
             mode="classification",

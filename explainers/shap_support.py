@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from xai_core import BatchedModel
-from xai_core.errors import OptionError, XaiError
+from xai_core.errors import XaiError
 
 
 def require(module: str, extra: str) -> Any:
@@ -20,26 +20,6 @@ def require(module: str, extra: str) -> Any:
         return importlib.import_module(module)
     except ImportError as exc:
         raise XaiError(f"this method needs {module}: pip install 'xai-core[{extra}]'") from exc
-
-
-def check_background(background: Any, inputs: np.ndarray, method: str) -> np.ndarray:
-    """Reference rows with the inputs' per-sample shape."""
-    if background is None:
-        raise OptionError(
-            f"{method} needs background=<reference samples> (e.g. 100 training rows) with the "
-            "inputs' per-sample shape."
-        )
-    bg = np.asarray(background, dtype=np.float64)
-    if bg.shape == inputs.shape[1:]:
-        bg = bg[None]
-    if bg.ndim != inputs.ndim or bg.shape[1:] != inputs.shape[1:] or len(bg) == 0:
-        raise OptionError(
-            f"background has shape {bg.shape}, but each input sample has shape "
-            f"{inputs.shape[1:]}: give (n_reference, {', '.join(map(str, inputs.shape[1:]))})."
-        )
-    if not np.isfinite(bg).all():
-        raise OptionError("background contains NaN or inf.")
-    return bg
 
 
 @contextlib.contextmanager

@@ -27,6 +27,32 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 
 
+def _spy_rows(monkeypatch, method: str) -> list[int]:
+    from xai_core_backends.pytorch.adapter import TorchAdapter
+
+    sizes: list[int] = []
+    original = getattr(TorchAdapter, method)
+
+    def spy(self, inputs, *args):
+        sizes.append(len(inputs))
+        return original(self, inputs, *args)
+
+    monkeypatch.setattr(TorchAdapter, method, spy)
+    return sizes
+
+
+@pytest.fixture
+def gradient_rows(monkeypatch) -> list[int]:
+    """Row counts of every call the PyTorch backend gets for input gradients."""
+    return _spy_rows(monkeypatch, "gradients")
+
+
+@pytest.fixture
+def forward_rows(monkeypatch) -> list[int]:
+    """Row counts of every forward call the PyTorch backend gets."""
+    return _spy_rows(monkeypatch, "forward")
+
+
 def torch_state(model) -> tuple:
     """Everything an explanation must leave as it found it on a torch module."""
     import torch

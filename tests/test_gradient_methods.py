@@ -235,17 +235,8 @@ def test_gradient_shap_closed_form_on_a_linear_model():
         ("gradient_shap", {"n_samples": 20, "seed": 0, "background": images(4, seed=2)}),
     ],
 )
-def test_no_call_sees_more_than_internal_batch_size_rows(monkeypatch, method, options):
-    from xai_core_backends.pytorch.adapter import TorchAdapter
-
-    sizes = []
-    original = TorchAdapter.gradients
-
-    def spy(self, inputs, target):
-        sizes.append(len(inputs))
-        return original(self, inputs, target)
-
-    monkeypatch.setattr(TorchAdapter, "gradients", spy)
+def test_no_call_sees_more_than_internal_batch_size_rows(gradient_rows, method, options):
+    sizes = gradient_rows
     free = xai_core.explain(torch_cnn(), images(6), method, **options)
     sizes.clear()
     bounded = xai_core.explain(torch_cnn(), images(6), method, internal_batch_size=16, **options)

@@ -57,16 +57,6 @@ def test_chunking_does_not_change_the_answer():
     assert chunked.options["internal_batch_size"] == 3
 
 
-def test_chunks_are_cut_by_the_core(monkeypatch):
-    from xai_core_backends.pytorch.adapter import TorchAdapter
-
-    sizes = []
-    original = TorchAdapter.gradients
-
-    def spy(self, inputs, target):
-        sizes.append(len(inputs))
-        return original(self, inputs, target)
-
-    monkeypatch.setattr(TorchAdapter, "gradients", spy)
+def test_chunks_are_cut_by_the_core(gradient_rows):
     xai_core.explain(torch_cnn(), images(7), "saliency", internal_batch_size=3)
-    assert sizes == [3, 3, 1]
+    assert gradient_rows == [3, 3, 1]

@@ -103,17 +103,8 @@ def test_lime_is_seeded():
     assert not np.allclose(a.attributions, c.attributions)
 
 
-def test_lime_image_layouts_and_batching(monkeypatch):
-    from xai_core_backends.pytorch.adapter import TorchAdapter
-
-    sizes = []
-    original = TorchAdapter.forward
-
-    def spy(self, inputs):
-        sizes.append(len(inputs))
-        return original(self, inputs)
-
-    monkeypatch.setattr(TorchAdapter, "forward", spy)
+def test_lime_image_layouts_and_batching(forward_rows):
+    sizes = forward_rows
     model, x = torch_cnn(), images(2)
     expl = xai_core.explain(model, x, "lime", seed=0, n_samples=400, target=[3, 4])
     assert expl.attributions.shape == x.shape

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, TargetError
+from .errors import InputError, OptionError, TargetError
 
 
 def check_inputs(inputs: np.ndarray) -> np.ndarray:
@@ -83,3 +83,26 @@ def resolve_target(target: Any, predictions: np.ndarray) -> np.ndarray:
             f"output{'s' if k != 1 else ''}, so targets must be in 0..{k - 1}."
         )
     return arr.astype(np.int64)
+
+
+def check_background(
+    background: Any, inputs: np.ndarray, method: str, dtype: Any = None
+) -> np.ndarray:
+    """Reference rows (background data) with the inputs' per-sample shape; one sample is
+    accepted too. Shared by every method that compares against reference data."""
+    if background is None:
+        raise OptionError(
+            f"{method} needs background=<reference samples>, e.g. 100 training rows, with the "
+            "same per-sample shape as the inputs."
+        )
+    bg = np.asarray(background, dtype=dtype or inputs.dtype)
+    if bg.shape == inputs.shape[1:]:
+        bg = bg[None]
+    if bg.ndim != inputs.ndim or bg.shape[1:] != inputs.shape[1:] or len(bg) == 0:
+        raise OptionError(
+            f"background has shape {bg.shape}, but each input sample has shape "
+            f"{inputs.shape[1:]}: give (n_reference, {', '.join(map(str, inputs.shape[1:]))})."
+        )
+    if not np.isfinite(bg).all():
+        raise OptionError("background contains NaN or inf.")
+    return bg
