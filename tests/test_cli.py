@@ -21,7 +21,11 @@ def test_plugins_lists_backends_explainers_and_versions():
 
 
 def test_plugins_json():
-    records = json.loads(xai("plugins", "--json").stdout)["plugins"]
+    listing = json.loads(xai("plugins", "--json").stdout)
+    assert listing["methods"]["integrated_gradients"]["requires"] == ["gradients"]
+    assert "n_steps" in listing["methods"]["integrated_gradients"]["options"]
+    assert listing["methods"]["kernel_shap"]["requires"] == ["forward"]
+    records = listing["plugins"]
     names = {(r["group"], r["name"]): r["status"] for r in records}
     assert names[("xai_core.backends", "torch")] == "loaded"
     assert names[("xai_core.explainers", "saliency")] == "loaded"

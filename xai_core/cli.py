@@ -20,8 +20,16 @@ def _plugins(args: argparse.Namespace) -> int:
         clash = None
     except Exception as exc:  # noqa: BLE001 - shown, not raised: this command diagnoses
         explainer_table, clash = {}, str(exc)
+    methods = {
+        name: {
+            "plugin": plugin,
+            "requires": list(cls.requires),
+            "options": sorted({*cls.defaults, "internal_batch_size"}),
+        }
+        for name, (cls, plugin) in explainer_table.items()
+    }
     if args.json:
-        print(json.dumps({"plugins": records, "error": clash}, indent=2))
+        print(json.dumps({"plugins": records, "methods": methods, "error": clash}, indent=2))
         return 0
     for group in ("xai_core.backends", "xai_core.explainers", "runtime"):
         rows = [r for r in records if r["group"] == group]
@@ -34,8 +42,10 @@ def _plugins(args: argparse.Namespace) -> int:
             print(line)
             if r["error"]:
                 print(f"      ! {r['error']}")
-    if explainer_table:
-        print("methods: " + ", ".join(explainer_table))
+    if methods:
+        print("methods (needs from the backend; options):")
+        for name, info in methods.items():
+            print(f"  {name:<22} {', '.join(info['requires']):<22} {', '.join(info['options'])}")
     if clash:
         print(f"error: {clash}")
     return 0
