@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import xai_core
 from xai_outsider_numpy import BlackBox, NumpyMLP
@@ -177,3 +178,43 @@ def test_to_shap_feeds_shap_plots():
 def test_bad_options(method, options, fragment):
     with pytest.raises(xai_core.OptionError, match=fragment):
         xai_core.get_explainer(method, **options)
+
+
+def linear_model(framework: str, w: np.ndarray, b: np.ndarray):
+    """y = x @ w.T + b in `framework` (w in PyTorch's (out, in) layout)."""
+    if framework == "torch":
+        model = torch.nn.Linear(w.shape[1], w.shape[0])
+        model.load_state_dict({"weight": torch.from_numpy(w), "bias": torch.from_numpy(b)})
+        return model
+    if framework == "paddle":
+        paddle = pytest.importorskip("paddle")
+        model = paddle.nn.Linear(w.shape[1], w.shape[0])
+        model.weight.set_value(w.T.copy())
+        model.bias.set_value(b)
+        return model
+    if framework == "tensorflow":
+        keras = pytest.importorskip("keras")
+        model = keras.Sequential([keras.Input((w.shape[1],)), keras.layers.Dense(w.shape[0])])
+        model.layers[-1].set_weights([w.T, b])
+        return model
+    return BlackBox(lambda rows: np.asarray(rows) @ w.T + b)  # the outsider, forward only
+
+
+@pytest.mark.parametrize("framework", ["torch", "paddle", "tensorflow", "outsider"])
+def test_linear_exactness_additivity_and_seeds_on_every_backend(framework):
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=(3, 5)).astype(np.float32)
+    b = rng.normal(size=3).astype(np.float32)
+    model, x = linear_model(framework, w, b), tabular(3, d=5)
+    target = [0, 2, 1]
+    options = {"background": BACKGROUND, "target": target, "n_samples": 300}
+    a = xai_core.explain(model, x, "kernel_shap", seed=7, **options)
+    np.testing.assert_allclose(a.attributions, w[target] * (x - BACKGROUND.mean(0)), atol=1e-4)
+    assert np.all(np.abs(a.convergence_delta) <= 1e-4)  # additivity
+    again = xai_core.explain(model, x, "kernel_shap", seed=7, **options)
+    np.testing.assert_array_equal(a.attributions, again.attributions)
+    lime_a = xai_core.explain(model, x, "lime", seed=7, **options)
+    lime_b = xai_core.explain(model, x, "lime", seed=7, **options)
+    np.testing.assert_array_equal(lime_a.attributions, lime_b.attributions)
+    signs = np.sign(w[target] * BACKGROUND.std(0))
+    assert np.array_equal(np.sign(lime_a.attributions), signs)  # LIME finds the linear model
