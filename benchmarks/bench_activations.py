@@ -10,7 +10,6 @@ own process (tensorflow then paddle segfaults).
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -75,14 +74,7 @@ def bench(framework: str) -> None:
     print(f"RESULT {framework} activations / plain forward = {rows[0][1]:.3f}")
 
 
-def main(argv: list[str]) -> None:
-    frameworks = argv or ["torch", "tensorflow", "paddle"]
-    if len(frameworks) > 1:
-        for fw in frameworks:
-            subprocess.run([sys.executable, __file__, fw], check=True)
-        return
-    bench(frameworks[0])
-
-
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    from timing import per_framework
+
+    per_framework(bench, __file__, sys.argv[1:])

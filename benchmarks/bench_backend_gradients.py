@@ -10,7 +10,6 @@ segfaults); within a process, the two candidates are interleaved.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -101,14 +100,7 @@ def bench(framework: str) -> None:
     print(f"RESULT {framework} {rows[0][1]:.3f}")
 
 
-def main(argv: list[str]) -> None:
-    frameworks = argv or ["torch", "tensorflow", "paddle"]
-    if len(frameworks) == 1:
-        bench(frameworks[0])
-        return
-    for fw in frameworks:
-        subprocess.run([sys.executable, __file__, fw], check=True)
-
-
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    from timing import per_framework
+
+    per_framework(bench, __file__, sys.argv[1:])

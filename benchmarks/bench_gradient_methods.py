@@ -11,7 +11,6 @@ Each framework runs in its own process (tensorflow then paddle segfaults).
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -262,14 +261,11 @@ def bench_other(framework: str) -> None:
         print(f"RESULT {framework} IG {label}: xai_core / hand-written = {1 / rows[1][1]:.3f}")
 
 
-def main(argv: list[str]) -> None:
-    frameworks = argv or ["torch", "tensorflow", "paddle"]
-    if len(frameworks) > 1:
-        for fw in frameworks:
-            subprocess.run([sys.executable, __file__, fw], check=True)
-        return
-    bench_torch() if frameworks[0] == "torch" else bench_other(frameworks[0])
+def bench(framework: str) -> None:
+    bench_torch() if framework == "torch" else bench_other(framework)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    from timing import per_framework
+
+    per_framework(bench, __file__, sys.argv[1:])

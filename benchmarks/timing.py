@@ -7,6 +7,8 @@ alike, so the ratio of medians is meaningful even when seconds are not.
 from __future__ import annotations
 
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -38,3 +40,14 @@ def report(title: str, medians: dict[str, float], baseline: str) -> list[tuple[s
         rows.append((name, ratio))
         print(f"  {name:<40} {ratio:6.3f} x {baseline}   (median {value * 1e3:8.2f} ms)")
     return rows
+
+
+def per_framework(bench: Callable[[str], None], script: str, argv: list[str]) -> None:
+    """Run `bench(framework)` here for one framework, or each in its own process for several
+    (tensorflow then paddle in one process segfaults)."""
+    frameworks = argv or ["torch", "tensorflow", "paddle"]
+    if len(frameworks) == 1:
+        bench(frameworks[0])
+        return
+    for framework in frameworks:
+        subprocess.run([sys.executable, script, framework], check=True)
