@@ -75,7 +75,7 @@ def main() -> None:
             ),
             "lime LimeTabularExplainer direct": direct_lime_tabular,
         },
-        repeats=9,
+        repeats=25,
     )
     rows += report(
         "LIME tabular, MLP 30 features, 4 rows, 1000 samples",

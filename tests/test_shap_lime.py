@@ -218,3 +218,39 @@ def test_linear_exactness_additivity_and_seeds_on_every_backend(framework):
     np.testing.assert_array_equal(lime_a.attributions, lime_b.attributions)
     signs = np.sign(w[target] * BACKGROUND.std(0))
     assert np.array_equal(np.sign(lime_a.attributions), signs)  # LIME finds the linear model
+
+
+def test_lime_image_equals_the_library_at_the_same_seed():
+    import lime.lime_image
+
+    from xai_core_explainers.lime_explainer import grid_segments
+
+    model, x, target = torch_cnn(), images(2), [1, 2]
+    ours = xai_core.explain(model, x, "lime", seed=3, n_samples=300, target=target)
+
+    def classify(batch):  # lime hands RGB channels-last images; the model wants 1 x H x W
+        nchw = np.ascontiguousarray(batch[..., :1].transpose(0, 3, 1, 2), dtype=np.float32)
+        with torch.no_grad():
+            return model(torch.from_numpy(nchw)).numpy().astype(np.float64)
+
+    explainer = lime.lime_image.LimeImageExplainer(random_state=3)
+    for i, t in enumerate(target):
+        rgb = np.repeat(x[i].transpose(1, 2, 0), 3, axis=-1)
+        exp = explainer.explain_instance(
+            rgb,
+            classify,
+            labels=(t,),
+            top_labels=None,
+            hide_color=0,
+            num_samples=300,
+            segmentation_fn=lambda image: grid_segments(image, 1),
+            random_seed=3,
+        )
+        weights = np.zeros(exp.segments.max() + 1)
+        for segment, weight in exp.local_exp[t]:
+            weights[segment] = weight
+        expected = weights[exp.segments]
+        np.testing.assert_allclose(
+            ours.attributions[i, 0], expected, atol=1e-6 * np.abs(expected).max()
+        )
+        assert ours.extras["intercepts"][i] == pytest.approx(exp.intercept[t], rel=1e-5)
