@@ -91,7 +91,7 @@ def keras_state(model) -> tuple:
 
 def paddle_state(model) -> tuple:
     """Modes, hooks, stop_gradient flags and .grad of every sublayer and parameter."""
-    layers = model.named_sublayers(include_self=True)
+    layers = list(model.named_sublayers(include_self=True))  # a generator: read it once
     modes = tuple((name, layer.training) for name, layer in layers)
     hooks = tuple(
         (name, len(layer._forward_post_hooks), len(layer._forward_pre_hooks))
