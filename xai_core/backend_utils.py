@@ -7,7 +7,9 @@ the model's class hierarchy by module name, as einops and array-api-compat do.
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 
@@ -31,3 +33,35 @@ def class_from(obj: Any, module: str, qualname: str) -> bool:
         if cls is None:
             return False
     return isinstance(cls, type) and isinstance(obj, cls)
+
+
+@contextlib.contextmanager
+def forward_hooks(
+    layers: Mapping[str, Any],
+    names: Sequence[str],
+    register: Callable[[Any, Callable[..., None]], Any],
+    keep: Callable[[str, Any], Any] = lambda name, output: output,
+) -> Iterator[dict[str, Any]]:
+    """Record the outputs of the named layers for the duration of a `with` block.
+
+    `register(layer, hook)` attaches `hook(layer, inputs, output)` with the framework's
+    own call and returns a handle with `.remove()`; `keep(name, output)` decides what
+    is stored. Every handle is removed in `finally`, also when registering fails
+    half-way or the model raises, so the user's model never keeps a hook of ours.
+    """
+    store: dict[str, Any] = {}
+    handles = []
+
+    def make_hook(name: str) -> Callable[..., None]:
+        def hook(_layer: Any, _inputs: Any, output: Any) -> None:
+            store[name] = keep(name, output)
+
+        return hook
+
+    try:
+        for name in names:
+            handles.append(register(layers[name], make_hook(name)))
+        yield store
+    finally:
+        for handle in handles:
+            handle.remove()

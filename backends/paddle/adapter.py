@@ -16,6 +16,7 @@ import numpy as np
 import paddle
 
 from xai_core import LayerInfo, ModelAdapter
+from xai_core.backend_utils import forward_hooks
 from xai_core.errors import InputError
 
 
@@ -102,23 +103,10 @@ class PaddleAdapter(ModelAdapter):
     @contextlib.contextmanager
     def _hooked(self, names: Sequence[str]) -> Iterator[dict[str, paddle.Tensor]]:
         self.check_layers(names)
-        sublayers = self._sublayers()
-        store: dict[str, paddle.Tensor] = {}
-        handles = []
-
-        def make_hook(name: str):
-            def hook(_layer, _inputs, output):
-                store[name] = output
-
-            return hook
-
-        try:
-            for name in names:
-                handles.append(sublayers[name].register_forward_post_hook(make_hook(name)))
+        with forward_hooks(
+            self._sublayers(), names, lambda layer, hook: layer.register_forward_post_hook(hook)
+        ) as store:
             yield store
-        finally:
-            for handle in handles:
-                handle.remove()
 
     def capture(self, inputs: np.ndarray, layers: Sequence[str]) -> dict[str, np.ndarray]:
         return self.forward_and_capture(inputs, layers)[1]

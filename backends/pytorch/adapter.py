@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from xai_core import LayerInfo, ModelAdapter
+from xai_core.backend_utils import forward_hooks
 from xai_core.errors import InputError
 
 
@@ -126,25 +127,16 @@ class TorchAdapter(ModelAdapter):
             raise self.missing(
                 "layer hooks on a TorchScript module", "explain the Python nn.Module instead"
             )
-        modules = self._modules()
-        store: dict[str, torch.Tensor] = {}
-        handles = []
 
-        def make_hook(name: str):
-            def hook(_module, _inputs, output):
-                if not isinstance(output, torch.Tensor):
-                    raise InputError(f"layer {name!r} returns a {type(output).__name__}")
-                store[name] = output if keep_graph else output.detach()
+        def keep(name: str, output: Any) -> torch.Tensor:
+            if not isinstance(output, torch.Tensor):
+                raise InputError(f"layer {name!r} returns a {type(output).__name__}")
+            return output if keep_graph else output.detach()
 
-            return hook
-
-        try:
-            for name in names:
-                handles.append(modules[name].register_forward_hook(make_hook(name)))
+        with forward_hooks(
+            self._modules(), names, lambda m, hook: m.register_forward_hook(hook), keep
+        ) as store:
             yield store
-        finally:
-            for handle in handles:
-                handle.remove()
 
     def capture(self, inputs: np.ndarray, layers: Sequence[str]) -> dict[str, np.ndarray]:
         return self.forward_and_capture(inputs, layers)[1]
