@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 
 import xai_core
+from xai_core.validation import check_inputs
 
 from models import tabular, torch_cnn, torch_mlp
 
@@ -39,6 +42,7 @@ def test_bad_option_value():
     [
         (np.full((2, 6), np.nan, np.float32), "NaN or inf"),
         (np.array([[0, 1, 2, 3, 4, np.inf]], np.float32), "NaN or inf"),
+        (np.array([[np.inf, -np.inf, 0, 0, 0, 0]], np.float32), "NaN or inf"),
         (np.zeros((0, 6), np.float32), "empty batch"),
         (np.zeros(6, np.float32), "x[None]"),
         (np.zeros((2, 5), np.float32), "shape (2, 5)"),
@@ -49,6 +53,14 @@ def test_bad_inputs(inputs, fragment):
     with pytest.raises(xai_core.InputError) as info:
         xai_core.explain(torch_mlp(), inputs, "saliency")
     assert fragment in str(info.value)
+
+
+def test_huge_finite_inputs_are_accepted_without_warnings():
+    # their sum overflows float32: the fast finiteness check must fall back, not reject
+    huge = np.full((3, 6), np.finfo(np.float32).max, np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert check_inputs(huge) is huge
 
 
 def test_wrong_layout_for_a_cnn_says_which_layout():

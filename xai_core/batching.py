@@ -95,11 +95,12 @@ class BatchedModel:
         """
         n = len(target)
         per_call = max(1, self.batch_size // n) if self.batch_size else n_blocks
+        targets = np.tile(target, per_call)  # every group but a shorter last one uses all of it
         for start in range(0, n_blocks, per_call):
             stop = min(start + per_call, n_blocks)
             group = make_group(start, stop)
             rows = group.reshape(-1, *group.shape[2:])
-            grads = self.gradients(rows, np.tile(target, stop - start))
+            grads = self.gradients(rows, targets[: len(rows)])
             yield start, stop, grads.reshape(group.shape)
 
     def layers(self) -> list[LayerInfo]:

@@ -59,6 +59,9 @@ class Registry:
     # -- loading -----------------------------------------------------------
     @property
     def pm(self) -> pluggy.PluginManager:
+        pm = self._pm  # loaded once: later calls skip the lock (double-checked below)
+        if pm is not None:
+            return pm
         with self._lock:
             if self._pm is None:
                 pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
@@ -166,6 +169,9 @@ class Registry:
 
     def explainer_table(self) -> dict[str, tuple[type, str]]:
         """name -> (Explainer class, plugin name); two plugins with one name is a PluginError."""
+        table = self._explainers
+        if table is not None:
+            return table
         with self._lock:
             if self._explainers is not None:
                 return self._explainers

@@ -25,7 +25,10 @@ def check_inputs(inputs: np.ndarray) -> np.ndarray:
         raise InputError("inputs hold an empty batch (0 samples): pass at least one sample.")
     if not np.issubdtype(inputs.dtype, np.floating):
         inputs = inputs.astype(np.float32)
-    bad = ~np.isfinite(inputs)
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflowing sum is retried below
+        if np.isfinite(np.add.reduce(inputs, axis=None)):  # NaN and inf propagate into it
+            return inputs
+    bad = ~np.isfinite(inputs)  # the sum overflowed, or some values are bad: find them
     if bad.any():
         rows = np.unique(np.nonzero(bad)[0])[:5].tolist()
         raise InputError(
@@ -61,8 +64,8 @@ def resolve_target(target: Any, predictions: np.ndarray) -> np.ndarray:
             return np.zeros(n, dtype=np.int64)
         return predictions.argmax(axis=1).astype(np.int64)
     arr = np.asarray(target)
-    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
-        if np.issubdtype(arr.dtype, np.floating) and np.all(np.mod(arr, 1) == 0):
+    if arr.dtype.kind not in "iu":  # bool is kind "b"
+        if arr.dtype.kind == "f" and np.all(np.mod(arr, 1) == 0):
             arr = arr.astype(np.int64)
         else:
             raise TargetError(
@@ -76,8 +79,8 @@ def resolve_target(target: Any, predictions: np.ndarray) -> np.ndarray:
             f"target has {arr.size} values for {n} samples: give one int for all samples "
             "or exactly one per sample."
         )
-    out_of_range = (arr < 0) | (arr >= k)
-    if out_of_range.any():
+    if arr.min() < 0 or arr.max() >= k:
+        out_of_range = (arr < 0) | (arr >= k)
         raise TargetError(
             f"target {arr[out_of_range][:5].tolist()} out of range: the model has {k} "
             f"output{'s' if k != 1 else ''}, so targets must be in 0..{k - 1}."

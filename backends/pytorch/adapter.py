@@ -59,10 +59,14 @@ class TorchAdapter(ModelAdapter):
 
     # -- computation -----------------------------------------------------------
     def _tensor(self, inputs: np.ndarray, requires_grad: bool = False) -> torch.Tensor:
-        inputs = np.ascontiguousarray(inputs)
-        if not inputs.flags.writeable:  # torch warns on read-only buffers
-            inputs = inputs.copy()
-        x = torch.as_tensor(inputs, device=self.device, dtype=self.dtype)
+        flags = inputs.flags
+        if not (flags.c_contiguous and flags.writeable and inputs.dtype.isnative):
+            # torch warns on read-only buffers and rejects non-native byte order
+            inputs = np.ascontiguousarray(inputs, dtype=inputs.dtype.newbyteorder("="))
+            inputs = inputs if inputs.flags.writeable else inputs.copy()
+        x = torch.from_numpy(inputs)  # shares memory: no copy on the CPU
+        if x.dtype != self.dtype or x.device != self.device:
+            x = x.to(device=self.device, dtype=self.dtype)
         return x.requires_grad_(True) if requires_grad else x
 
     def _call(self, x: torch.Tensor) -> torch.Tensor:

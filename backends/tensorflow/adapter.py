@@ -126,6 +126,12 @@ class KerasAdapter(ModelAdapter):
             infos.append(LayerInfo(name, type(layer).__name__, int(layer.count_params()), shape))
         return infos
 
+    def check_layers(self, names: Sequence[str]) -> None:
+        # names only: `layers()` also reads shapes and parameter counts, slow in Keras
+        known = self._leaves()
+        if any(n not in known for n in names):
+            super().check_layers([n for n in names if n not in known])
+
     @contextlib.contextmanager
     def _recording(
         self, names: Sequence[str], tape: tf.GradientTape | None = None
