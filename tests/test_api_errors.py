@@ -46,7 +46,8 @@ def test_bad_option_value():
         (np.zeros((0, 6), np.float32), "empty batch"),
         (np.zeros(6, np.float32), "x[None]"),
         (np.zeros((2, 5), np.float32), "shape (2, 5)"),
-        (np.array([["a"] * 6]), "numeric"),
+        (np.array([["a"] * 6]), "real numbers"),
+        (np.ones((2, 6), np.complex64), "real numbers"),
     ],
 )
 def test_bad_inputs(inputs, fragment):

@@ -218,6 +218,12 @@ def test_linear_exactness_additivity_and_seeds_on_every_backend(framework):
     np.testing.assert_array_equal(lime_a.attributions, lime_b.attributions)
     signs = np.sign(w[target] * BACKGROUND.std(0))
     assert np.array_equal(np.sign(lime_a.attributions), signs)  # LIME finds the linear model
+    # the same seeded numbers as the pure-NumPy outsider backend on the same weights
+    reference = linear_model("outsider", w, b)
+    ref_shap = xai_core.explain(reference, x, "kernel_shap", seed=7, **options)
+    ref_lime = xai_core.explain(reference, x, "lime", seed=7, **options)
+    np.testing.assert_allclose(a.attributions, ref_shap.attributions, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(lime_a.attributions, ref_lime.attributions, rtol=1e-4, atol=1e-6)
 
 
 def test_lime_image_equals_the_library_at_the_same_seed():
