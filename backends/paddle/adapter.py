@@ -16,7 +16,7 @@ import numpy as np
 import paddle
 
 from xai_core import LayerInfo, ModelAdapter
-from xai_core.backend_utils import forward_hooks
+from xai_core.backend_utils import forward_hooks, one_hot
 from xai_core.errors import InputError
 
 
@@ -51,7 +51,9 @@ class PaddleAdapter(ModelAdapter):
 
     # -- computation ----------------------------------------------------------------
     def _tensor(self, inputs: np.ndarray, requires_grad: bool = False) -> paddle.Tensor:
-        x = paddle.to_tensor(np.ascontiguousarray(inputs), dtype=self.dtype)
+        x = paddle.to_tensor(np.ascontiguousarray(inputs))  # with dtype= it is ~30 us slower
+        if x.dtype != self.dtype:
+            x = x.astype(self.dtype)
         x.stop_gradient = not requires_grad
         return x
 
@@ -65,10 +67,10 @@ class PaddleAdapter(ModelAdapter):
         return out.reshape([-1, 1]) if out.ndim == 1 else out
 
     @staticmethod
-    def _selected(out: paddle.Tensor, target: np.ndarray) -> paddle.Tensor:
-        one_hot = np.zeros(out.shape, dtype=np.float32)
-        one_hot[np.arange(len(target)), target] = 1.0
-        return (out * paddle.to_tensor(one_hot, dtype=out.dtype)).sum()
+    def _seed(out: paddle.Tensor, target: np.ndarray) -> paddle.Tensor:
+        """The output gradient that makes `grad` return d out[i, target[i]] / d ..."""
+        seed = paddle.to_tensor(one_hot(tuple(out.shape), target))
+        return seed if seed.dtype == out.dtype else seed.astype(out.dtype)
 
     def forward(self, inputs: np.ndarray) -> np.ndarray:
         with paddle.no_grad():
@@ -76,7 +78,8 @@ class PaddleAdapter(ModelAdapter):
 
     def gradients(self, inputs: np.ndarray, target: np.ndarray) -> np.ndarray:
         x = self._tensor(inputs, requires_grad=True)
-        (grad,) = paddle.grad(self._selected(self._call(x), target), x)
+        out = self._call(x)
+        (grad,) = paddle.grad(out, x, grad_outputs=self._seed(out, target))
         return grad.numpy()
 
     # -- layers ------------------------------------------------------------------
@@ -124,5 +127,5 @@ class PaddleAdapter(ModelAdapter):
         with self._hooked([layer]) as store:
             out = self._call(self._tensor(inputs, requires_grad=True))
             activation = store[layer]
-            (grad,) = paddle.grad(self._selected(out, target), activation)
+            (grad,) = paddle.grad(out, activation, grad_outputs=self._seed(out, target))
             return activation.numpy(), grad.numpy()

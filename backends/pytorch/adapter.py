@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from xai_core import LayerInfo, ModelAdapter
-from xai_core.backend_utils import forward_hooks
+from xai_core.backend_utils import forward_hooks, one_hot
 from xai_core.errors import InputError
 
 
@@ -79,9 +79,10 @@ class TorchAdapter(ModelAdapter):
         return out.reshape(len(out), -1) if out.ndim == 1 else out
 
     @staticmethod
-    def _selected(out: torch.Tensor, target: np.ndarray) -> torch.Tensor:
-        rows = torch.arange(len(out), device=out.device)
-        return out[rows, torch.as_tensor(target, device=out.device)].sum()
+    def _seed(out: torch.Tensor, target: np.ndarray) -> torch.Tensor:
+        """The output gradient that makes `grad` return d out[i, target[i]] / d ..."""
+        seed = torch.from_numpy(one_hot(tuple(out.shape), target))
+        return seed if seed.dtype == out.dtype and seed.device == out.device else seed.to(out)
 
     def forward(self, inputs: np.ndarray) -> np.ndarray:
         with torch.no_grad():
@@ -90,7 +91,8 @@ class TorchAdapter(ModelAdapter):
     def gradients(self, inputs: np.ndarray, target: np.ndarray) -> np.ndarray:
         x = self._tensor(inputs, requires_grad=True)
         with torch.enable_grad():
-            (grad,) = torch.autograd.grad(self._selected(self._call(x), target), x)
+            out = self._call(x)
+            (grad,) = torch.autograd.grad(out, x, grad_outputs=self._seed(out, target))
         return grad.cpu().numpy()
 
     # -- layers ------------------------------------------------------------------
@@ -158,5 +160,5 @@ class TorchAdapter(ModelAdapter):
         with self._hooked([layer], keep_graph=True) as store, torch.enable_grad():
             out = self._call(self._tensor(inputs, requires_grad=True))
             activation = store[layer]
-            (grad,) = torch.autograd.grad(self._selected(out, target), activation)
+            (grad,) = torch.autograd.grad(out, activation, grad_outputs=self._seed(out, target))
             return activation.detach().cpu().numpy(), grad.cpu().numpy()
