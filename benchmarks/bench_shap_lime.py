@@ -26,6 +26,7 @@ def main() -> None:
     import lime.lime_tabular
     import shap
     import torch
+    from threadpoolctl import threadpool_limits
 
     import xai_core
     from xai_core.testing.twins import cnn_weights, mlp_weights, twin
@@ -47,8 +48,11 @@ def main() -> None:
         return explainer.shap_values(x.astype(np.float64), nsamples=500, silent=True)
 
     def direct_lime_tabular():
-        explainer = lime.lime_tabular.LimeTabularExplainer(
-            background, mode="classification", discretize_continuous=False, random_state=0
+        explainer = lime.lime_tabular.LimeTabularExplainer(  # float64, as ours hands lime
+            background.astype(np.float64),
+            mode="classification",
+            discretize_continuous=False,
+            random_state=0,
         )
         return [
             explainer.explain_instance(row, predict, labels=(0,), num_features=30, num_samples=1000)
@@ -68,14 +72,26 @@ def main() -> None:
     rows += report(
         "kernel SHAP, MLP 30 features, 4 rows, 500 samples", medians, "shap.KernelExplainer direct"
     )[:1]
+    def one_thread(fn):
+        # With the default pools, PyTorch's OpenMP workers and LIME's NumPy/scikit-learn work
+        # fight over this machine's 2 cores: single calls spread over 50-145 ms (bimodal) for
+        # both candidates alike, and a median flips between modes. One thread: ~42 ms, stable.
+        def run():
+            with threadpool_limits(1):
+                return fn()
+
+        return run
+
     medians = interleaved(
         {
-            "xai_core lime (tabular)": lambda: xai_core.explain(
-                mlp, x, "lime", background=background, n_samples=1000, seed=0, target=0
+            "xai_core lime (tabular)": one_thread(
+                lambda: xai_core.explain(
+                    mlp, x, "lime", background=background, n_samples=1000, seed=0, target=0
+                )
             ),
-            "lime LimeTabularExplainer direct": direct_lime_tabular,
+            "lime LimeTabularExplainer direct": one_thread(direct_lime_tabular),
         },
-        repeats=25,
+        repeats=41,
     )
     rows += report(
         "LIME tabular, MLP 30 features, 4 rows, 1000 samples",
