@@ -25,12 +25,15 @@ class PaddleAdapter(ModelAdapter):
 
     def __init__(self, model: paddle.nn.Layer) -> None:
         super().__init__(model)
-        params = model.parameters()
-        self.dtype = params[0].dtype if params else paddle.float32
+        first = next(model.named_parameters(), None)  # not parameters(): it lists them all
+        self.dtype = first[1].dtype if first is not None else paddle.float32
 
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:
         modes = [(layer, layer.training) for layer in self.model.sublayers(include_self=True)]
+        if not any(training for _, training in modes):  # already in eval mode: touch nothing
+            yield
+            return
         self.model.eval()
         try:
             yield
