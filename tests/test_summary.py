@@ -31,12 +31,20 @@ def test_twins_have_the_same_summary_in_every_framework(kind):
     pytest.importorskip("tensorflow")
     weights = cnn_weights() if kind == "cnn" else mlp_weights()
     x = images(1) if kind == "cnn" else np.zeros((1, 6), np.float32)
-    tables = {}
+    tables, shapes = {}, {}
     for fw in ("torch", "paddle", "tensorflow"):
         s = xai_core.summary(twin(fw, kind, weights), inputs=to_layout(x, fw))
         tables[fw] = [(name, params) for name, _, _, params in s.rows()]
+        channels_first = [  # Keras reports (N, H, W, C): compare in PyTorch's layout
+            (d[0], d[3], d[1], d[2]) if fw == "tensorflow" and len(d) == 4 else tuple(d)
+            for d in (layer.output_shape for layer in s.layers)
+        ]
+        shapes[fw] = channels_first
         assert s.backend == fw
     assert tables["torch"] == tables["paddle"] == tables["tensorflow"]
+    # with inputs, every output shape is known (Keras's symbolic None dims filled in too)
+    assert shapes["torch"] == shapes["paddle"] == shapes["tensorflow"]
+    assert all(d is not None for shape in shapes["torch"] for d in shape[1:])
 
 
 def test_dense_network_is_drawn_as_neurons_and_arrows():

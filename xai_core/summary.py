@@ -83,7 +83,11 @@ def summary(model: Any, inputs: Any = None) -> Summary:
     if inputs is not None:
         x = check_inputs(adapter.to_numpy(inputs))[:1]
         input_shape = (None, *x.shape[1:])
-        missing = [layer.name for layer in layers if layer.output_shape is None]
+        missing = [  # unknown, or known only symbolically (Keras: None spatial dims)
+            layer.name
+            for layer in layers
+            if layer.output_shape is None or None in tuple(layer.output_shape)[1:]
+        ]
         if missing:
             try:
                 with adapter.session():
