@@ -72,6 +72,7 @@ def main() -> None:
     rows += report(
         "kernel SHAP, MLP 30 features, 4 rows, 500 samples", medians, "shap.KernelExplainer direct"
     )[:1]
+
     def one_thread(fn):
         # With the default pools, PyTorch's OpenMP workers and LIME's NumPy/scikit-learn work
         # fight over this machine's 2 cores: single calls spread over 50-145 ms (bimodal) for
