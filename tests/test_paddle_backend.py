@@ -87,3 +87,25 @@ def test_activations_equal_direct_computation():
         for name in ["conv1", "relu1", "pool", "conv2", "relu2", "gap", "flatten", "fc"]:
             h = getattr(model, name)(h)
             np.testing.assert_allclose(expl.activations[name], h.numpy(), rtol=1e-5, atol=1e-6)
+
+
+class WritesToItsInput(paddle.nn.Layer):
+    """A model that doubles its input in place before using it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = paddle.nn.Linear(6, 3)
+
+    def forward(self, x):
+        x.scale_(2.0)
+        return self.fc(x)
+
+
+@pytest.mark.parametrize("method, options", [("activations", {"layers": ["fc"]}), ("saliency", {})])
+def test_a_model_writing_to_its_input_is_a_clear_error(method, options):
+    model, x = WritesToItsInput(), tabular(3)
+    original, before = x.copy(), paddle_state(model)
+    with pytest.raises(xai_core.InputError, match="in place"):
+        xai_core.explain(model, x, method, **options)
+    np.testing.assert_array_equal(x, original)
+    assert paddle_state(model) == before

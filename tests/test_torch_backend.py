@@ -135,3 +135,39 @@ def test_unknown_layer_lists_the_model_layers():
     with pytest.raises(xai_core.UnknownLayerError) as info:
         adapter.capture(images(2), ["conv3"])
     assert "conv3" in str(info.value) and "conv1" in str(info.value) and "fc" in str(info.value)
+
+
+class WritesToItsInput(torch.nn.Module):
+    """A model that doubles its input in place before using it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x.mul_(2.0)
+        return self.fc(x)
+
+
+@pytest.mark.parametrize("method, options", [("activations", {"layers": ["fc"]}), ("saliency", {})])
+def test_a_model_writing_to_its_input_is_a_clear_error_and_the_users_data_is_untouched(
+    method, options
+):
+    model, x = WritesToItsInput(), tabular(3)
+    original, before = x.copy(), torch_state(model)
+    with pytest.raises(xai_core.InputError, match="in place") as info:
+        xai_core.explain(model, x, method, **options)
+    assert "x = x.clone()" in str(info.value)
+    np.testing.assert_array_equal(x, original)
+    assert torch_state(model) == before
+    as_tensor = torch.from_numpy(original.copy())
+    with pytest.raises(xai_core.InputError, match="in place"):
+        xai_core.explain(model, as_tensor, method, **options)
+    np.testing.assert_array_equal(as_tensor.numpy(), original)
+
+
+def test_explanation_inputs_are_a_snapshot_not_the_users_array():
+    x = tabular(2)
+    expl = xai_core.explain(torch_mlp(), x, "saliency")
+    x[:] = 0.0
+    assert not np.shares_memory(expl.inputs, x) and np.any(expl.inputs != 0)

@@ -12,6 +12,14 @@ import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+#: for backends whose tensors are mutable: the model wrote to the tensor it was given
+IN_PLACE = (
+    "the model writes to its input tensor in place (e.g. `x.mul_(...)` or an "
+    "`inplace=True` activation applied to the input itself), so every explanation built "
+    "on that input would be computed from altered values. Make forward leave its input "
+    "unchanged: start it with `x = x.clone()`, or use the out-of-place operation."
+)
+
 
 def module_roots(obj: Any) -> set[str]:
     """Top-level package names of every class in `type(obj).__mro__`."""

@@ -16,7 +16,7 @@ import numpy as np
 import paddle
 
 from xai_core import LayerInfo, ModelAdapter
-from xai_core.backend_utils import forward_hooks, one_hot
+from xai_core.backend_utils import IN_PLACE, forward_hooks, one_hot
 from xai_core.errors import InputError
 
 
@@ -61,7 +61,15 @@ class PaddleAdapter(ModelAdapter):
         return x
 
     def _call(self, x: paddle.Tensor) -> paddle.Tensor:
-        out = self.model(x)
+        version = x.inplace_version  # bumped by every in-place write to x
+        try:
+            out = self.model(x)
+        except ValueError as exc:  # paddle refuses in-place writes to a leaf it tracks
+            if not x.stop_gradient and "inplace" in str(exc):
+                raise InputError(IN_PLACE) from exc
+            raise
+        if x.inplace_version != version:
+            raise InputError(IN_PLACE)
         if not isinstance(out, paddle.Tensor):
             raise InputError(
                 f"the model returned a {type(out).__name__}, not a tensor; wrap it so that "

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from xai_core import LayerInfo, ModelAdapter
-from xai_core.backend_utils import forward_hooks, one_hot
+from xai_core.backend_utils import IN_PLACE, forward_hooks, one_hot
 from xai_core.errors import InputError
 
 
@@ -70,7 +70,15 @@ class TorchAdapter(ModelAdapter):
         return x.requires_grad_(True) if requires_grad else x
 
     def _call(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.model(x)
+        version = x._version  # bumped by every in-place write to x
+        try:
+            out = self.model(x)
+        except RuntimeError as exc:  # autograd refuses in-place writes to a leaf it tracks
+            if x.requires_grad and "in-place" in str(exc):
+                raise InputError(IN_PLACE) from exc
+            raise
+        if x._version != version:
+            raise InputError(IN_PLACE)
         if not isinstance(out, torch.Tensor):
             raise InputError(
                 f"the model returned a {type(out).__name__}, not a tensor; wrap it so that "
