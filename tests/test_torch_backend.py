@@ -150,24 +150,13 @@ class WritesToItsInput(torch.nn.Module):
 
 
 @pytest.mark.parametrize("method, options", [("activations", {"layers": ["fc"]}), ("saliency", {})])
-def test_a_model_writing_to_its_input_is_a_clear_error_and_the_users_data_is_untouched(
-    method, options
-):
-    model, x = WritesToItsInput(), tabular(3)
-    original, before = x.copy(), torch_state(model)
-    with pytest.raises(xai_core.InputError, match="in place") as info:
-        xai_core.explain(model, x, method, **options)
-    assert "x = x.clone()" in str(info.value)
-    np.testing.assert_array_equal(x, original)
-    assert torch_state(model) == before
-    as_tensor = torch.from_numpy(original.copy())
-    with pytest.raises(xai_core.InputError, match="in place"):
-        xai_core.explain(model, as_tensor, method, **options)
-    np.testing.assert_array_equal(as_tensor.numpy(), original)
-
-
-def test_explanation_inputs_are_a_snapshot_not_the_users_array():
-    x = tabular(2)
-    expl = xai_core.explain(torch_mlp(), x, "saliency")
-    x[:] = 0.0
-    assert not np.shares_memory(expl.inputs, x) and np.any(expl.inputs != 0)
+def test_a_model_writing_to_its_input_is_a_clear_error(method, options):
+    # torch.from_numpy shares memory (no copy per call), so the caller's array sees the
+    # write, as it would calling the model directly; the error says so and how to fix it
+    model = WritesToItsInput()
+    before = torch_state(model)
+    for x in (tabular(3), torch.from_numpy(tabular(3))):
+        with pytest.raises(xai_core.InputError, match="in place") as info:
+            xai_core.explain(model, x, method, **options)
+        assert "x = x.clone()" in str(info.value)
+        assert torch_state(model) == before

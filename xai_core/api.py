@@ -61,10 +61,7 @@ def run(
     explainer: Explainer, adapter: ModelAdapter, inputs: Any, target: Any = None
 ) -> Explanation:
     """Run a built explainer through an adapter; the model's state is restored however it ends."""
-    raw = adapter.to_numpy(inputs)
-    x = check_inputs(raw)
-    if x is raw:  # our own copy: nothing a model or explainer does can touch the user's data,
-        x = x.copy()  # and `Explanation.inputs` stays what was explained
+    x = check_inputs(adapter.to_numpy(inputs))
     for name, value in explainer.options.items():  # tensors as options (baselines, background)
         if hasattr(value, "__array__") and not isinstance(value, np.ndarray):
             explainer.options[name] = adapter.to_numpy(value)

@@ -16,8 +16,10 @@ from typing import Any
 IN_PLACE = (
     "the model writes to its input tensor in place (e.g. `x.mul_(...)` or an "
     "`inplace=True` activation applied to the input itself), so every explanation built "
-    "on that input would be computed from altered values. Make forward leave its input "
-    "unchanged: start it with `x = x.clone()`, or use the out-of-place operation."
+    "on that input would be computed from altered values (and an input array shared with "
+    "the tensor, as PyTorch shares NumPy memory, has been changed too). Make forward "
+    "leave its input unchanged: start it with `x = x.clone()`, or use the out-of-place "
+    "operation."
 )
 
 
