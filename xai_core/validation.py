@@ -12,9 +12,11 @@ from .errors import InputError, OptionError, TargetError
 def check_inputs(inputs: np.ndarray) -> np.ndarray:
     """A non-empty, finite, floating batch (integers are promoted to float32).
 
-    Runs on every call, so it is kept to a few array passes: dtype kinds instead
-    of `issubdtype`, and one dot product for finiteness (a NaN or inf anywhere
-    makes x.x non-finite; only an overflow of x.x needs the exact check).
+    Runs on every call, so it is kept to one array pass: dtype kinds instead of
+    `issubdtype`, and one sum for finiteness (a NaN or inf anywhere makes the sum
+    non-finite; only an overflowing sum needs the exact check). Not `np.dot`: it
+    wakes BLAS threads that then spin against the framework's own on small
+    machines (measured: +7% on a PyTorch activation capture on 2 cores).
     """
     kind = inputs.dtype.kind
     if kind not in "iuf":
@@ -31,9 +33,8 @@ def check_inputs(inputs: np.ndarray) -> np.ndarray:
         raise InputError("inputs hold an empty batch (0 samples): pass at least one sample.")
     if kind != "f":
         inputs = inputs.astype(np.float32)
-    flat = inputs.reshape(-1)
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is settled below
-        if np.isfinite(np.dot(flat, flat)):  # no temporary array
+        if np.isfinite(np.add.reduce(inputs, axis=None)):  # no temporary array
             return inputs
     bad = ~np.isfinite(inputs)  # the sum overflowed, or some values are bad: find them
     if bad.any():
