@@ -62,6 +62,7 @@ class KerasAdapter(ModelAdapter):
         super().__init__(model)
         policy = getattr(model, "dtype_policy", None)
         self.dtype = tf.as_dtype(getattr(policy, "compute_dtype", None) or "float32")
+        self._leaf_layers: dict[str, keras.layers.Layer] | None = None
 
     def to_numpy(self, inputs: Any) -> np.ndarray:
         if isinstance(inputs, (tf.Tensor, tf.Variable)):
@@ -103,9 +104,8 @@ class KerasAdapter(ModelAdapter):
     # -- layers ------------------------------------------------------------------
     def _leaves(self) -> dict[str, keras.layers.Layer]:
         """Leaf layers by name; walked once per adapter (Keras attribute access is slow)."""
-        cached = self.__dict__.get("_leaf_layers")
-        if cached is not None:
-            return cached
+        if self._leaf_layers is not None:
+            return self._leaf_layers
         leaves: dict[str, keras.layers.Layer] = {}
 
         def walk(layer: keras.layers.Layer) -> None:
@@ -119,7 +119,7 @@ class KerasAdapter(ModelAdapter):
 
         for child in self.model.layers:
             walk(child)
-        self.__dict__["_leaf_layers"] = leaves
+        self._leaf_layers = leaves
         return leaves
 
     def layers(self) -> list[LayerInfo]:
