@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
+
+from .errors import InputError
 
 #: for backends whose tensors are mutable: the model wrote to the tensor it was given
 IN_PLACE = (
@@ -89,3 +91,46 @@ def one_hot(shape: tuple[int, ...], target: Any, dtype: Any = "float32") -> Any:
     seed = np.zeros(shape, dtype)
     seed[np.arange(shape[0]), np.asarray(target)] = 1
     return seed
+
+
+@contextlib.contextmanager
+def eval_mode(model: Any, layers: Iterable[Any]) -> Iterator[None]:
+    """`model.eval()` for a `with` block, then each layer's own `training` flag back.
+
+    For frameworks with PyTorch-style modes (PyTorch, Paddle). A model already
+    entirely in eval mode is not touched at all.
+    """
+    modes = [(layer, layer.training) for layer in layers]
+    if not any(training for _, training in modes):
+        yield
+        return
+    model.eval()
+    try:
+        yield
+    finally:
+        for layer, training in modes:
+            layer.training = training
+
+
+def call_leaving_input(
+    model: Callable[[Any], Any],
+    x: Any,
+    version: Callable[[Any], int],
+    refused: Callable[[Exception], bool],
+) -> Any:
+    """`model(x)`, or an `InputError` if the model writes to `x` in place.
+
+    `version(x)` is the framework's in-place write counter; `refused(exc)` says
+    whether an exception is the framework refusing such a write (autograd does,
+    for an input it tracks), which becomes the same clear error.
+    """
+    before = version(x)
+    try:
+        out = model(x)
+    except Exception as exc:
+        if refused(exc):
+            raise InputError(IN_PLACE) from exc
+        raise
+    if version(x) != before:
+        raise InputError(IN_PLACE)
+    return out

@@ -16,7 +16,7 @@ import numpy as np
 import paddle
 
 from xai_core import LayerInfo, ModelAdapter
-from xai_core.backend_utils import IN_PLACE, forward_hooks, one_hot
+from xai_core.backend_utils import call_leaving_input, eval_mode, forward_hooks, one_hot
 from xai_core.errors import InputError
 
 
@@ -28,18 +28,8 @@ class PaddleAdapter(ModelAdapter):
         first = next(model.named_parameters(), None)  # not parameters(): it lists them all
         self.dtype = first[1].dtype if first is not None else paddle.float32
 
-    @contextlib.contextmanager
-    def session(self) -> Iterator[None]:
-        modes = [(layer, layer.training) for layer in self.model.sublayers(include_self=True)]
-        if not any(training for _, training in modes):  # already in eval mode: touch nothing
-            yield
-            return
-        self.model.eval()
-        try:
-            yield
-        finally:
-            for layer, training in modes:
-                layer.training = training
+    def session(self) -> contextlib.AbstractContextManager[None]:
+        return eval_mode(self.model, self.model.sublayers(include_self=True))
 
     def to_numpy(self, inputs: Any) -> np.ndarray:
         if isinstance(inputs, paddle.Tensor):
@@ -61,15 +51,12 @@ class PaddleAdapter(ModelAdapter):
         return x
 
     def _call(self, x: paddle.Tensor) -> paddle.Tensor:
-        version = x.inplace_version  # bumped by every in-place write to x
-        try:
-            out = self.model(x)
-        except ValueError as exc:  # paddle refuses in-place writes to a leaf it tracks
-            if not x.stop_gradient and "inplace" in str(exc):
-                raise InputError(IN_PLACE) from exc
-            raise
-        if x.inplace_version != version:
-            raise InputError(IN_PLACE)
+        out = call_leaving_input(
+            self.model,
+            x,
+            lambda t: t.inplace_version,  # bumped by every in-place write
+            lambda exc: not x.stop_gradient and "inplace" in str(exc),  # paddle refusing one
+        )
         if not isinstance(out, paddle.Tensor):
             raise InputError(
                 f"the model returned a {type(out).__name__}, not a tensor; wrap it so that "

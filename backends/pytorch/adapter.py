@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from xai_core import LayerInfo, ModelAdapter
-from xai_core.backend_utils import IN_PLACE, forward_hooks, one_hot
+from xai_core.backend_utils import call_leaving_input, eval_mode, forward_hooks, one_hot
 from xai_core.errors import InputError
 
 
@@ -33,18 +33,8 @@ class TorchAdapter(ModelAdapter):
         self._named: dict[str, torch.nn.Module] | None = None
 
     # -- lifecycle -----------------------------------------------------------
-    @contextlib.contextmanager
-    def session(self) -> Iterator[None]:
-        modes = [(m, m.training) for m in self._modules().values()]
-        if not any(training for _, training in modes):  # already in eval mode: touch nothing
-            yield
-            return
-        self.model.eval()
-        try:
-            yield
-        finally:
-            for module, training in modes:
-                module.training = training
+    def session(self) -> contextlib.AbstractContextManager[None]:
+        return eval_mode(self.model, self._modules().values())
 
     def to_numpy(self, inputs: Any) -> np.ndarray:
         if isinstance(inputs, torch.Tensor):
@@ -70,15 +60,12 @@ class TorchAdapter(ModelAdapter):
         return x.requires_grad_(True) if requires_grad else x
 
     def _call(self, x: torch.Tensor) -> torch.Tensor:
-        version = x._version  # bumped by every in-place write to x
-        try:
-            out = self.model(x)
-        except RuntimeError as exc:  # autograd refuses in-place writes to a leaf it tracks
-            if x.requires_grad and "in-place" in str(exc):
-                raise InputError(IN_PLACE) from exc
-            raise
-        if x._version != version:
-            raise InputError(IN_PLACE)
+        out = call_leaving_input(
+            self.model,
+            x,
+            lambda t: t._version,  # bumped by every in-place write
+            lambda exc: x.requires_grad and "in-place" in str(exc),  # autograd refusing one
+        )
         if not isinstance(out, torch.Tensor):
             raise InputError(
                 f"the model returned a {type(out).__name__}, not a tensor; wrap it so that "
