@@ -27,18 +27,10 @@ def plain_forward(framework: str, model, capture: str | None = None):
     if framework == "torch":
         import torch
 
-        model.eval()
-        store = {}
-        if capture is not None:
-            layer = dict(model.named_modules())[capture]
-            layer.register_forward_hook(lambda m, i, o: store.__setitem__(capture, o))
-
-        def run(x):
-            with torch.no_grad():
-                out = model(torch.from_numpy(x)).numpy()
-            return (out, {k: v.numpy() for k, v in store.items()}) if capture else out
-
-        return run
+        layers = dict(model.named_modules())
+        return eager_forward(
+            model, capture, layers, "register_forward_hook", torch.no_grad, torch.from_numpy
+        )
     if framework == "tensorflow":
         import keras
         import tensorflow as tf
@@ -55,15 +47,22 @@ def plain_forward(framework: str, model, capture: str | None = None):
         return lambda x: [t.numpy() for t in fn(tf.constant(x))]
     import paddle
 
+    layers = dict(model.named_sublayers())
+    return eager_forward(
+        model, capture, layers, "register_forward_post_hook", paddle.no_grad, paddle.to_tensor
+    )
+
+
+def eager_forward(model, capture, layers, register, no_grad, to_tensor):
+    """PyTorch and Paddle alike: eval mode, one persistent hook if capturing, NumPy out."""
     model.eval()
     store = {}
     if capture is not None:
-        layer = dict(model.named_sublayers())[capture]
-        layer.register_forward_post_hook(lambda m, i, o: store.__setitem__(capture, o))
+        getattr(layers[capture], register)(lambda m, i, o: store.__setitem__(capture, o))
 
     def run(x):
-        with paddle.no_grad():
-            out = model(paddle.to_tensor(x)).numpy()
+        with no_grad():
+            out = model(to_tensor(x)).numpy()
         return (out, {k: v.numpy() for k, v in store.items()}) if capture else out
 
     return run
