@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 
 from xai_core import Attribution, BatchedModel, Explainer, hookimpl
-from xai_core.explainer import check_choice, check_positive_int, resolve_seed
+from xai_core.explainer import check_choice, check_positive_int, legacy_seed, resolve_seed
 from xai_core.validation import check_background
 from xai_core_explainers.shap_support import (
     additivity_gap,
@@ -81,7 +81,7 @@ class KernelShap(Explainer):
                     else shap.maskers.Partition(flat_bg, max_samples=len(flat_bg))
                 )
                 if algorithm == "permutation":
-                    explainer = shap.PermutationExplainer(predict, masker, seed=seed)
+                    explainer = shap.PermutationExplainer(predict, masker, seed=legacy_seed(seed))
                 else:
                     explainer = shap.PartitionExplainer(predict, masker)
                 result = explainer(rows, max_evals=self.options["n_samples"] or 500, silent=True)

@@ -27,7 +27,7 @@ import numpy as np
 
 from xai_core import Attribution, BatchedModel, Explainer, hookimpl
 from xai_core.errors import OptionError
-from xai_core.explainer import check_choice, check_positive_int, resolve_seed
+from xai_core.explainer import check_choice, check_positive_int, legacy_seed, resolve_seed
 from xai_core.validation import check_background
 from xai_core_explainers.shap_support import flat_predict, require
 
@@ -90,7 +90,7 @@ class Lime(Explainer):
             categorical_features=self.options["categorical_features"],
             kernel_width=self.options["kernel_width"],
             discretize_continuous=False,
-            random_state=seed,
+            random_state=legacy_seed(seed),
         )
         predict = flat_predict(model, inputs.shape[1:], inputs.dtype)
         weights = np.zeros(inputs.shape, np.float64)
@@ -125,7 +125,7 @@ class Lime(Explainer):
             if h * w <= 32 * 32:
                 patch = max(1, min(h, w) // 8)
                 segmentation = lambda image: grid_segments(image, patch)  # noqa: E731
-        explainer = lime_image.LimeImageExplainer(random_state=seed)
+        explainer = lime_image.LimeImageExplainer(random_state=legacy_seed(seed))
         attributions = np.zeros(inputs.shape, np.float64)
         intercepts = np.zeros(len(inputs))
         for i, t in enumerate(target):

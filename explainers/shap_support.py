@@ -10,6 +10,7 @@ import numpy as np
 
 from xai_core import BatchedModel
 from xai_core.errors import XaiError
+from xai_core.explainer import legacy_seed
 
 
 def require(module: str, extra: str) -> Any:
@@ -27,7 +28,7 @@ def seeded_global_numpy(seed: int) -> Iterator[None]:
     """shap's Kernel explainer draws from NumPy's global RNG: seed it for the call and
     put the user's global state back afterwards."""
     state = np.random.get_state()
-    np.random.seed(seed % (2**32))
+    np.random.seed(legacy_seed(seed))
     try:
         yield
     finally:

@@ -89,7 +89,9 @@ def test_cli_summary_of_torchscript_and_full_torch_models(tmp_path):
     assert "CNN (torch)" in text and "total parameters: 1,418" in text and loaded == ["torch"]
     full = tmp_path / "mlp.pth"
     torch.save(torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.ReLU()), full)
-    text, _ = summary_cli(str(full), "--input-shape", "6", "--plot", str(tmp_path / "d.png"))
+    text, _ = summary_cli(
+        str(full), "--trust", "--input-shape", "6", "--plot", str(tmp_path / "d.png")
+    )
     assert "(None, 4)" in text and "total parameters: 28" in text
     assert (tmp_path / "d.png").stat().st_size > 5000
 
@@ -131,3 +133,68 @@ def test_cli_summary_of_an_unknown_format_is_a_clear_error(tmp_path):
         text=True,
     )
     assert result.returncode == 2 and "cannot tell the format" in result.stderr
+
+
+class _WritesAFile:
+    """A pickle that runs code when loaded: what an attacker puts in a `.pt`."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+def test_a_pickled_file_runs_no_code_without_trust(tmp_path):
+    evil, marker = tmp_path / "evil.pt", tmp_path / "pwned"
+    torch.save({"model": _WritesAFile(str(marker))}, evil)
+    result = subprocess.run(
+        [sys.executable, "-m", "xai_core.cli", "summary", str(evil)], capture_output=True, text=True
+    )
+    assert result.returncode == 2, result.stderr
+    assert "--trust" in result.stderr and "run code" in result.stderr
+    assert not marker.exists()
+    with pytest.raises(xai_core.XaiError, match="trust=True"):
+        xai_core.load_model(evil)
+    assert not marker.exists()
+
+
+def test_a_full_torch_module_loads_only_with_trust(tmp_path):
+    full = tmp_path / "mlp.pt"
+    torch.save(torch.nn.Sequential(torch.nn.Linear(6, 4)), full)
+    with pytest.raises(xai_core.XaiError, match="trust=True"):
+        xai_core.load_model(full)
+    assert isinstance(xai_core.load_model(full, trust=True), torch.nn.Module)
+    weights = tmp_path / "weights.pt"
+    torch.save(torch.nn.Linear(6, 4).state_dict(), weights)  # safe to read, but not a model
+    with pytest.raises(xai_core.XaiError, match="state_dict"):
+        xai_core.load_model(weights)
+
+
+def test_missing_and_text_files_are_clear_errors(tmp_path):
+    with pytest.raises(xai_core.XaiError, match="no such file"):
+        xai_core.load_model(tmp_path / "absent.keras")
+    text = tmp_path / "notes.pt"
+    text.write_text("not a model")
+    with pytest.raises(xai_core.XaiError, match="not a file torch can read"):
+        xai_core.load_model(text)
+
+
+def test_a_keras_lambda_needs_trust(tmp_path):
+    pytest.importorskip("tensorflow")
+    path = tmp_path / "lam.keras"
+    code = (
+        "import keras\n"
+        "m = keras.Sequential([keras.Input((3,)), keras.layers.Lambda(lambda x: x * 2)])\n"
+        f"m.save({str(path)!r})\n"
+        "import xai_core\n"
+        "try:\n"
+        f"    xai_core.load_model({str(path)!r})\n"
+        "except xai_core.XaiError as e:\n"
+        "    assert 'trust=True' in str(e), e\n"
+        "else:\n"
+        "    raise SystemExit('loaded a lambda without trust')\n"
+        f"assert xai_core.load_model({str(path)!r}, trust=True) is not None\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]

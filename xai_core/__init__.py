@@ -25,6 +25,7 @@ _EXPORTS = {
     "run": "api",
     "unregister": "api",
     "summary": "summary",
+    "load_model": "loading",
     "Summary": "summary",
     "BatchedModel": "batching",
     "CapabilityError": "errors",
@@ -65,6 +66,7 @@ __all__ = [
     "explainers",
     "get_explainer",
     "hookimpl",
+    "load_model",
     "plugins",
     "register",
     "run",
@@ -114,5 +116,6 @@ if TYPE_CHECKING:
     )
     from .explainer import Attribution, Explainer
     from .explanation import Explanation
+    from .loading import load_model
     from .registry import hookimpl
     from .summary import Summary, summary

@@ -65,7 +65,7 @@ def _summary(args: argparse.Namespace) -> int:
     from .loading import load_model
     from .summary import summary
 
-    model = load_model(args.path)
+    model = load_model(args.path, trust=args.trust)
     inputs = None
     if args.input_shape:
         try:
@@ -108,6 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     m.add_argument("path", help="a .pt/.pth, .keras/.h5 file or a paddle.jit.save prefix")
     m.add_argument("--input-shape", help="one sample's shape, e.g. 1,28,28, to fill output shapes")
     m.add_argument("--plot", help="write the network drawing to this PNG")
+    m.add_argument(
+        "--trust",
+        action="store_true",
+        help="allow files that run code when loaded (pickled PyTorch modules, Keras lambdas)",
+    )
     m.set_defaults(func=_summary)
     args = parser.parse_args(argv)
 

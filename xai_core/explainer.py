@@ -76,13 +76,27 @@ class Explainer(ABC):
         return f"{type(self).__name__}({opts})"
 
 
+#: drawn seeds fit every random generator the methods hand them to (lime's and NumPy's
+#: legacy `RandomState` take < 2**32)
+SEED_LIMIT = 2**32
+
+
 def resolve_seed(seed: Any) -> int:
-    """The seed to record: the user's, or fresh entropy so a run can be repeated."""
+    """The seed to record: the user's, or fresh entropy so a run can be repeated.
+
+    A drawn seed is below `SEED_LIMIT`; a user's seed may be any non-negative
+    integer, and libraries with a 32-bit generator get `legacy_seed(seed)`.
+    """
     if seed is None:
-        return int(np.random.SeedSequence().entropy % (2**63))
+        return int(np.random.SeedSequence().entropy % SEED_LIMIT)
     if not _is_int(seed) or seed < 0:
         raise OptionError(f"seed must be a non-negative integer or None, got {seed!r}.")
     return int(seed)
+
+
+def legacy_seed(seed: int) -> int:
+    """`seed` folded into NumPy's legacy `RandomState` range (lime, shap's global RNG)."""
+    return int(seed) % SEED_LIMIT
 
 
 def check_positive_int(name: str, value: Any, minimum: int = 1) -> None:
