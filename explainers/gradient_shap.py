@@ -56,7 +56,7 @@ class GradientShap(Explainer):
             return base + alphas[start:stop] * paths["group"]
 
         total = np.zeros(inputs.shape, np.float64)
-        for _, _, grads in model.gradient_groups(n_samples, path_points, target):
+        for _, _, grads in model.gradient_groups(n_samples, path_points, target, like=inputs):
             total += np.einsum("k...,k...->...", grads, paths["group"])
         attributions = total / n_samples
         bg_out = model.forward(background).astype(np.float64)

@@ -72,7 +72,7 @@ class SmoothGrad(Explainer):
         variant = self.options["variant"]
         total = np.zeros(inputs.shape, np.float64)
         total_sq = np.zeros(inputs.shape, np.float64)
-        for _, _, grads in model.gradient_groups(n, noisy_copies, target):
+        for _, _, grads in model.gradient_groups(n, noisy_copies, target, like=inputs):
             attr = grads * noisy["group"] if self.options["multiply_by_inputs"] else grads
             if self.options["abs"]:
                 attr = np.abs(attr, out=attr if attr is not grads else None)

@@ -70,9 +70,17 @@ def test_wrong_layout_for_a_cnn_says_which_layout():
         xai_core.explain(torch_cnn(), nhwc, "saliency")
 
 
-def test_integer_inputs_are_promoted():
-    expl = xai_core.explain(torch_mlp(), np.ones((2, 6), dtype=np.int64), "saliency")
-    assert expl.inputs.dtype == np.float32
+def test_integer_inputs_stay_integers_and_a_float_model_says_so():
+    with pytest.raises(xai_core.InputError, match="astype\\('float32'\\)"):
+        xai_core.explain(torch_mlp(), np.ones((2, 6), dtype=np.int64), "activations")
+    embed = torch.nn.Sequential(
+        torch.nn.Embedding(10, 4), torch.nn.Flatten(), torch.nn.Linear(12, 2)
+    )
+    ids = np.array([[1, 2, 3], [4, 5, 6]])
+    with pytest.raises(xai_core.InputError, match="layer='0'"):  # no gradient w.r.t. ids
+        xai_core.explain(embed, ids, "saliency")
+    expl = xai_core.explain(embed, ids, "activations", layers=["0"])  # forward-only: fine
+    assert expl.inputs.dtype == np.int64 and expl.activations["0"].shape == (2, 3, 4)
 
 
 @pytest.mark.parametrize(

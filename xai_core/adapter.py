@@ -43,14 +43,21 @@ class ModelAdapter(ABC):
     backend: str = "abstract"
     #: layout of multi-dimensional layer outputs: channels last (Keras) or first (PyTorch, Paddle)
     channels_last: bool = False
+    #: which of the model's outputs to explain (`explain(..., output=...)`); backends pass
+    #: what the model returned through `select_output`
+    output: Any = None
 
     def __init__(self, model: Any) -> None:
         self.model = model
 
+    # `inputs` below is one NumPy array for a one-input model called without keyword
+    # arguments, else an `xai_core.inputs.ModelInputs` (model(*args, **kwargs); gradients
+    # with respect to its `attributed` arrays, returned as a tuple in that order).
+
     # -- required ----------------------------------------------------------
     @abstractmethod
     def forward(self, inputs: np.ndarray) -> np.ndarray:
-        """Model outputs for a batch, shape (batch, n_outputs) or (batch,)."""
+        """Model outputs for a batch, batch first: (batch,), (batch, n_outputs) or more axes."""
 
     # -- optional capabilities -----------------------------------------------
     def gradients(self, inputs: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -72,9 +79,19 @@ class ModelAdapter(ABC):
         return self.forward(inputs), self.capture(inputs, layers)
 
     def layer_gradients(
-        self, inputs: np.ndarray, target: np.ndarray, layer: str
+        self,
+        inputs: np.ndarray,
+        target: np.ndarray,
+        layer: str,
+        replacement: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(activation, d output[i, target[i]] / d activation) at the named layer."""
+        """(activation, d output[i, target[i]] / d activation) at the named layer.
+
+        `target` indexes the flattened outputs. With `replacement` (the layer's
+        output shape), the layer's output is replaced by it during the pass and
+        the gradient is taken there (layer Integrated Gradients needs this). A
+        layer whose output does not reach the outputs has zero gradient.
+        """
         raise self.missing("gradients at a layer")
 
     # -- lifecycle -----------------------------------------------------------
@@ -101,6 +118,12 @@ class ModelAdapter(ABC):
         return None
 
     # -- helpers for subclasses ---------------------------------------------------
+    def select_output(self, raw: Any) -> Any:
+        """The output to explain among what the model returned (see `xai_core.outputs`)."""
+        from .outputs import pick_output
+
+        return pick_output(raw, self.output)
+
     def missing(self, capability: str, hint: str | None = None) -> CapabilityError:
         """The error to raise for a capability this backend does not have."""
         message = (

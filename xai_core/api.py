@@ -13,6 +13,7 @@ from .batching import BatchedModel
 from .errors import InputError, UnsupportedModelError, XaiError
 from .explainer import Explainer
 from .explanation import Explanation
+from .inputs import is_several, pack_reference, split_forward_kwargs, split_inputs
 from .registry import REGISTRY
 from .validation import check_inputs, check_predictions, resolve_target
 
@@ -45,43 +46,91 @@ def get_explainer(method: str, **options: Any) -> Explainer:
 
 
 def explain(
-    model: Any, inputs: Any, method: str, *, target: Any = None, **options: Any
+    model: Any,
+    inputs: Any,
+    method: str,
+    *,
+    target: Any = None,
+    forward_kwargs: dict[str, Any] | None = None,
+    output: Any = None,
+    **options: Any,
 ) -> Explanation:
     """Explain `model`'s predictions on `inputs` with `method`.
 
     `inputs` is a NumPy array or the framework's tensor, batch first, in the
-    layout the model expects. `target` is None (the predicted class, or the
-    only output), an int, or one int per sample. `options` go to the explainer.
+    layout the model expects; or several of them as a tuple/list (`model(*inputs)`)
+    or a dict (`model(**inputs)`). `forward_kwargs` are extra keyword arguments
+    that are passed but not attributed (attention masks); batch-first ones follow
+    their samples when a method expands or cuts the batch. `output` picks what to
+    explain when the model returns several outputs (index, key or function).
+    `target` is None (the predicted class, or the only output), an int, one int
+    per sample, or a tuple indexing an output with several axes (class, row, col).
+    `options` go to the explainer.
     """
     explainer = get_explainer(method, **options)
-    return run(explainer, adapt(model), inputs, target)
+    return run(
+        explainer, adapt(model), inputs, target, forward_kwargs=forward_kwargs, output=output
+    )
 
 
 def run(
-    explainer: Explainer, adapter: ModelAdapter, inputs: Any, target: Any = None
+    explainer: Explainer,
+    adapter: ModelAdapter,
+    inputs: Any,
+    target: Any = None,
+    *,
+    forward_kwargs: dict[str, Any] | None = None,
+    output: Any = None,
 ) -> Explanation:
     """Run a built explainer through an adapter; the model's state is restored however it ends."""
-    x = check_inputs(adapter.to_numpy(inputs))
+    layout, arrays = split_inputs(inputs, adapter.to_numpy)
+    if layout.packed:
+        arrays = [
+            check_inputs(a.reshape(len(a), -1) if a.ndim == 1 else a, f"input {k!r}").reshape(
+                a.shape
+            )
+            for k, a in zip(layout.keys, arrays)
+        ]
+    else:
+        arrays = [check_inputs(arrays[0])]
+    x = layout.pack(arrays)
+    batch_kwargs, constant_kwargs = split_forward_kwargs(forward_kwargs, len(x), adapter.to_numpy)
     for name, value in explainer.options.items():  # tensors as options (baselines, background)
-        if hasattr(value, "__array__") and not isinstance(value, np.ndarray):
+        if layout.packed and is_several(value):
+            explainer.options[name] = pack_reference(value, layout, name, adapter.to_numpy)
+        elif hasattr(value, "__array__") and not isinstance(value, np.ndarray):
             explainer.options[name] = adapter.to_numpy(value)
-    batched = BatchedModel(adapter, explainer.options["internal_batch_size"])
-    user_target = None if target is None else adapter.to_numpy(target)
-    with adapter.session():
-        if explainer.needs_target:
-            predictions = _predict(batched, x)
-            resolved = resolve_target(user_target, predictions)
-            result = explainer.explain(batched, x, resolved)
-        else:  # e.g. activation capture: one pass yields the activations and the predictions
-            result = _model_call(lambda: explainer.explain(batched, x, None), x)
-            predictions = _predict(batched, x)
-            resolved = resolve_target(user_target, predictions)
+    batched = BatchedModel(
+        adapter,
+        explainer.options["internal_batch_size"],
+        layout,
+        len(x),
+        batch_kwargs,
+        constant_kwargs,
+    )
+    user_target = None if target is None else _target_array(adapter, target)
+    previous_output, adapter.output = adapter.output, output
+    try:
+        with adapter.session():
+            if explainer.needs_target:
+                predictions = _predict(batched, x)
+                resolved = resolve_target(user_target, predictions, batched.output_shape)
+                result = explainer.explain(batched, x, resolved)
+            else:  # e.g. activation capture: one pass yields the activations and the predictions
+                result = _model_call(lambda: explainer.explain(batched, x, None), x)
+                predictions = _predict(batched, x)
+                resolved = resolve_target(user_target, predictions, batched.output_shape)
+    finally:
+        adapter.output = previous_output
+    attributions = result.attributions
+    if layout.packed and attributions is not None and attributions.shape == x.shape:
+        attributions = layout.structure(layout.unpack(attributions, cast=False))
     return Explanation(
         method=explainer.name,
-        inputs=x,
+        inputs=layout.structure(arrays),
         target=resolved,
         predictions=predictions,
-        attributions=result.attributions,
+        attributions=attributions,
         activations=result.activations,
         convergence_delta=result.convergence_delta,
         backend=adapter.backend,
@@ -89,6 +138,12 @@ def run(
         versions=_versions(adapter),
         extras=result.extras,
     )
+
+
+def _target_array(adapter: ModelAdapter, target: Any) -> Any:
+    if isinstance(target, tuple):  # one index tuple for every sample: (class, row, col)
+        return target
+    return adapter.to_numpy(target)
 
 
 def _model_call(call: Callable[[], T], x: np.ndarray) -> T:
@@ -99,11 +154,17 @@ def _model_call(call: Callable[[], T], x: np.ndarray) -> T:
     except XaiError:
         raise
     except Exception as exc:  # noqa: BLE001 - re-raised with the fix, original chained
+        integers = (
+            " Integer inputs reach the model as integers (token ids); if it expects floats, "
+            "pass x.astype('float32')."
+            if x.dtype.kind in "iu"
+            else ""
+        )
         raise InputError(
             f"the model rejected inputs of shape {x.shape} (dtype {x.dtype}): "
             f"{type(exc).__name__}: {exc}\nPass a batch-first array in the layout and "
             "feature size the model expects (channels-first for PyTorch/Paddle convolutions, "
-            "channels-last for Keras)."
+            f"channels-last for Keras).{integers}"
         ) from exc
 
 

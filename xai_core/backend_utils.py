@@ -52,21 +52,25 @@ def forward_hooks(
     layers: Mapping[str, Any],
     names: Sequence[str],
     register: Callable[[Any, Callable[..., None]], Any],
-    keep: Callable[[str, Any], Any] = lambda name, output: output,
+    keep: Callable[[str, Any], tuple[Any, Any]] = lambda name, output: (output, None),
 ) -> Iterator[dict[str, Any]]:
     """Record the outputs of the named layers for the duration of a `with` block.
 
     `register(layer, hook)` attaches `hook(layer, inputs, output)` with the framework's
-    own call and returns a handle with `.remove()`; `keep(name, output)` decides what
-    is stored. Every handle is removed in `finally`, also when registering fails
-    half-way or the model raises, so the user's model never keeps a hook of ours.
+    own call and returns a handle with `.remove()`; `keep(name, output)` returns what
+    is stored and what the layer passes on instead of its output (None: the output
+    itself). Storing a copy, or passing one on, is how a capture survives the next
+    layer's in-place write (`ReLU(inplace=True)`, `out += identity`), as in Captum.
+    Every handle is removed in `finally`, also when registering fails half-way or
+    the model raises, so the user's model never keeps a hook of ours.
     """
     store: dict[str, Any] = {}
     handles = []
 
-    def make_hook(name: str) -> Callable[..., None]:
-        def hook(_layer: Any, _inputs: Any, output: Any) -> None:
-            store[name] = keep(name, output)
+    def make_hook(name: str) -> Callable[..., Any]:
+        def hook(_layer: Any, _inputs: Any, output: Any) -> Any:
+            store[name], passed_on = keep(name, output)
+            return passed_on
 
         return hook
 
@@ -113,24 +117,35 @@ def eval_mode(model: Any, layers: Iterable[Any]) -> Iterator[None]:
 
 
 def call_leaving_input(
-    model: Callable[[Any], Any],
-    x: Any,
+    call: Callable[[], Any],
+    tensors: Sequence[Any],
     version: Callable[[Any], int],
     refused: Callable[[Exception], bool],
 ) -> Any:
-    """`model(x)`, or an `InputError` if the model writes to `x` in place.
+    """`call()`, or an `InputError` if the model writes to one of `tensors` in place.
 
-    `version(x)` is the framework's in-place write counter; `refused(exc)` says
+    `version(t)` is the framework's in-place write counter; `refused(exc)` says
     whether an exception is the framework refusing such a write (autograd does,
     for an input it tracks), which becomes the same clear error.
     """
-    before = version(x)
+    before = [version(t) for t in tensors]
     try:
-        out = model(x)
+        out = call()
     except Exception as exc:
         if refused(exc):
             raise InputError(IN_PLACE) from exc
         raise
-    if version(x) != before:
+    if [version(t) for t in tensors] != before:
         raise InputError(IN_PLACE)
     return out
+
+
+def layer_not_run(name: str) -> Exception:
+    """The error for a layer that exists but was not called during the forward pass."""
+    from .errors import OptionError
+
+    return OptionError(
+        f"layer {name!r} did not run during the forward pass (the model owns it but never "
+        "calls it, or skips it for these inputs), so it has no output to capture or "
+        "attribute to. Pick a layer the model calls; `xai_core.summary(model)` lists them."
+    )

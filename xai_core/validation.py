@@ -9,8 +9,8 @@ import numpy as np
 from .errors import InputError, OptionError, TargetError
 
 
-def check_inputs(inputs: np.ndarray) -> np.ndarray:
-    """A non-empty, finite, floating batch (integers are promoted to float32).
+def check_inputs(inputs: np.ndarray, name: str = "inputs") -> np.ndarray:
+    """A non-empty, finite batch of real numbers; integers (token ids) stay integers.
 
     Runs on every call, so it is kept to one array pass: dtype kinds instead of
     `issubdtype`, and one sum for finiteness (a NaN or inf anywhere makes the sum
@@ -21,18 +21,18 @@ def check_inputs(inputs: np.ndarray) -> np.ndarray:
     kind = inputs.dtype.kind
     if kind not in "iuf":
         raise InputError(
-            f"inputs must be real numbers (float or int), got dtype {inputs.dtype}. Pass a "
+            f"{name} must be real numbers (float or int), got dtype {inputs.dtype}. Pass a "
             "NumPy array or the framework's tensor, batch first."
         )
     if inputs.ndim < 2:
         raise InputError(
-            f"inputs must be batch first with at least 2 dimensions, got shape {inputs.shape}. "
+            f"{name} must be batch first with at least 2 dimensions, got shape {inputs.shape}. "
             "For a single sample add a batch axis: x[None]."
         )
     if inputs.shape[0] == 0:
-        raise InputError("inputs hold an empty batch (0 samples): pass at least one sample.")
+        raise InputError(f"{name} hold an empty batch (0 samples): pass at least one sample.")
     if kind != "f":
-        inputs = inputs.astype(np.float32)
+        return inputs  # integers are finite
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is settled below
         if np.isfinite(np.add.reduce(inputs, axis=None)):  # no temporary array
             return inputs
@@ -40,7 +40,7 @@ def check_inputs(inputs: np.ndarray) -> np.ndarray:
     if bad.any():
         rows = np.unique(np.nonzero(bad)[0])[:5].tolist()
         raise InputError(
-            f"inputs contain NaN or inf ({int(bad.sum())} values, in samples {rows}"
+            f"{name} contain NaN or inf ({int(bad.sum())} values, in samples {rows}"
             f"{'...' if bad.any(axis=tuple(range(1, inputs.ndim))).sum() > 5 else ''}). "
             "Clean or impute them before explaining."
         )
@@ -60,13 +60,21 @@ def check_predictions(predictions: np.ndarray, n: int) -> np.ndarray:
     return predictions
 
 
-def resolve_target(target: Any, predictions: np.ndarray) -> np.ndarray:
-    """One class index per sample, from None, an int or one int per sample.
+def resolve_target(
+    target: Any, predictions: np.ndarray, output_shape: tuple[int, ...] | None = None
+) -> np.ndarray:
+    """One output index per sample (into the flattened outputs), from None, an int, one
+    int per sample, or index tuples for outputs with several axes.
 
     None means the only output of a single-output model, else each sample's
-    predicted class (the argmax), as in shap and Captum's tutorials.
+    predicted class (the argmax), as in shap and Captum's tutorials. For outputs
+    of shape (C, H, W) or (T, C), `target=(c, i, j)` (one tuple for all samples or
+    one per sample) is Captum's convention.
     """
     n, k = predictions.shape
+    shape = tuple(output_shape or (k,))
+    if len(shape) > 1:
+        return _resolve_index_tuples(target, n, shape)
     if target is None:
         if k == 1:
             return np.zeros(n, dtype=np.int64)
@@ -94,6 +102,26 @@ def resolve_target(target: Any, predictions: np.ndarray) -> np.ndarray:
             f"output{'s' if k != 1 else ''}, so targets must be in 0..{k - 1}."
         )
     return arr.astype(np.int64)
+
+
+def _resolve_index_tuples(target: Any, n: int, shape: tuple[int, ...]) -> np.ndarray:
+    example = f"target={tuple(0 for _ in shape)}"
+    if target is None:
+        raise TargetError(
+            f"each sample's output has shape {shape}: say which element to explain, e.g. "
+            f"{example} (Captum's convention), one tuple per sample, or reduce the output "
+            "with output=<function> (e.g. the sum of a class over a pixel mask)."
+        )
+    arr = np.asarray(target)
+    if arr.dtype.kind not in "iu" or arr.shape not in ((len(shape),), (n, len(shape))):
+        raise TargetError(
+            f"each sample's output has shape {shape}, so target is a tuple of {len(shape)} "
+            f"ints ({example}) or one such tuple per sample; got {target!r:.80}."
+        )
+    arr = np.broadcast_to(arr, (n, len(shape)))
+    if (arr < 0).any() or (arr >= np.array(shape)).any():
+        raise TargetError(f"target {arr.tolist()[:3]} is outside the output's shape {shape}.")
+    return np.ravel_multi_index(tuple(arr.T), shape).astype(np.int64)
 
 
 def check_background(

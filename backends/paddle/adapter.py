@@ -16,7 +16,13 @@ import numpy as np
 import paddle
 
 from xai_core import LayerInfo, ModelAdapter
-from xai_core.backend_utils import call_leaving_input, eval_mode, forward_hooks, one_hot
+from xai_core.backend_utils import (
+    call_leaving_input,
+    eval_mode,
+    forward_hooks,
+    layer_not_run,
+    one_hot,
+)
 from xai_core.errors import InputError
 
 
@@ -45,24 +51,46 @@ class PaddleAdapter(ModelAdapter):
     # -- computation ----------------------------------------------------------------
     def _tensor(self, inputs: np.ndarray, requires_grad: bool = False) -> paddle.Tensor:
         x = paddle.to_tensor(np.ascontiguousarray(inputs))  # with dtype= it is ~30 us slower
-        if x.dtype != self.dtype:
+        floating = inputs.dtype.kind == "f"
+        if floating and x.dtype != self.dtype:
             x = x.astype(self.dtype)
-        x.stop_gradient = not requires_grad
+        x.stop_gradient = not (requires_grad and floating)
         return x
 
-    def _call(self, x: paddle.Tensor) -> paddle.Tensor:
+    def _prepare(
+        self, inputs: Any, requires_grad: bool = False
+    ) -> tuple[tuple, dict[str, Any], list[paddle.Tensor]]:
+        """(args, kwargs, attributed tensors) for one call; integer ids stay integers."""
+        if isinstance(inputs, np.ndarray):
+            x = self._tensor(inputs, requires_grad)
+            return (x,), {}, [x]
+        call = inputs.map_arrays(self._tensor)
+        attributed = []
+        for slot in call.attributed:
+            t = call.get(slot)
+            if requires_grad and t.is_floating_point():
+                t.stop_gradient = False
+            attributed.append(t)
+        return call.args, call.kwargs, attributed
+
+    def _call(self, args: tuple, kwargs: dict[str, Any], tensors: Sequence = ()) -> paddle.Tensor:
+        watched = [t for t in [*args, *kwargs.values()] if isinstance(t, paddle.Tensor)]
         out = call_leaving_input(
-            self.model,
-            x,
+            lambda: self.select_output(self.model(*args, **kwargs)),
+            watched,
             lambda t: t.inplace_version,  # bumped by every in-place write
-            lambda exc: not x.stop_gradient and "inplace" in str(exc),  # paddle refusing one
+            lambda exc: any(not t.stop_gradient for t in tensors) and "inplace" in str(exc),
         )
         if not isinstance(out, paddle.Tensor):
             raise InputError(
-                f"the model returned a {type(out).__name__}, not a tensor; wrap it so that "
-                "forward returns one (batch, n_outputs) tensor."
+                f"the model returned a {type(out).__name__}, not a tensor; pick the output to "
+                "explain with output=<index, key or function>."
             )
-        return out.reshape([-1, 1]) if out.ndim == 1 else out
+        return out
+
+    @staticmethod
+    def _flat(out: paddle.Tensor) -> paddle.Tensor:
+        return out if out.ndim == 2 else out.reshape([out.shape[0], -1])
 
     @staticmethod
     def _seed(out: paddle.Tensor, target: np.ndarray) -> paddle.Tensor:
@@ -70,15 +98,21 @@ class PaddleAdapter(ModelAdapter):
         seed = paddle.to_tensor(one_hot(tuple(out.shape), target))
         return seed if seed.dtype == out.dtype else seed.astype(out.dtype)
 
-    def forward(self, inputs: np.ndarray) -> np.ndarray:
+    def forward(self, inputs: Any) -> np.ndarray:
         with paddle.no_grad():
-            return self._call(self._tensor(inputs)).numpy()
+            return _numpy(self._call(*self._prepare(inputs)))
 
-    def gradients(self, inputs: np.ndarray, target: np.ndarray) -> np.ndarray:
-        x = self._tensor(inputs, requires_grad=True)
-        out = self._call(x)
-        (grad,) = paddle.grad(out, x, grad_outputs=self._seed(out, target))
-        return grad.numpy()
+    def gradients(self, inputs: Any, target: np.ndarray) -> Any:
+        args, kwargs, attributed = self._prepare(inputs, requires_grad=True)
+        out = self._flat(self._call(args, kwargs, attributed))
+        grads = paddle.grad(
+            out, attributed, grad_outputs=self._seed(out, target), allow_unused=True
+        )
+        result = tuple(
+            np.zeros(t.shape, np.float32) if g is None else _numpy(g)
+            for g, t in zip(grads, attributed)
+        )
+        return result[0] if isinstance(inputs, np.ndarray) else result
 
     # -- layers ------------------------------------------------------------------
     def _sublayers(self) -> dict[str, paddle.nn.Layer]:
@@ -102,28 +136,82 @@ class PaddleAdapter(ModelAdapter):
             super().check_layers([n for n in names if n not in known])
 
     @contextlib.contextmanager
-    def _hooked(self, names: Sequence[str]) -> Iterator[dict[str, paddle.Tensor]]:
+    def _hooked(
+        self, names: Sequence[str], keep_graph: bool, replacement: paddle.Tensor | None = None
+    ) -> Iterator[dict[str, paddle.Tensor]]:
         self.check_layers(names)
+
+        def keep(name: str, output: Any) -> tuple[paddle.Tensor, Any]:
+            if not isinstance(output, paddle.Tensor):
+                raise InputError(
+                    f"layer {name!r} returns a {type(output).__name__}, not one tensor; "
+                    "pick a layer (or a sublayer) that returns a tensor."
+                )
+            if replacement is not None:  # the layer's output is what we say it is
+                if list(replacement.shape) != list(output.shape):
+                    raise InputError(
+                        f"layer {name!r} outputs {list(output.shape)} for this batch, but "
+                        f"its replacement has shape {list(replacement.shape)}."
+                    )
+                return replacement, replacement.clone()
+            if keep_graph:  # gradients at the real output; what follows gets a copy
+                if output.stop_gradient:  # e.g. frozen weights: make it a leaf to watch
+                    output = output.detach()
+                    output.stop_gradient = False
+                return output, output.clone()
+            # a copy the next in-place op (relu_, out += identity) cannot touch
+            return output.detach().clone(), None
+
         with forward_hooks(
-            self._sublayers(), names, lambda layer, hook: layer.register_forward_post_hook(hook)
+            self._sublayers(),
+            names,
+            lambda layer, hook: layer.register_forward_post_hook(hook),
+            keep,
         ) as store:
             yield store
 
-    def capture(self, inputs: np.ndarray, layers: Sequence[str]) -> dict[str, np.ndarray]:
+    def capture(self, inputs: Any, layers: Sequence[str]) -> dict[str, np.ndarray]:
         return self.forward_and_capture(inputs, layers)[1]
 
     def forward_and_capture(
-        self, inputs: np.ndarray, layers: Sequence[str]
+        self, inputs: Any, layers: Sequence[str]
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        with self._hooked(layers) as store, paddle.no_grad():
-            out = self._call(self._tensor(inputs))
-            return out.numpy(), {name: store[name].numpy() for name in layers}
+        with self._hooked(layers, keep_graph=False) as store, paddle.no_grad():
+            out = self._call(*self._prepare(inputs))
+            return _numpy(out), {name: _numpy(_stored(store, name)) for name in layers}
 
     def layer_gradients(
-        self, inputs: np.ndarray, target: np.ndarray, layer: str
+        self,
+        inputs: Any,
+        target: np.ndarray,
+        layer: str,
+        replacement: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        with self._hooked([layer]) as store:
-            out = self._call(self._tensor(inputs, requires_grad=True))
-            activation = store[layer]
-            (grad,) = paddle.grad(out, activation, grad_outputs=self._seed(out, target))
-            return activation.numpy(), grad.numpy()
+        swap = None
+        if replacement is not None:
+            swap = paddle.to_tensor(np.ascontiguousarray(replacement))
+            if swap.dtype != self.dtype and replacement.dtype.kind == "f":
+                swap = swap.astype(self.dtype)
+            swap.stop_gradient = False
+        with self._hooked([layer], keep_graph=True, replacement=swap) as store:
+            out = self._flat(self._call(*self._prepare(inputs)))
+            activation = _stored(store, layer)
+            (grad,) = paddle.grad(
+                out, activation, grad_outputs=self._seed(out, target), allow_unused=True
+            )
+        grad = paddle.zeros_like(activation) if grad is None else grad  # does not reach out
+        return _numpy(activation), _numpy(grad)
+
+
+def _stored(store: dict[str, paddle.Tensor], name: str) -> paddle.Tensor:
+    if name not in store:
+        raise layer_not_run(name)
+    return store[name]
+
+
+def _numpy(t: paddle.Tensor) -> np.ndarray:
+    """A tensor as NumPy; half precision comes back as float32."""
+    t = t.detach()
+    if t.dtype in (paddle.float16, paddle.bfloat16):
+        t = t.astype("float32")
+    return t.numpy()

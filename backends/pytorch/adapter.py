@@ -16,7 +16,13 @@ import numpy as np
 import torch
 
 from xai_core import LayerInfo, ModelAdapter
-from xai_core.backend_utils import call_leaving_input, eval_mode, forward_hooks, one_hot
+from xai_core.backend_utils import (
+    call_leaving_input,
+    eval_mode,
+    forward_hooks,
+    layer_not_run,
+    one_hot,
+)
 from xai_core.errors import InputError
 
 
@@ -38,7 +44,7 @@ class TorchAdapter(ModelAdapter):
 
     def to_numpy(self, inputs: Any) -> np.ndarray:
         if isinstance(inputs, torch.Tensor):
-            return inputs.detach().cpu().numpy()
+            return _numpy(inputs)
         return np.asarray(inputs)
 
     def to_framework(self, inputs: np.ndarray) -> torch.Tensor:
@@ -55,23 +61,41 @@ class TorchAdapter(ModelAdapter):
             inputs = np.ascontiguousarray(inputs, dtype=inputs.dtype.newbyteorder("="))
             inputs = inputs if inputs.flags.writeable else inputs.copy()
         x = torch.from_numpy(inputs)  # shares memory: no copy on the CPU
-        if x.dtype != self.dtype or x.device != self.device:
-            x = x.to(device=self.device, dtype=self.dtype)
-        return x.requires_grad_(True) if requires_grad else x
+        floating = x.is_floating_point()
+        if (floating and x.dtype != self.dtype) or x.device != self.device:
+            x = x.to(device=self.device, dtype=self.dtype if floating else x.dtype)
+        return x.requires_grad_(True) if requires_grad and floating else x
 
-    def _call(self, x: torch.Tensor) -> torch.Tensor:
+    def _prepare(
+        self, inputs: Any, requires_grad: bool = False
+    ) -> tuple[tuple, dict[str, Any], list[torch.Tensor]]:
+        """(args, kwargs, attributed tensors) for one call; integer ids stay integers."""
+        if isinstance(inputs, np.ndarray):
+            x = self._tensor(inputs, requires_grad)
+            return (x,), {}, [x]
+        call = inputs.map_arrays(self._tensor)
+        attributed = []
+        for slot in call.attributed:
+            t = call.get(slot)
+            if requires_grad and t.is_floating_point():
+                t.requires_grad_(True)
+            attributed.append(t)
+        return call.args, call.kwargs, attributed
+
+    def _call(self, args: tuple, kwargs: dict[str, Any], tensors: Sequence = ()) -> torch.Tensor:
+        watched = [t for t in [*args, *kwargs.values()] if isinstance(t, torch.Tensor)]
         out = call_leaving_input(
-            self.model,
-            x,
+            lambda: self.select_output(self.model(*args, **kwargs)),
+            watched,
             lambda t: t._version,  # bumped by every in-place write
-            lambda exc: x.requires_grad and "in-place" in str(exc),  # autograd refusing one
+            lambda exc: any(t.requires_grad for t in tensors) and "in-place" in str(exc),
         )
         if not isinstance(out, torch.Tensor):
             raise InputError(
-                f"the model returned a {type(out).__name__}, not a tensor; wrap it so that "
-                "forward returns one (batch, n_outputs) tensor."
+                f"the model returned a {type(out).__name__}, not a tensor; pick the output to "
+                "explain with output=<index, key or function>."
             )
-        return out.reshape(len(out), -1) if out.ndim == 1 else out
+        return out
 
     @staticmethod
     def _seed(out: torch.Tensor, target: np.ndarray) -> torch.Tensor:
@@ -79,16 +103,26 @@ class TorchAdapter(ModelAdapter):
         seed = torch.from_numpy(one_hot(tuple(out.shape), target))
         return seed if seed.dtype == out.dtype and seed.device == out.device else seed.to(out)
 
-    def forward(self, inputs: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return self._call(self._tensor(inputs)).cpu().numpy()
+    @staticmethod
+    def _flat(out: torch.Tensor) -> torch.Tensor:
+        return out if out.ndim == 2 else out.reshape(len(out), -1)
 
-    def gradients(self, inputs: np.ndarray, target: np.ndarray) -> np.ndarray:
-        x = self._tensor(inputs, requires_grad=True)
+    def forward(self, inputs: Any) -> np.ndarray:
+        with torch.no_grad():
+            return _numpy(self._call(*self._prepare(inputs)))
+
+    def gradients(self, inputs: Any, target: np.ndarray) -> Any:
+        args, kwargs, attributed = self._prepare(inputs, requires_grad=True)
         with torch.enable_grad():
-            out = self._call(x)
-            (grad,) = torch.autograd.grad(out, x, grad_outputs=self._seed(out, target))
-        return grad.cpu().numpy()
+            out = self._flat(self._call(args, kwargs, attributed))
+            grads = torch.autograd.grad(
+                out, attributed, grad_outputs=self._seed(out, target), allow_unused=True
+            )
+        result = tuple(
+            np.zeros(tuple(t.shape), np.float32) if g is None else _numpy(g)
+            for g, t in zip(grads, attributed)
+        )
+        return result[0] if isinstance(inputs, np.ndarray) else result
 
     # -- layers ------------------------------------------------------------------
     def _leaves(self) -> dict[str, torch.nn.Module]:
@@ -122,38 +156,82 @@ class TorchAdapter(ModelAdapter):
             super().check_layers([n for n in names if not n or n not in known])
 
     @contextlib.contextmanager
-    def _hooked(self, names: Sequence[str], keep_graph: bool) -> Iterator[dict[str, torch.Tensor]]:
+    def _hooked(
+        self, names: Sequence[str], keep_graph: bool, replacement: torch.Tensor | None = None
+    ) -> Iterator[dict[str, torch.Tensor]]:
         self.check_layers(names)
         if isinstance(self.model, torch.jit.ScriptModule):
             raise self.missing(
                 "layer hooks on a TorchScript module", "explain the Python nn.Module instead"
             )
 
-        def keep(name: str, output: Any) -> torch.Tensor:
+        def keep(name: str, output: Any) -> tuple[torch.Tensor, Any]:
             if not isinstance(output, torch.Tensor):
-                raise InputError(f"layer {name!r} returns a {type(output).__name__}")
-            return output if keep_graph else output.detach()
+                raise InputError(
+                    f"layer {name!r} returns a {type(output).__name__}, not one tensor; "
+                    "pick a layer (or a sublayer) that returns a tensor."
+                )
+            if replacement is not None:  # the layer's output is what we say it is
+                if tuple(replacement.shape) != tuple(output.shape):
+                    raise InputError(
+                        f"layer {name!r} outputs {tuple(output.shape)} for this batch, but "
+                        f"its replacement has shape {tuple(replacement.shape)}."
+                    )
+                return replacement, replacement.clone()
+            if keep_graph:  # gradients at the real output; what follows gets a copy
+                if not output.requires_grad:  # e.g. frozen weights: make it a leaf to watch
+                    output = output.detach().requires_grad_(True)
+                return output, output.clone()
+            # a copy the next in-place op (ReLU(inplace=True), out += identity) cannot touch
+            return output.detach().clone(), None
 
         with forward_hooks(
             self._modules(), names, lambda m, hook: m.register_forward_hook(hook), keep
         ) as store:
             yield store
 
-    def capture(self, inputs: np.ndarray, layers: Sequence[str]) -> dict[str, np.ndarray]:
+    @staticmethod
+    def _stored(store: dict[str, torch.Tensor], name: str) -> torch.Tensor:
+        if name not in store:
+            raise layer_not_run(name)
+        return store[name]
+
+    def capture(self, inputs: Any, layers: Sequence[str]) -> dict[str, np.ndarray]:
         return self.forward_and_capture(inputs, layers)[1]
 
     def forward_and_capture(
-        self, inputs: np.ndarray, layers: Sequence[str]
+        self, inputs: Any, layers: Sequence[str]
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         with self._hooked(layers, keep_graph=False) as store, torch.no_grad():
-            out = self._call(self._tensor(inputs))
-            return out.cpu().numpy(), {name: store[name].cpu().numpy() for name in layers}
+            out = self._call(*self._prepare(inputs))
+            return _numpy(out), {name: _numpy(self._stored(store, name)) for name in layers}
 
     def layer_gradients(
-        self, inputs: np.ndarray, target: np.ndarray, layer: str
+        self,
+        inputs: Any,
+        target: np.ndarray,
+        layer: str,
+        replacement: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        with self._hooked([layer], keep_graph=True) as store, torch.enable_grad():
-            out = self._call(self._tensor(inputs, requires_grad=True))
-            activation = store[layer]
-            (grad,) = torch.autograd.grad(out, activation, grad_outputs=self._seed(out, target))
-            return activation.detach().cpu().numpy(), grad.cpu().numpy()
+        swap = None
+        if replacement is not None:
+            swap = torch.from_numpy(np.ascontiguousarray(replacement)).to(self.device)
+            swap = swap.to(self.dtype) if swap.is_floating_point() else swap
+            swap.requires_grad_(True)
+        with self._hooked([layer], keep_graph=True, replacement=swap) as store:
+            with torch.enable_grad():
+                out = self._flat(self._call(*self._prepare(inputs)))
+                activation = self._stored(store, layer)
+                (grad,) = torch.autograd.grad(
+                    out, activation, grad_outputs=self._seed(out, target), allow_unused=True
+                )
+        grad = torch.zeros_like(activation) if grad is None else grad  # does not reach out
+        return _numpy(activation), _numpy(grad)
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    """A tensor as NumPy; half precision (no NumPy bfloat16) comes back as float32."""
+    t = t.detach()
+    if t.dtype in (torch.float16, torch.bfloat16):
+        t = t.float()
+    return t.cpu().numpy()

@@ -20,7 +20,10 @@ import numpy as np
 import tensorflow as tf
 
 from xai_core import LayerInfo, ModelAdapter
+from xai_core.backend_utils import layer_not_run
 from xai_core.errors import InputError
+from xai_core.inputs import ModelInputs
+from xai_core.outputs import pick_output
 
 #: compiled functions per model, kept across `explain` calls (each call builds a new
 #: adapter; retracing per call would cost ~100 ms). Weak both ways: no attribute on
@@ -28,26 +31,39 @@ from xai_core.errors import InputError
 _COMPILED: weakref.WeakKeyDictionary[Any, dict[tuple, Callable]] = weakref.WeakKeyDictionary()
 
 
-def _outputs_of(model_ref: weakref.ref, x: tf.Tensor) -> tf.Tensor:
-    out = model_ref()(x, training=False)
+def _outputs_of(model_ref: weakref.ref, x: Any, output: Any = None) -> tf.Tensor:
+    model = model_ref()
+    if isinstance(x, ModelInputs):
+        raw = model(*x.args, **x.kwargs, training=False)
+    else:
+        raw = model(x, training=False)
+    out = pick_output(raw, output)
     if not isinstance(out, tf.Tensor):
         raise InputError(
-            f"the model returned a {type(out).__name__}, not a tensor; wrap it so that "
-            "call returns one (batch, n_outputs) tensor."
+            f"the model returned a {type(out).__name__}, not a tensor; pick the output to "
+            "explain with output=<index, key or function>."
         )
-    return tf.reshape(out, (-1, 1)) if out.shape.rank == 1 else out
+    return out
 
 
-def _compile(model: Any, kind: str, sample_shape: tuple, dtype: tf.DType) -> Callable:
+def _flat(out: tf.Tensor) -> tf.Tensor:
+    return out if out.shape.rank == 2 else tf.reshape(out, (tf.shape(out)[0], -1))
+
+
+def _selected(out: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+    return tf.gather(_flat(out), target, axis=1, batch_dims=1)
+
+
+def _compile(model: Any, kind: str, output: Any, sample_shape: tuple, dtype: tf.DType) -> Callable:
     model_ref = weakref.ref(model)
     spec = tf.TensorSpec((None, *sample_shape), dtype)
     if kind == "forward":
-        return tf.function(lambda x: _outputs_of(model_ref, x), input_signature=[spec])
+        return tf.function(lambda x: _outputs_of(model_ref, x, output), input_signature=[spec])
 
     def input_gradients(x: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(x)
-            selected = tf.gather(_outputs_of(model_ref, x), target, axis=1, batch_dims=1)
+            selected = _selected(_outputs_of(model_ref, x, output), target)
         return tape.gradient(selected, x)
 
     target_spec = tf.TensorSpec((None,), tf.int32)
@@ -76,30 +92,57 @@ class KerasAdapter(ModelAdapter):
         return f"tensorflow {tf.__version__}, keras {keras.__version__}"
 
     # -- compiled functions --------------------------------------------------------
-    def _outputs(self, x: tf.Tensor) -> tf.Tensor:
-        return _outputs_of(weakref.ref(self.model), x)
+    def _outputs(self, x: Any) -> tf.Tensor:
+        return _outputs_of(weakref.ref(self.model), x, self.output)
 
     def _function(self, kind: str, inputs: np.ndarray) -> Callable:
-        """One `tf.function` per (model, kind, sample shape): traced once for any batch size."""
+        """One `tf.function` per (model, kind, output, sample shape, dtype): traced once for
+        any batch size."""
         try:
             compiled = _COMPILED.setdefault(self.model, {})
         except TypeError:  # an unhashable or non-weakref-able model: cache on the adapter
             compiled = self.__dict__.setdefault("_own_compiled", {})
-        key = (kind, inputs.shape[1:], self.dtype.name)
+        dtype = self._dtype_of(inputs)
+        output = self.output if not callable(self.output) else id(self.output)
+        key = (kind, output, inputs.shape[1:], dtype.name)
         if key not in compiled:
-            compiled[key] = _compile(self.model, kind, inputs.shape[1:], self.dtype)
+            compiled[key] = _compile(self.model, kind, self.output, inputs.shape[1:], dtype)
         return compiled[key]
+
+    def _dtype_of(self, inputs: np.ndarray) -> tf.DType:
+        return self.dtype if inputs.dtype.kind == "f" else tf.as_dtype(inputs.dtype)
 
     def _tensor(self, inputs: np.ndarray) -> tf.Tensor:
         # tf.constant: the same tensor as convert_to_tensor, ~40% less per-call overhead
-        return tf.constant(np.ascontiguousarray(inputs), dtype=self.dtype)
+        return tf.constant(np.ascontiguousarray(inputs), dtype=self._dtype_of(inputs))
 
-    def forward(self, inputs: np.ndarray) -> np.ndarray:
-        return self._function("forward", inputs)(self._tensor(inputs)).numpy()
+    def _eager(self, inputs: Any) -> Any:
+        return (
+            self._tensor(inputs)
+            if isinstance(inputs, np.ndarray)
+            else inputs.map_arrays(self._tensor)
+        )
 
-    def gradients(self, inputs: np.ndarray, target: np.ndarray) -> np.ndarray:
+    def forward(self, inputs: Any) -> np.ndarray:
+        if isinstance(inputs, ModelInputs):  # several inputs or keyword arguments: eager
+            return _numpy(self._outputs(self._eager(inputs)))
+        return _numpy(self._function("forward", inputs)(self._tensor(inputs)))
+
+    def gradients(self, inputs: Any, target: np.ndarray) -> Any:
+        if isinstance(inputs, ModelInputs):
+            call = self._eager(inputs)
+            watched = [call.get(slot) for slot in call.attributed]
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                for t in watched:
+                    tape.watch(t)
+                selected = _selected(self._outputs(call), tf.constant(target, tf.int32))
+            grads = tape.gradient(selected, watched)
+            return tuple(
+                np.zeros(t.shape, np.float32) if g is None else _numpy(g)
+                for g, t in zip(grads, watched)
+            )
         fn = self._function("gradients", inputs)
-        return fn(self._tensor(inputs), tf.constant(target, tf.int32)).numpy()
+        return _numpy(fn(self._tensor(inputs), tf.constant(target, tf.int32)))
 
     # -- layers ------------------------------------------------------------------
     def _leaves(self) -> dict[str, keras.layers.Layer]:
@@ -129,7 +172,11 @@ class KerasAdapter(ModelAdapter):
                 shape = tuple(layer.output.shape)
             except (AttributeError, ValueError):  # subclassed models have no symbolic outputs
                 shape = None
-            infos.append(LayerInfo(name, type(layer).__name__, int(layer.count_params()), shape))
+            try:
+                n_params = int(layer.count_params())
+            except ValueError:  # a layer the model owns but never built (never called)
+                n_params = 0
+            infos.append(LayerInfo(name, type(layer).__name__, n_params, shape))
         return infos
 
     def check_layers(self, names: Sequence[str]) -> None:
@@ -140,7 +187,10 @@ class KerasAdapter(ModelAdapter):
 
     @contextlib.contextmanager
     def _recording(
-        self, names: Sequence[str], tape: tf.GradientTape | None = None
+        self,
+        names: Sequence[str],
+        tape: tf.GradientTape | None = None,
+        replacement: tf.Tensor | None = None,
     ) -> Iterator[dict[str, tf.Tensor]]:
         self.check_layers(names)
         leaves = self._leaves()
@@ -153,6 +203,13 @@ class KerasAdapter(ModelAdapter):
 
                 def recorder(*args, _original=original, _name=name, **kwargs):
                     out = _original(*args, **kwargs)
+                    if replacement is not None:  # the layer's output is what we say it is
+                        if tuple(replacement.shape) != tuple(out.shape):
+                            raise InputError(
+                                f"layer {_name!r} outputs {tuple(out.shape)} for this batch, "
+                                f"but its replacement has shape {tuple(replacement.shape)}."
+                            )
+                        out = replacement
                     if tape is not None:  # record what follows the layer
                         tape.watch(out)
                     store[_name] = out
@@ -172,14 +229,15 @@ class KerasAdapter(ModelAdapter):
     def forward_and_capture(
         self, inputs: np.ndarray, layers: Sequence[str]
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        compiled = self._graph_capture(inputs, tuple(layers))  # checks names when it builds
+        compiled = None
+        if isinstance(inputs, np.ndarray) and self.output is None:
+            compiled = self._graph_capture(inputs, tuple(layers))  # checks names when it builds
         if compiled is not None:  # the graph is known: a compiled functional sub-model
             out, *captured = compiled(self._tensor(inputs))
-            out = tf.reshape(out, (-1, 1)) if out.shape.rank == 1 else out
-            return out.numpy(), {name: c.numpy() for name, c in zip(layers, captured)}
+            return _numpy(out), {name: _numpy(c) for name, c in zip(layers, captured)}
         with self._recording(layers) as store:  # subclassed: wrap the layers' call
-            out = self._outputs(self._tensor(inputs))
-            return out.numpy(), {name: store[name].numpy() for name in layers}
+            out = self._outputs(self._eager(inputs))
+            return _numpy(out), {name: _numpy(_stored(store, name)) for name in layers}
 
     def _graph_capture(self, inputs: np.ndarray, layers: tuple[str, ...]) -> Callable | None:
         """A traced-once function returning (outputs, *layer outputs), or None without a graph."""
@@ -193,6 +251,8 @@ class KerasAdapter(ModelAdapter):
             compiled[key] = None
             try:
                 leaves = self._leaves()
+                if len(self.model.outputs) != 1:
+                    return None
                 sub = keras.Model(
                     self.model.inputs, [self.model.outputs[0], *(leaves[n].output for n in layers)]
                 )
@@ -203,12 +263,34 @@ class KerasAdapter(ModelAdapter):
         return compiled[key]
 
     def layer_gradients(
-        self, inputs: np.ndarray, target: np.ndarray, layer: str
+        self,
+        inputs: Any,
+        target: np.ndarray,
+        layer: str,
+        replacement: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
+        swap = None
+        if replacement is not None:
+            swap = tf.constant(np.ascontiguousarray(replacement), dtype=self._dtype_of(replacement))
         with tf.GradientTape(watch_accessed_variables=False) as tape:
-            with self._recording([layer], tape) as store:
-                out = self._outputs(self._tensor(inputs))
-                selected = tf.gather(out, tf.constant(target, tf.int32), axis=1, batch_dims=1)
-        activation = store[layer]
+            with self._recording([layer], tape, swap) as store:
+                out = self._outputs(self._eager(inputs))
+                selected = _selected(out, tf.constant(target, tf.int32))
+        activation = _stored(store, layer)
         grad = tape.gradient(selected, activation)
-        return activation.numpy(), grad.numpy()
+        if grad is None:  # the layer's output does not reach the explained output
+            grad = tf.zeros_like(activation)
+        return _numpy(activation), _numpy(grad)
+
+
+def _stored(store: dict[str, tf.Tensor], name: str) -> tf.Tensor:
+    if name not in store:
+        raise layer_not_run(name)
+    return store[name]
+
+
+def _numpy(t: tf.Tensor) -> np.ndarray:
+    """A tensor as NumPy; half precision comes back as float32."""
+    if t.dtype in (tf.float16, tf.bfloat16):
+        t = tf.cast(t, tf.float32)
+    return t.numpy()

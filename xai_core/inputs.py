@@ -1,0 +1,225 @@
+"""Several inputs, keyword arguments and integer ids, seen by explainers as one array.
+
+A model may take several inputs (`model(*inputs)` or `model(**inputs)`) and extra
+keyword arguments that are not attributed (`forward_kwargs`: attention masks,
+token types, flags). Explainers should not care: the core packs the attributed
+inputs of each sample into one flat row, explainers work on that
+(N, n_features) array exactly as on a tabular batch, and `BatchedModel`
+unpacks every row before the backend sees it. Attributions come back in the
+inputs' own structure. One input without keyword arguments is never packed:
+explainers see it in its own shape (images stay images).
+
+Backends receive a `ModelInputs` (positional arrays, keyword values, and which of
+them are attributed) instead of an array only when the call needs it; a
+backend that takes only arrays still works for every single-input model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+
+#: one attributed value: a position in `args` or a key in `kwargs`
+Slot = int | str
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """One call's arguments: `model(*args, **kwargs)`; gradients are taken for `attributed`."""
+
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    attributed: tuple[Slot, ...] = ()
+
+    def get(self, slot: Slot) -> Any:
+        return self.args[slot] if isinstance(slot, int) else self.kwargs[slot]
+
+    def map_arrays(self, fn: Any) -> ModelInputs:
+        """The same call with `fn` applied to every NumPy array (to make framework tensors)."""
+
+        def conv(value: Any) -> Any:
+            return fn(value) if isinstance(value, np.ndarray) else value
+
+        return ModelInputs(
+            tuple(conv(a) for a in self.args),
+            {k: conv(v) for k, v in self.kwargs.items()},
+            self.attributed,
+        )
+
+
+def is_several(inputs: Any) -> bool:
+    """Whether `inputs` is a structure of several inputs (tuple, list or dict)."""
+    return isinstance(inputs, (tuple, list, Mapping))
+
+
+@dataclass(frozen=True)
+class InputLayout:
+    """How packed rows map back to the model's inputs."""
+
+    kind: str  # "array", "tuple", "list" or "dict"
+    keys: tuple[Slot, ...]
+    shapes: tuple[tuple[int, ...], ...]  # per sample
+    dtypes: tuple[np.dtype, ...]
+
+    @property
+    def packed(self) -> bool:
+        return self.kind != "array"
+
+    @property
+    def sizes(self) -> list[int]:
+        return [int(np.prod(s, dtype=np.int64)) for s in self.shapes]
+
+    @property
+    def integer(self) -> list[Slot]:
+        return [k for k, d in zip(self.keys, self.dtypes) if d.kind in "iu"]
+
+    def pack(self, parts: Sequence[np.ndarray], dtype: Any = None) -> np.ndarray:
+        """Attributed arrays (in `keys` order) to (N, n_features) rows."""
+        if not self.packed:
+            return parts[0]
+        n = len(parts[0])
+        rows = [np.asarray(p).reshape(n, -1) for p in parts]
+        return np.concatenate(rows, axis=1).astype(dtype or self.packed_dtype, copy=False)
+
+    @property
+    def packed_dtype(self) -> np.dtype:
+        floats = {d for d in self.dtypes if d.kind == "f"}
+        if len(floats) == 1 and len(floats) == len(set(self.dtypes)):
+            return next(iter(floats))
+        return np.dtype(np.float64)  # ids up to 2**53 are exact
+
+    def unpack(self, rows: np.ndarray, cast: bool = True) -> list[np.ndarray]:
+        """Packed rows back to one array per input (its own dtype when `cast`)."""
+        if not self.packed:
+            return [rows]
+        n, parts, start = len(rows), [], 0
+        for shape, size, dtype in zip(self.shapes, self.sizes, self.dtypes):
+            part = rows[:, start : start + size].reshape(n, *shape)
+            if cast and part.dtype != dtype:
+                part = np.rint(part).astype(dtype) if dtype.kind in "iu" else part.astype(dtype)
+            parts.append(part)
+            start += size
+        return parts
+
+    def structure(self, parts: Sequence[np.ndarray]) -> Any:
+        """Arrays in the user's structure: one array, a tuple, a list or a dict."""
+        if self.kind == "array":
+            return parts[0]
+        if self.kind == "dict":
+            return dict(zip(self.keys, parts))
+        return tuple(parts) if self.kind == "tuple" else list(parts)
+
+    def call(self, parts: Sequence[np.ndarray], kwargs: Mapping[str, Any]) -> Any:
+        """What the backend gets: a plain array when nothing else is needed."""
+        if self.kind == "array" and not kwargs:
+            return parts[0]
+        if self.kind == "dict":
+            return ModelInputs((), {**dict(zip(self.keys, parts)), **kwargs}, self.keys)
+        return ModelInputs(tuple(parts), dict(kwargs), self.keys)
+
+
+def split_inputs(inputs: Any, to_numpy: Any) -> tuple[InputLayout, list[np.ndarray]]:
+    """The layout and arrays of what the user passed (one array, or a tuple/list/dict)."""
+    if isinstance(inputs, Mapping):
+        if not inputs or not all(isinstance(k, str) for k in inputs):
+            raise InputError(
+                "inputs given as a dict need string keys (the model's argument names) and at "
+                "least one entry."
+            )
+        kind, keys, values = "dict", tuple(inputs), list(inputs.values())
+    elif isinstance(inputs, (tuple, list)):
+        if not inputs:
+            raise InputError("inputs is an empty tuple/list: pass at least one array.")
+        kind = "tuple" if isinstance(inputs, tuple) else "list"
+        keys, values = tuple(range(len(inputs))), list(inputs)
+    else:
+        kind, keys, values = "array", (0,), [inputs]
+    arrays = []
+    for key, value in zip(keys, values):
+        try:
+            arrays.append(np.asarray(to_numpy(value)))
+        except (ValueError, TypeError) as exc:
+            where = "" if kind == "array" else f" (input {key!r})"
+            hint = (
+                " A model with several inputs takes a tuple of arrays, each batch first."
+                if kind == "array"
+                else ""
+            )
+            raise InputError(f"inputs{where} are not a regular array: {exc}.{hint}") from exc
+    if kind != "array":
+        sizes = {len(a) if a.ndim else 0 for a in arrays}
+        if len(sizes) != 1:
+            detail = ", ".join(f"{k!r}: {a.shape}" for k, a in zip(keys, arrays))
+            raise InputError(
+                f"the inputs have different batch sizes ({detail}); every input is batch "
+                "first with one row per sample."
+            )
+    layout = InputLayout(
+        kind,
+        keys,
+        tuple(a.shape[1:] for a in arrays),
+        tuple(a.dtype for a in arrays),
+    )
+    return layout, arrays
+
+
+def split_forward_kwargs(
+    forward_kwargs: Mapping[str, Any] | None, n: int, to_numpy: Any
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """(batch-first arrays, constants): the first are cut and expanded with the inputs."""
+    if forward_kwargs is None:
+        return {}, {}
+    if not isinstance(forward_kwargs, Mapping):
+        raise InputError(
+            f"forward_kwargs must be a dict of keyword arguments, got {type(forward_kwargs)}."
+        )
+    batch, constant = {}, {}
+    for key, value in forward_kwargs.items():
+        if hasattr(value, "__array__") or hasattr(value, "numpy"):
+            array = np.asarray(to_numpy(value))
+            if array.ndim >= 1 and len(array) == n:
+                batch[key] = array
+                continue
+            constant[key] = array
+        else:
+            constant[key] = value
+    return batch, constant
+
+
+def pack_reference(value: Any, layout: InputLayout, name: str, to_numpy: Any) -> np.ndarray:
+    """Baselines or background for several inputs, in the inputs' structure, as packed rows.
+
+    Each part is a scalar, one sample, or rows of samples; parts with one row are
+    repeated to the others' row count."""
+    if isinstance(value, Mapping):
+        if layout.kind != "dict" or set(value) != set(layout.keys):
+            raise InputError(f"{name} has keys {list(value)}, the inputs {list(layout.keys)}.")
+        parts = [value[k] for k in layout.keys]
+    else:
+        if layout.kind == "dict" or len(value) != len(layout.keys):
+            raise InputError(
+                f"{name} has {len(value)} parts for {len(layout.keys)} inputs: give one per "
+                "input, in the inputs' structure (or one scalar for all)."
+            )
+        parts = list(value)
+    rows = []
+    for key, part, shape in zip(layout.keys, parts, layout.shapes):
+        array = np.asarray(to_numpy(part), dtype=np.float64)
+        if array.ndim == 0 or array.shape == shape:
+            array = np.broadcast_to(array, shape)[None]
+        if array.shape[1:] != shape:
+            raise InputError(
+                f"{name} for input {key!r} has shape {array.shape}; each sample of that input "
+                f"has shape {shape}."
+            )
+        rows.append(array)
+    m = max(len(r) for r in rows)
+    if any(len(r) not in (1, m) for r in rows):
+        raise InputError(f"the parts of {name} have different numbers of rows.")
+    rows = [np.broadcast_to(r, (m, *r.shape[1:])) for r in rows]
+    return layout.pack(rows)

@@ -1,0 +1,56 @@
+"""Which output to explain when a model returns more than one tensor.
+
+Models return a tensor, a tuple/list, a dict or a HuggingFace `ModelOutput` (a
+dict-like dataclass). `explain(..., output=...)` picks one: an index, a key, or
+a function of the raw output written with the framework's own ops (to explain
+an aggregate such as the sum of class c over a pixel mask, as Captum users do
+with a wrapper forward function). Framework-free: backends call `pick_output`
+on whatever their model returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .errors import InputError
+
+
+def describe(raw: Any) -> str:
+    if isinstance(raw, Mapping):
+        return f"a {type(raw).__name__} with keys {list(raw)}"
+    if isinstance(raw, (tuple, list)):
+        return f"a {type(raw).__name__} of {len(raw)} outputs"
+    return f"a {type(raw).__name__}"
+
+
+def pick_output(raw: Any, output: Any = None) -> Any:
+    """The explained output: `output` applied to what the model returned.
+
+    None: a lone tensor as is, `"logits"` when the model returned a mapping with
+    that key, otherwise an `InputError` listing what the model returned.
+    """
+    if callable(output):
+        return output(raw)
+    if output is None:
+        if isinstance(raw, Mapping):
+            if "logits" in raw:
+                return raw["logits"]
+            raise InputError(
+                f"the model returned {describe(raw)}; say which to explain with "
+                f"output=<key>, e.g. output={next(iter(raw), 'logits')!r}."
+            )
+        if isinstance(raw, (tuple, list)):
+            raise InputError(
+                f"the model returned {describe(raw)}; say which to explain with "
+                f"output=<index> (0..{len(raw) - 1})."
+            )
+        return raw
+    try:
+        if isinstance(raw, Mapping) and isinstance(output, int) and output not in raw:
+            return list(raw.values())[output]
+        return raw[output]
+    except (KeyError, IndexError, TypeError):
+        raise InputError(
+            f"output={output!r} is not among what the model returned ({describe(raw)})."
+        ) from None
