@@ -23,6 +23,12 @@ from xai_core.validation import check_background
 from xai_core_explainers.shap_support import additivity_gap, require
 
 SUPPORTED = {"torch": "pytorch", "tensorflow": "tensorflow"}
+#: a gap larger than this fraction of the outputs (or than this, for outputs below 1) warns
+ADDITIVITY_TOLERANCE = 1e-2
+
+
+class AdditivityWarning(UserWarning):
+    """SHAP values that do not sum to the explained output minus the expected output."""
 
 
 class DeepShap(Explainer):
@@ -56,18 +62,23 @@ class DeepShap(Explainer):
         bg = convert(background.astype(inputs.dtype))
         x = convert(inputs)
         try:
-            with warnings.catch_warnings():
+            # shap patches the model (hooks, attributes) or the framework (gradient
+            # registry); the adapter puts everything back however shap ends
+            with adapter.foreign_session(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 explainer = shap.DeepExplainer(adapter.model, bg)
                 values = explainer.shap_values(x, check_additivity=False)
+        except XaiError:
+            raise
         except Exception as exc:  # noqa: BLE001 - shap's own limits, explained
             hint = ""
             if model.backend == "tensorflow" and "NoneType" in str(exc):
                 hint = " shap needs a Keras model with a fixed input shape (no None but the batch)."
-            raise XaiError(
-                f"shap.DeepExplainer failed on this {model.backend} model: "
-                f"{type(exc).__name__}: {exc}.{hint} Or use gradient_shap, which works on any "
-                "model with gradients."
+            raise CapabilityError(
+                f"shap.DeepExplainer cannot explain this {model.backend} model: "
+                f"{type(exc).__name__}: {str(exc)[:300]}.{hint} Use gradient_shap (expected "
+                "gradients, the same attribution family), which works on any model with "
+                "gradients."
             ) from exc
         values = np.asarray(values)
         if values.ndim == inputs.ndim:  # one output
@@ -77,9 +88,21 @@ class DeepShap(Explainer):
         expected = np.atleast_1d(np.asarray(explainer.expected_value, np.float64))
         base_values = expected[target]
         outputs = model.forward(inputs)[np.arange(n), target].astype(np.float64)
+        gap = additivity_gap(picked, base_values, outputs)
+        tolerance = ADDITIVITY_TOLERANCE * max(1.0, float(np.abs(outputs).max()))
+        if np.abs(gap).max() > tolerance:
+            warnings.warn(
+                f"deep_shap's attributions do not add up to f(x) - E[f(background)]: the "
+                f"largest gap is {np.abs(gap).max():.3g} (outputs up to "
+                f"{np.abs(outputs).max():.3g}). shap's DeepLIFT rules do not cover every "
+                "operation of this model (attention, normalisation, custom ops); treat the "
+                "values with care, or use gradient_shap / integrated_gradients.",
+                AdditivityWarning,
+                stacklevel=2,
+            )
         return Attribution(
             attributions=picked.astype(np.float64),
-            convergence_delta=additivity_gap(picked, base_values, outputs),
+            convergence_delta=gap,
             extras={"base_values": base_values},
             options={"seed": seed},
         )

@@ -96,7 +96,9 @@ class IntegratedGradients(Explainer):
             return baselines + steps[start:stop] * delta_x
 
         total = np.zeros(inputs.shape, np.float64)
-        for start, stop, grads in model.gradient_groups(len(nodes), path_points, target, like=inputs):
+        for start, stop, grads in model.gradient_groups(
+            len(nodes), path_points, target, like=inputs
+        ):
             w = weights[start:stop].astype(grads.dtype)
             total += (w @ grads.reshape(len(w), -1)).reshape(inputs.shape)
         attributions = total * delta_x if self.options["multiply_by_inputs"] else total

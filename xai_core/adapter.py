@@ -104,6 +104,17 @@ class ModelAdapter(ABC):
         """
         yield
 
+    @contextlib.contextmanager
+    def foreign_session(self) -> Iterator[None]:
+        """Hand the model to a library that patches it (shap's DeepExplainer adds hooks and
+        attributes to modules, or overrides the framework's gradient registry), and put
+        back everything it may leave behind, also when it fails half-way.
+
+        Backends whose models or framework such a library can touch override this;
+        the default has nothing to restore.
+        """
+        yield
+
     def to_numpy(self, inputs: Any) -> np.ndarray:
         """Convert the framework's tensor (or anything array-like) to NumPy."""
         return np.asarray(inputs)

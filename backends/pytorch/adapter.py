@@ -25,6 +25,19 @@ from xai_core.backend_utils import (
 )
 from xai_core.errors import InputError
 
+#: per-module hook tables a library may add to (torch.nn.Module internals)
+_HOOK_DICTS = (
+    "_forward_hooks",
+    "_forward_hooks_with_kwargs",
+    "_forward_hooks_always_called",
+    "_forward_pre_hooks",
+    "_forward_pre_hooks_with_kwargs",
+    "_backward_hooks",
+    "_backward_pre_hooks",
+    "_state_dict_hooks",
+    "_load_state_dict_pre_hooks",
+)
+
 
 class TorchAdapter(ModelAdapter):
     backend = "torch"
@@ -41,6 +54,54 @@ class TorchAdapter(ModelAdapter):
     # -- lifecycle -----------------------------------------------------------
     def session(self) -> contextlib.AbstractContextManager[None]:
         return eval_mode(self.model, self._modules().values())
+
+    @contextlib.contextmanager
+    def foreign_session(self) -> Iterator[None]:
+        """Everything a patching library can change on the modules, put back afterwards:
+        hooks, new attributes and parameters (shap's `x`/`y`), `.grad` and
+        `requires_grad` of every parameter, the grad mode. Meanwhile in-place
+        activations are switched off and every leaf's output reaches its parent as a
+        copy: shap's backward hooks make outputs views that an in-place op such as
+        `out += identity` (every ResNet) may not modify."""
+        modules = list(self.model.modules())
+        hooks = [
+            (m, {d: dict(getattr(m, d)) for d in _HOOK_DICTS if hasattr(m, d)}) for m in modules
+        ]
+        members = [(m, set(vars(m)), dict(m._parameters), dict(m._buffers)) for m in modules]
+        params = [(p, p.grad, p.requires_grad) for p in self.model.parameters()]
+        in_place = [m for m in modules if getattr(m, "inplace", None) is True]
+        grad_enabled = torch.is_grad_enabled()
+        wrapped = []
+        try:
+            for m in in_place:
+                m.inplace = False
+            for parent in modules:
+                for name, child in list(parent._modules.items()):
+                    if child is not None and next(child.children(), None) is None:
+                        wrapped.append((parent, name, child))
+                        parent._modules[name] = _CopiedOutput(child)
+            yield
+        finally:
+            for parent, name, child in wrapped:
+                parent._modules[name] = child
+            for m in in_place:
+                m.inplace = True
+            for m, saved in hooks:
+                for name, content in saved.items():
+                    current = getattr(m, name)
+                    current.clear()
+                    current.update(content)
+            for m, names, parameters, buffers in members:
+                m._parameters.clear()
+                m._parameters.update(parameters)
+                m._buffers.clear()
+                m._buffers.update(buffers)
+                for extra in set(vars(m)) - names:
+                    object.__delattr__(m, extra)
+            for p, grad, requires_grad in params:
+                p.grad = grad
+                p.requires_grad_(requires_grad)
+            torch.set_grad_enabled(grad_enabled)
 
     def to_numpy(self, inputs: Any) -> np.ndarray:
         if isinstance(inputs, torch.Tensor):
@@ -227,6 +288,24 @@ class TorchAdapter(ModelAdapter):
                 )
         grad = torch.zeros_like(activation) if grad is None else grad  # does not reach out
         return _numpy(activation), _numpy(grad)
+
+
+class _CopiedOutput(torch.nn.Module):
+    """A leaf whose output reaches the rest of the model as a copy (see `foreign_session`)."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        out = self.inner(*args, **kwargs)
+        return out.clone() if isinstance(out, torch.Tensor) else out
+
+    def __getattr__(self, name: str) -> Any:  # parents read their children's attributes
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["inner"], name)
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:

@@ -80,6 +80,28 @@ class KerasAdapter(ModelAdapter):
         self.dtype = tf.as_dtype(getattr(policy, "compute_dtype", None) or "float32")
         self._leaf_layers: dict[str, keras.layers.Layer] | None = None
 
+    @contextlib.contextmanager
+    def foreign_session(self) -> Iterator[None]:
+        """shap's DeepExplainer overrides TensorFlow's global gradient registry while it runs
+        and restores it only if it succeeds: the registry (and every layer's attributes)
+        is put back here, whatever happens, or every later gradient in the process fails."""
+        from tensorflow.python.framework import ops as tf_ops
+
+        registry = tf_ops._gradient_registry._registry
+        saved = {name: dict(entry) for name, entry in registry.items()}
+        layers = [self.model, *self._leaves().values()]
+        attributes = [(layer, dict(vars(layer))) for layer in layers]
+        try:
+            yield
+        finally:
+            for name in set(registry) - set(saved):
+                del registry[name]
+            for name, entry in saved.items():
+                registry[name] = entry
+            for layer, before in attributes:
+                for extra in set(vars(layer)) - set(before):
+                    object.__delattr__(layer, extra)
+
     def to_numpy(self, inputs: Any) -> np.ndarray:
         if isinstance(inputs, (tf.Tensor, tf.Variable)):
             return inputs.numpy()
