@@ -1,8 +1,9 @@
 """Activation capture: the outputs of named layers, as the framework computes them.
 
 `layers` takes exact names or shell-style patterns ("conv*"); None means every
-leaf layer. Only the requested layers are kept, chunk by chunk, and the same
-pass through the model yields the predictions.
+leaf layer that runs (a layer the model owns but never calls is left out; asked
+for by name, it is a `LayerNotRunError`). Only the requested layers are kept,
+chunk by chunk, and the same pass through the model yields the predictions.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from xai_core import Attribution, BatchedModel, Explainer, hookimpl
-from xai_core.errors import OptionError, UnknownLayerError
+from xai_core.errors import LayerNotRunError, OptionError, UnknownLayerError
 
 
 def select_layers(
@@ -68,7 +69,16 @@ class Activations(Explainer):
                 return False
             return True
 
-        return self._capture(model, inputs, select_layers(requested, known, exists))
+        names = select_layers(requested, known, exists)
+        if requested is not None:
+            return self._capture(model, inputs, names)
+        while True:  # every layer that runs: a layer the model owns but never calls is left out
+            try:
+                return self._capture(model, inputs, names)
+            except LayerNotRunError as exc:
+                if exc.layer not in names or len(names) == 1:
+                    raise
+                names = [n for n in names if n != exc.layer]
 
     @staticmethod
     def _capture(model: BatchedModel, inputs: np.ndarray, names: list[str]) -> Attribution:

@@ -14,8 +14,11 @@ weighted regression is lime's `LimeBase`. Same seed, same explanation as
 `LimeImageExplainer.explain_instance` (tested).
 
 Small images (32 x 32 pixels or fewer) are cut into an 8 x 8 grid of square
-patches (quickshift finds too few segments there); larger ones use quickshift as
-the library does. Pass `segmentation_fn` (image -> label map) to choose.
+patches (quickshift finds too few segments there); larger ones use lime's own
+default, quickshift (kernel_size=4, max_dist=200, ratio=0.2), seeded with
+`seed % 1000` (lime draws that seed from its random state; taking it from the
+run's seed keeps the perturbations equal to lime's at `random_seed=seed % 1000`).
+Pass `segmentation_fn` (image -> label map) to choose.
 """
 
 from __future__ import annotations
@@ -125,6 +128,12 @@ class Lime(Explainer):
             if h * w <= 32 * 32:
                 patch = max(1, min(h, w) // 8)
                 segmentation = lambda image: grid_segments(image, patch)  # noqa: E731
+            else:
+                from lime.wrappers.scikit_image import SegmentationAlgorithm
+
+                segmentation = SegmentationAlgorithm(
+                    "quickshift", kernel_size=4, max_dist=200, ratio=0.2, random_seed=seed % 1000
+                )
         explainer = lime_image.LimeImageExplainer(random_state=legacy_seed(seed))
         attributions = np.zeros(inputs.shape, np.float64)
         intercepts = np.zeros(len(inputs))

@@ -171,3 +171,16 @@ def test_deep_shap_warns_when_its_values_do_not_add_up():
     with pytest.warns(AdditivityWarning, match="do not add up"):
         expl = xai_core.explain(model, x, "deep_shap", background=images(3, seed=2))
     assert np.abs(expl.convergence_delta).max() > 1e-2
+
+
+def test_every_layer_that_runs_is_captured_by_default():
+    torch.manual_seed(0)
+    expl = xai_core.explain(WithUnusedLayers().eval(), images(2, 8), "activations")
+    assert set(expl.activations) == {"conv", "spare", "fc"}
+
+
+def test_lime_on_a_64_pixel_image_with_its_default_segmentation():
+    model, x = resnet(), images(1, 64)
+    expl = xai_core.explain(model, x, "lime", n_samples=60, seed=0)
+    assert expl.attributions.shape == x.shape and np.isfinite(expl.attributions).all()
+    assert len(np.unique(expl.attributions[0, 0])) > 4  # quickshift found several segments

@@ -30,6 +30,7 @@ _EXPORTS = {
     "BatchedModel": "batching",
     "CapabilityError": "errors",
     "InputError": "errors",
+    "LayerNotRunError": "errors",
     "OptionError": "errors",
     "PluginError": "errors",
     "TargetError": "errors",
@@ -51,6 +52,7 @@ __all__ = [
     "Explanation",
     "InputError",
     "LayerInfo",
+    "LayerNotRunError",
     "ModelAdapter",
     "OptionError",
     "PluginError",
@@ -106,6 +108,7 @@ if TYPE_CHECKING:
     from .errors import (
         CapabilityError,
         InputError,
+        LayerNotRunError,
         OptionError,
         PluginError,
         TargetError,

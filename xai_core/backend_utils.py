@@ -142,10 +142,6 @@ def call_leaving_input(
 
 def layer_not_run(name: str) -> Exception:
     """The error for a layer that exists but was not called during the forward pass."""
-    from .errors import OptionError
+    from .errors import LayerNotRunError
 
-    return OptionError(
-        f"layer {name!r} did not run during the forward pass (the model owns it but never "
-        "calls it, or skips it for these inputs), so it has no output to capture or "
-        "attribute to. Pick a layer the model calls; `xai_core.summary(model)` lists them."
-    )
+    return LayerNotRunError(name)

@@ -28,6 +28,18 @@ class OptionError(XaiError, ValueError):
     """An explainer option is unknown or has an invalid value."""
 
 
+class LayerNotRunError(OptionError):
+    """A layer the model owns did not run during the forward pass."""
+
+    def __init__(self, layer: str) -> None:
+        super().__init__(
+            f"layer {layer!r} did not run during the forward pass (the model owns it but never "
+            "calls it, or skips it for these inputs), so it has no output to capture or "
+            "attribute to. Pick a layer the model calls; `xai_core.summary(model)` lists them."
+        )
+        self.layer = layer
+
+
 class UnknownMethodError(XaiError, KeyError):
     """No installed explainer has the requested name."""
 

@@ -83,17 +83,25 @@ class KerasAdapter(ModelAdapter):
     @contextlib.contextmanager
     def foreign_session(self) -> Iterator[None]:
         """shap's DeepExplainer overrides TensorFlow's global gradient registry while it runs
-        and restores it only if it succeeds: the registry (and every layer's attributes)
-        is put back here, whatever happens, or every later gradient in the process fails."""
+        and `execute.record_gradient`, and restores them only if it succeeds: they (and
+        every layer's attributes) are put back here, whatever happens, or every later
+        gradient in the process fails."""
+        from tensorflow.python.eager import execute as tf_execute
         from tensorflow.python.framework import ops as tf_ops
+        from tensorflow.python.ops import gradients_util
 
         registry = tf_ops._gradient_registry._registry
         saved = {name: dict(entry) for name, entry in registry.items()}
+        record_gradient = tf_execute.record_gradient
+        backpropagatable = getattr(gradients_util, "_IsBackpropagatable", None)
         layers = [self.model, *self._leaves().values()]
         attributes = [(layer, dict(vars(layer))) for layer in layers]
         try:
             yield
         finally:
+            tf_execute.record_gradient = record_gradient
+            if backpropagatable is not None:
+                gradients_util._IsBackpropagatable = backpropagatable
             for name in set(registry) - set(saved):
                 del registry[name]
             for name, entry in saved.items():
