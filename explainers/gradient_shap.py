@@ -17,13 +17,13 @@ from __future__ import annotations
 import numpy as np
 
 from xai_core import Attribution, BatchedModel, Explainer, hookimpl
-from xai_core.explainer import check_number, check_positive_int, resolve_seed
+from xai_core.explainer import check_layer_option, check_number, check_positive_int, resolve_seed
 from xai_core.validation import check_background
 
 
 class GradientShap(Explainer):
     name = "gradient_shap"
-    defaults = {"background": None, "n_samples": 50, "stdevs": 0.0, "seed": None}
+    defaults = {"background": None, "n_samples": 50, "stdevs": 0.0, "seed": None, "layer": None}
     requires = ("gradients",)
 
     def validate(self) -> None:
@@ -33,6 +33,7 @@ class GradientShap(Explainer):
             check_background(None, np.zeros((1, 1)), self.name)  # raises, saying what to pass
         if self.options["seed"] is not None:
             resolve_seed(self.options["seed"])
+        check_layer_option(self.options["layer"])
 
     def explain(self, model: BatchedModel, inputs: np.ndarray, target: np.ndarray) -> Attribution:
         background = check_background(self.options["background"], inputs, self.name)
@@ -55,9 +56,29 @@ class GradientShap(Explainer):
             paths["group"] = ends - base
             return base + alphas[start:stop] * paths["group"]
 
-        total = np.zeros(inputs.shape, np.float64)
-        for _, _, grads in model.gradient_groups(n_samples, path_points, target, like=inputs):
-            total += np.einsum("k...,k...->...", grads, paths["group"])
+        layer = self.options["layer"]
+        if layer is None:
+            total = np.zeros(inputs.shape, np.float64)
+            for _, _, grads in model.gradient_groups(n_samples, path_points, target, like=inputs):
+                total += np.einsum("k...,k...->...", grads, paths["group"])
+        else:  # Captum's LayerGradientShap: gradients at the layer on the input-space path,
+            # times the layer's output on the (noisy) input minus on the reference row
+            model.check_layers([layer])
+            bg_layer = model.capture(background, [layer])[layer]
+            x_layer = None if stdevs > 0 else model.capture(inputs, [layer])[layer]
+            total = None
+            groups = model.layer_gradient_groups(layer, n_samples, path_points, target, inputs)
+            for start, stop, _, grads in groups:
+                if stdevs > 0:  # the layer's output on this group's noisy inputs
+                    ends = (paths["group"] + background[rows[start:stop]]).reshape(
+                        -1, *inputs.shape[1:]
+                    )
+                    end_layer = model.capture(ends, [layer])[layer].reshape(grads.shape)
+                else:
+                    end_layer = x_layer[None]
+                diff = end_layer - bg_layer[rows[start:stop]]
+                term = np.einsum("k...,k...->...", grads, diff)
+                total = term if total is None else total + term
         attributions = total / n_samples
         bg_out = model.forward(background).astype(np.float64)
         reference_output = bg_out[rows, target[None, :]].mean(axis=0)
@@ -67,6 +88,7 @@ class GradientShap(Explainer):
             attributions=attributions.astype(inputs.dtype),
             convergence_delta=delta,
             options={"seed": seed},
+            layer=layer,
         )
 
 

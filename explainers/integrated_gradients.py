@@ -16,7 +16,12 @@ import numpy as np
 
 from xai_core import Attribution, BatchedModel, Explainer, hookimpl
 from xai_core.errors import OptionError
-from xai_core.explainer import check_choice, check_positive_int
+from xai_core.explainer import (
+    check_choice,
+    check_float_layer,
+    check_layer_option,
+    check_positive_int,
+)
 
 RULES = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
 
@@ -76,6 +81,7 @@ class IntegratedGradients(Explainer):
         "n_steps": 50,
         "integration": "gausslegendre",
         "multiply_by_inputs": True,
+        "layer": None,
     }
     requires = ("gradients",)
 
@@ -85,9 +91,12 @@ class IntegratedGradients(Explainer):
         check_positive_int("n_steps", self.options["n_steps"], minimum)
         if not isinstance(self.options["multiply_by_inputs"], bool):
             raise OptionError("multiply_by_inputs must be True or False.")
+        check_layer_option(self.options["layer"])
 
     def explain(self, model: BatchedModel, inputs: np.ndarray, target: np.ndarray) -> Attribution:
         baselines = broadcast_baselines(self.options["baselines"], inputs)
+        if self.options["layer"] is not None:
+            return self._at_layer(model, inputs, baselines, target, self.options["layer"])
         nodes, weights = quadrature(self.options["integration"], self.options["n_steps"])
         delta_x = inputs - baselines
         steps = nodes.astype(inputs.dtype).reshape(-1, *([1] * inputs.ndim))
@@ -105,6 +114,41 @@ class IntegratedGradients(Explainer):
         gap = selected_outputs(model, inputs, target) - baseline_outputs(model, baselines, target)
         delta = (total * delta_x).reshape(len(inputs), -1).sum(axis=1) - gap
         return Attribution(attributions=attributions.astype(inputs.dtype), convergence_delta=delta)
+
+    def _at_layer(
+        self,
+        model: BatchedModel,
+        inputs: np.ndarray,
+        baselines: np.ndarray,
+        target: np.ndarray,
+        layer: str,
+    ) -> Attribution:
+        """Captum's `LayerIntegratedGradients`: the model runs on the real inputs while the
+        layer's output moves from its value on the baselines to its value on the inputs."""
+        model.check_layers([layer])
+        start_point = model.capture(baselines, [layer])[layer]
+        end_point = model.capture(inputs, [layer])[layer]
+        check_float_layer(layer, end_point)
+        nodes, weights = quadrature(self.options["integration"], self.options["n_steps"])
+        delta_a = end_point - start_point
+        steps = nodes.astype(end_point.dtype).reshape(-1, *([1] * end_point.ndim))
+
+        def path_points(start: int, stop: int) -> np.ndarray:
+            return start_point + steps[start:stop] * delta_a
+
+        total = np.zeros(end_point.shape, np.float64)
+        groups = model.replaced_layer_gradient_groups(
+            inputs, layer, len(nodes), path_points, target, like=end_point
+        )
+        for start, stop, grads in groups:
+            w = weights[start:stop].astype(grads.dtype)
+            total += (w @ grads.reshape(len(w), -1)).reshape(end_point.shape)
+        attributions = total * delta_a if self.options["multiply_by_inputs"] else total
+        gap = selected_outputs(model, inputs, target) - selected_outputs(model, baselines, target)
+        delta = (total * delta_a).reshape(len(inputs), -1).sum(axis=1) - gap
+        return Attribution(
+            attributions=attributions.astype(end_point.dtype), convergence_delta=delta, layer=layer
+        )
 
 
 @hookimpl

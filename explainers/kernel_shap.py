@@ -61,31 +61,45 @@ class KernelShap(Explainer):
         predict = flat_predict(model, sample_shape, inputs.dtype)
         algorithm, limit = self.options["algorithm"], self.options["max_background"]
         summary = "all rows"
-        with seeded_global_numpy(seed), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        if len(flat_bg) > limit and algorithm != "kernel":
+            pick = np.random.default_rng(seed).choice(len(flat_bg), limit, replace=False)
+            flat_bg, summary = flat_bg[pick], f"{limit} sampled rows"
+        elif len(flat_bg) > limit:
+            summary = f"shap.kmeans({limit})"
+
+        def shap_values(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             if algorithm == "kernel":
-                data = flat_bg
-                if len(flat_bg) > limit:
-                    data, summary = shap.kmeans(flat_bg, limit), f"shap.kmeans({limit})"
+                data = shap.kmeans(flat_bg, limit) if len(flat_bg) > limit else flat_bg
                 explainer = shap.KernelExplainer(predict, data)
                 n_samples = self.options["n_samples"] or "auto"
-                values = np.asarray(explainer.shap_values(rows, nsamples=n_samples, silent=True))
-                base = np.broadcast_to(np.asarray(explainer.expected_value), (n, values.shape[-1]))
-            else:
-                if len(flat_bg) > limit:
-                    pick = np.random.default_rng(seed).choice(len(flat_bg), limit, replace=False)
-                    flat_bg, summary = flat_bg[pick], f"{limit} sampled rows"
-                masker = (
-                    shap.maskers.Independent(flat_bg, max_samples=len(flat_bg))
-                    if algorithm == "permutation"
-                    else shap.maskers.Partition(flat_bg, max_samples=len(flat_bg))
+                values = np.asarray(explainer.shap_values(batch, nsamples=n_samples, silent=True))
+                base = np.broadcast_to(
+                    np.asarray(explainer.expected_value), (len(batch), values.shape[-1])
                 )
-                if algorithm == "permutation":
-                    explainer = shap.PermutationExplainer(predict, masker, seed=legacy_seed(seed))
-                else:
-                    explainer = shap.PartitionExplainer(predict, masker)
-                result = explainer(rows, max_evals=self.options["n_samples"] or 500, silent=True)
-                values, base = np.asarray(result.values), np.asarray(result.base_values)
+                return values, base
+            masker = (
+                shap.maskers.Independent(flat_bg, max_samples=len(flat_bg))
+                if algorithm == "permutation"
+                else shap.maskers.Partition(flat_bg, max_samples=len(flat_bg))
+            )
+            if algorithm == "permutation":
+                explainer = shap.PermutationExplainer(predict, masker, seed=legacy_seed(seed))
+            else:
+                explainer = shap.PartitionExplainer(predict, masker)
+            result = explainer(batch, max_evals=self.options["n_samples"] or 500, silent=True)
+            return np.asarray(result.values), np.asarray(result.base_values)
+
+        with seeded_global_numpy(seed), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if not model.batch_kwargs:
+                values, base = shap_values(rows)
+            else:  # each sample's perturbations carry that sample's forward_kwargs
+                parts = []
+                for i in range(n):
+                    with model.for_sample(i):
+                        parts.append(shap_values(rows[i : i + 1]))
+                values = np.concatenate([v for v, _ in parts])
+                base = np.concatenate([np.asarray(b).reshape(1, -1) for _, b in parts])
         if values.ndim == 2:  # one output
             values, base = values[..., None], np.asarray(base).reshape(n, 1)
         picked = values[np.arange(n), :, target]

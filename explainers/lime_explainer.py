@@ -101,13 +101,14 @@ class Lime(Explainer):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # scores need not be probabilities
             for i, (row, t) in enumerate(zip(inputs, target)):
-                exp = explainer.explain_instance(
-                    row.astype(np.float64),
-                    predict,
-                    labels=(int(t),),
-                    num_features=inputs.shape[1],
-                    num_samples=self.options["n_samples"],
-                )
+                with model.for_sample(i):  # the perturbations carry this sample's kwargs
+                    exp = explainer.explain_instance(
+                        row.astype(np.float64),
+                        predict,
+                        labels=(int(t),),
+                        num_features=inputs.shape[1],
+                        num_samples=self.options["n_samples"],
+                    )
                 for feature, weight in exp.as_map()[int(t)]:
                     weights[i, feature] = weight
                 intercepts[i] = exp.intercept[int(t)]
@@ -140,7 +141,8 @@ class Lime(Explainer):
         for i, t in enumerate(target):
             rgb = layout.to_rgb(inputs[i])
             segments = segmentation(rgb)
-            data, labels = self._perturb(model, explainer, rgb, segments, layout, inputs.dtype)
+            with model.for_sample(i):
+                data, labels = self._perturb(model, explainer, rgb, segments, layout, inputs.dtype)
             distances = pairwise_distances(data, data[:1], metric="cosine").ravel()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

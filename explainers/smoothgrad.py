@@ -18,6 +18,7 @@ from xai_core import Attribution, BatchedModel, Explainer, hookimpl
 from xai_core.explainer import (
     check_bool,
     check_choice,
+    check_layer_option,
     check_number,
     check_positive_int,
     resolve_seed,
@@ -42,6 +43,7 @@ class SmoothGrad(Explainer):
         "abs": True,
         "multiply_by_inputs": False,
         "seed": None,
+        "layer": None,
     }
     requires = ("gradients",)
 
@@ -53,6 +55,7 @@ class SmoothGrad(Explainer):
         check_bool("multiply_by_inputs", self.options["multiply_by_inputs"])
         if self.options["seed"] is not None:
             resolve_seed(self.options["seed"])
+        check_layer_option(self.options["layer"])
 
     def explain(self, model: BatchedModel, inputs: np.ndarray, target: np.ndarray) -> Attribution:
         seed = resolve_seed(self.options["seed"])
@@ -69,11 +72,26 @@ class SmoothGrad(Explainer):
             noisy["group"] = noise.astype(inputs.dtype, copy=False)
             return noisy["group"]
 
-        variant = self.options["variant"]
-        total = np.zeros(inputs.shape, np.float64)
-        total_sq = np.zeros(inputs.shape, np.float64)
-        for _, _, grads in model.gradient_groups(n, noisy_copies, target, like=inputs):
-            attr = grads * noisy["group"] if self.options["multiply_by_inputs"] else grads
+        variant, layer = self.options["variant"], self.options["layer"]
+        if layer is None:
+            groups = (
+                (grads, noisy["group"])
+                for _, _, grads in model.gradient_groups(n, noisy_copies, target, like=inputs)
+            )
+        else:  # noise on the inputs, gradients at the layer (Captum's NoiseTunnel on a layer)
+            model.check_layers([layer])
+            groups = (
+                (grads, acts)
+                for _, _, acts, grads in model.layer_gradient_groups(
+                    layer, n, noisy_copies, target, like=inputs
+                )
+            )
+        total = total_sq = None
+        for grads, values in groups:
+            if total is None:
+                total = np.zeros(grads.shape[1:], np.float64)
+                total_sq = np.zeros(grads.shape[1:], np.float64)
+            attr = grads * values if self.options["multiply_by_inputs"] else grads
             if self.options["abs"]:
                 attr = np.abs(attr, out=attr if attr is not grads else None)
             if variant != "smoothgrad_sq":
@@ -83,7 +101,7 @@ class SmoothGrad(Explainer):
         mean, mean_sq = total / n, total_sq / n
         result = {"smoothgrad": mean, "smoothgrad_sq": mean_sq, "vargrad": mean_sq - mean**2}
         return Attribution(
-            attributions=result[variant].astype(inputs.dtype), options={"seed": seed}
+            attributions=result[variant].astype(inputs.dtype), options={"seed": seed}, layer=layer
         )
 
 

@@ -17,6 +17,9 @@ import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# transformers (imported by the BERT tests) otherwise loads its TensorFlow half whenever
+# shap probes a model's class, and that half refuses Keras 3 (see README, Troubleshooting)
+os.environ.setdefault("USE_TF", "0")
 
 if importlib.util.find_spec("paddle") is not None:
     import paddle  # noqa: F401  - must precede tensorflow; see the docstring

@@ -137,6 +137,7 @@ def run(
         options={**explainer.options, **result.options},
         versions=_versions(adapter),
         extras=result.extras,
+        layer=result.layer,
     )
 
 

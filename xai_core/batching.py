@@ -159,11 +159,17 @@ class BatchedModel:
             out = out.astype(np.float32)  # half-precision models explain in float32
         return out.reshape(len(out), -1) if out.ndim != 2 else out
 
-    def check_differentiable(self) -> None:
+    def check_differentiable(self, moves_inputs: bool = False) -> None:
         """Gradients need float inputs; integer ids are explained at a layer instead."""
         integer = self.layout.integer if self.layout is not None else []
         if not integer:
             return
+        if moves_inputs:
+            raise InputError(
+                f"inputs {integer} are integers (token ids?), and this method moves the inputs "
+                "themselves (noise, interpolation), which integers cannot follow. Use "
+                "integrated_gradients with layer=<embedding layer>: it moves the layer's output."
+            )
         embeddings = [i.name for i in _safe_layers(self.adapter) if "embed" in i.kind.lower()]
         which = "the inputs are" if self.layout.kind == "array" else f"inputs {integer} are"
         raise InputError(
@@ -239,6 +245,34 @@ class BatchedModel:
 
     def layer_gradient_groups(
         self,
+        layer: str,
+        n_blocks: int,
+        make_group: Callable[[int, int], np.ndarray],
+        target: np.ndarray,
+        like: np.ndarray,
+    ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+        """`gradient_groups` with the gradient taken at `layer`'s output: blocks are built
+        in input space (noisy copies, interpolated inputs), and each yields (start, stop,
+        activations, gradients), both shaped (stop - start, batch, *layer output)."""
+        self.check_differentiable(moves_inputs=True)
+        n = len(target)
+
+        def at_layer(rows: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return self.layer_gradients(rows, t, layer)
+
+        for start, stop, (acts, grads) in self._groups(
+            n_blocks, make_group, target, like, at_layer
+        ):
+            k = stop - start
+            yield (
+                start,
+                stop,
+                acts.reshape(k, n, *acts.shape[1:]),
+                grads.reshape(k, n, *grads.shape[1:]),
+            )
+
+    def replaced_layer_gradient_groups(
+        self,
         inputs: np.ndarray,
         layer: str,
         n_blocks: int,
@@ -247,14 +281,17 @@ class BatchedModel:
         like: np.ndarray,
     ) -> Iterator[tuple[int, int, np.ndarray]]:
         """`gradient_groups` in a layer's output space: blocks shaped like the layer's
-        output for the batch (`like`) replace it, the model runs on `inputs` tiled."""
+        output for the batch (`like`) replace it while the model runs on `inputs`
+        (tiled), and the gradient is taken there. Layer Integrated Gradients moves
+        along this path, so token ids stay integers."""
 
         def grads(rows: np.ndarray, t: np.ndarray) -> np.ndarray:
             tiled = np.concatenate([inputs] * (len(rows) // len(inputs)), axis=0)
             return self.layer_gradients(tiled, t, layer, replacement=rows)[1]
 
         per_row = max(int(inputs[:1].nbytes), int(like[:1].nbytes), 1)
-        yield from self._groups(n_blocks, make_group, target, like, grads, per_row)
+        for start, stop, g in self._groups(n_blocks, make_group, target, like, grads, per_row):
+            yield start, stop, g.reshape(stop - start, *like.shape)
 
     def _groups(
         self,
@@ -262,9 +299,9 @@ class BatchedModel:
         make_group: Callable[[int, int], np.ndarray],
         target: np.ndarray,
         like: np.ndarray | None,
-        grads_of: Callable[[np.ndarray, np.ndarray], np.ndarray],
+        grads_of: Callable[[np.ndarray, np.ndarray], Any],
         row_bytes: int | None = None,
-    ) -> Iterator[tuple[int, int, np.ndarray]]:
+    ) -> Iterator[tuple[int, int, Any]]:
         n = len(target)
         if self.batch_size:
             per_call = max(1, self.batch_size // n)
@@ -280,7 +317,9 @@ class BatchedModel:
             group = make_group(start, stop)
             rows = group.reshape(-1, *group.shape[2:])
             grads = grads_of(rows, targets[: len(rows)])
-            yield start, stop, grads.reshape(group.shape)
+            if isinstance(grads, np.ndarray) and grads.shape == rows.shape:
+                grads = grads.reshape(group.shape)
+            yield start, stop, grads
 
     # -- layers --------------------------------------------------------------------
     def layers(self) -> list[LayerInfo]:

@@ -31,6 +31,8 @@ class Attribution:
     extras: dict[str, np.ndarray] = field(default_factory=dict)
     #: option values settled while explaining (e.g. the seed drawn when none was given)
     options: dict[str, Any] = field(default_factory=dict)
+    #: the layer whose output the attributions describe (None: the inputs)
+    layer: str | None = None
 
 
 class Explainer(ABC):
@@ -109,6 +111,24 @@ def check_choice(name: str, value: Any, choices: Sequence[str]) -> None:
     """Raise `OptionError` unless `value` is one of `choices`."""
     if value not in choices:
         raise OptionError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}.")
+
+
+def check_layer_option(layer: Any) -> None:
+    """`layer=` is None (attribute to the inputs) or a layer name."""
+    if layer is not None and (not isinstance(layer, str) or not layer):
+        raise OptionError(
+            f"layer must be a layer name (e.g. 'embeddings', 'layer4.1.conv2') or None, got "
+            f"{layer!r}; xai_core.summary(model) lists the names."
+        )
+
+
+def check_float_layer(layer: str, output: np.ndarray) -> None:
+    """A layer attributed to must output real numbers (an embedding, not its ids)."""
+    if output.dtype.kind != "f":
+        raise OptionError(
+            f"layer {layer!r} outputs {output.dtype} values, which have no gradient; pick the "
+            "layer after it (an embedding's output, not its ids)."
+        )
 
 
 def check_bool(name: str, value: Any) -> None:

@@ -42,6 +42,8 @@ class Explanation:
     options: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str | None] = field(default_factory=dict)
     extras: dict[str, np.ndarray] = field(default_factory=dict)
+    #: the layer whose output `attributions` describe (`layer=` option); None: the inputs
+    layer: str | None = None
 
     def __repr__(self) -> str:
         shape = None if self.attributions is None else self.attributions.shape
