@@ -68,7 +68,8 @@ def selected_outputs(model: BatchedModel, inputs: np.ndarray, target: np.ndarray
 
 def baseline_outputs(model: BatchedModel, baselines: np.ndarray, target: np.ndarray) -> np.ndarray:
     """f(baselines)[i, target[i]]; one forward row when every sample shares one baseline."""
-    if len(baselines) > 1 and np.all(baselines == baselines[:1]):
+    shared = len(baselines) > 1 and not model.batch_kwargs  # rows carry their own kwargs
+    if shared and np.all(baselines == baselines[:1]):
         out = model.forward(baselines[:1])[0]
         return out[target].astype(np.float64)
     return selected_outputs(model, baselines, target)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import numpy as np
@@ -13,7 +13,7 @@ from .batching import BatchedModel
 from .errors import InputError, UnsupportedModelError, XaiError
 from .explainer import Explainer
 from .explanation import Explanation
-from .inputs import is_several, pack_reference, split_forward_kwargs, split_inputs
+from .inputs import pack_reference, split_forward_kwargs, split_inputs
 from .registry import REGISTRY
 from .validation import check_inputs, check_predictions, resolve_target
 
@@ -96,7 +96,7 @@ def run(
     x = layout.pack(arrays)
     batch_kwargs, constant_kwargs = split_forward_kwargs(forward_kwargs, len(x), adapter.to_numpy)
     for name, value in explainer.options.items():  # tensors as options (baselines, background)
-        if layout.packed and is_several(value):
+        if layout.packed and isinstance(value, (tuple, list, Mapping)):
             explainer.options[name] = pack_reference(value, layout, name, adapter.to_numpy)
         elif hasattr(value, "__array__") and not isinstance(value, np.ndarray):
             explainer.options[name] = adapter.to_numpy(value)

@@ -53,8 +53,19 @@ class ModelInputs:
 
 
 def is_several(inputs: Any) -> bool:
-    """Whether `inputs` is a structure of several inputs (tuple, list or dict)."""
-    return isinstance(inputs, (tuple, list, Mapping))
+    """Whether `inputs` is a structure of several inputs: a dict, or a tuple/list of arrays
+    or tensors (a nested list of numbers is one array)."""
+    if isinstance(inputs, Mapping):
+        return True
+    return (
+        isinstance(inputs, (tuple, list))
+        and len(inputs) > 0
+        and all(_array_like(v) for v in inputs)
+    )
+
+
+def _array_like(value: Any) -> bool:
+    return hasattr(value, "shape") and not isinstance(value, (int, float))
 
 
 @dataclass(frozen=True)
@@ -132,9 +143,7 @@ def split_inputs(inputs: Any, to_numpy: Any) -> tuple[InputLayout, list[np.ndarr
                 "least one entry."
             )
         kind, keys, values = "dict", tuple(inputs), list(inputs.values())
-    elif isinstance(inputs, (tuple, list)):
-        if not inputs:
-            raise InputError("inputs is an empty tuple/list: pass at least one array.")
+    elif isinstance(inputs, (tuple, list)) and is_several(inputs):
         kind = "tuple" if isinstance(inputs, tuple) else "list"
         keys, values = tuple(range(len(inputs))), list(inputs)
     else:

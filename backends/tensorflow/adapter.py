@@ -33,8 +33,15 @@ _COMPILED: weakref.WeakKeyDictionary[Any, dict[tuple, Callable]] = weakref.WeakK
 
 def _outputs_of(model_ref: weakref.ref, x: Any, output: Any = None) -> tf.Tensor:
     model = model_ref()
-    if isinstance(x, ModelInputs):
-        raw = model(*x.args, **x.kwargs, training=False)
+    if isinstance(x, ModelInputs):  # Keras's convention: several inputs are one list or dict
+        attributed = set(x.attributed)
+        if x.args:
+            inputs = list(x.args) if len(x.args) > 1 else x.args[0]
+            extra = x.kwargs
+        else:
+            inputs = {k: v for k, v in x.kwargs.items() if k in attributed}
+            extra = {k: v for k, v in x.kwargs.items() if k not in attributed}
+        raw = model(inputs, **extra, training=False)
     else:
         raw = model(x, training=False)
     out = pick_output(raw, output)
@@ -275,7 +282,8 @@ class KerasAdapter(ModelAdapter):
             compiled = _COMPILED.setdefault(self.model, {})
         except TypeError:
             return None
-        key = ("capture", layers, inputs.shape[1:], self.dtype.name)
+        dtype = self._dtype_of(inputs)
+        key = ("capture", layers, inputs.shape[1:], dtype.name)
         if key not in compiled:
             self.check_layers(layers)
             compiled[key] = None
@@ -288,7 +296,7 @@ class KerasAdapter(ModelAdapter):
                 )
             except (AttributeError, ValueError, TypeError, KeyError):
                 return None  # subclassed or nested: no usable symbolic graph
-            spec = tf.TensorSpec((None, *inputs.shape[1:]), self.dtype)
+            spec = tf.TensorSpec((None, *inputs.shape[1:]), dtype)
             compiled[key] = tf.function(lambda x: sub(x, training=False), input_signature=[spec])
         return compiled[key]
 

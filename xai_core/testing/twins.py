@@ -256,17 +256,160 @@ def _paddle_layout(name: str, value: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(value.T) if is_linear else value
 
 
+# -- several inputs and token ids --------------------------------------------------
+def two_input_weights(seed: int = 0) -> Weights:
+    """out(relu(a @ Wa.T + ba + b @ Wb.T)): a (4 features) and b (3 features)."""
+    rng = np.random.default_rng(seed)
+    return {
+        "a.weight": rng.normal(0, 0.5, (8, 4)).astype(np.float32),
+        "a.bias": rng.normal(0, 0.1, 8).astype(np.float32),
+        "b.weight": rng.normal(0, 0.5, (8, 3)).astype(np.float32),
+        "out.weight": rng.normal(0, 0.4, (3, 8)).astype(np.float32),
+        "out.bias": rng.normal(0, 0.1, 3).astype(np.float32),
+    }
+
+
+def text_weights(vocab: int = 20, dim: int = 6, n_out: int = 3, seed: int = 0) -> Weights:
+    """Embedding -> mean over tokens -> dense: the smallest token classifier."""
+    rng = np.random.default_rng(seed)
+    return {
+        "embed.table": rng.normal(0, 1, (vocab, dim)).astype(np.float32),
+        "fc.weight": rng.normal(0, 0.5, (n_out, dim)).astype(np.float32),
+        "fc.bias": rng.normal(0, 0.1, n_out).astype(np.float32),
+    }
+
+
+def torch_two_input(weights: Weights) -> Any:
+    import torch
+    from torch import nn
+
+    class TwoInputs(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Linear(4, 8)
+            self.b = nn.Linear(3, 8, bias=False)
+            self.out = nn.Linear(8, 3)
+
+        def forward(self, a, b):
+            return self.out(torch.relu(self.a(a) + self.b(b)))
+
+    model = TwoInputs()
+    model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in weights.items()})
+    return model.eval()
+
+
+def keras_two_input(weights: Weights) -> Any:
+    import keras
+
+    a, b = keras.Input((4,), name="a_in"), keras.Input((3,), name="b_in")
+    dense_a, dense_b = (
+        keras.layers.Dense(8, name="a"),
+        keras.layers.Dense(8, use_bias=False, name="b"),
+    )
+    hidden = keras.layers.ReLU(name="relu")(keras.layers.Add(name="add")([dense_a(a), dense_b(b)]))
+    out = keras.layers.Dense(3, name="out")
+    model = keras.Model([a, b], out(hidden))
+    dense_a.set_weights([weights["a.weight"].T, weights["a.bias"]])
+    dense_b.set_weights([weights["b.weight"].T])
+    out.set_weights([weights["out.weight"].T, weights["out.bias"]])
+    return model
+
+
+def paddle_two_input(weights: Weights) -> Any:
+    import paddle
+    from paddle import nn
+
+    class TwoInputs(nn.Layer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Linear(4, 8)
+            self.b = nn.Linear(3, 8, bias_attr=False)
+            self.out = nn.Linear(8, 3)
+
+        def forward(self, a, b):
+            return self.out(paddle.nn.functional.relu(self.a(a) + self.b(b)))
+
+    model = TwoInputs()
+    model.set_state_dict({k: paddle.to_tensor(_paddle_layout(k, v)) for k, v in weights.items()})
+    model.eval()
+    return model
+
+
+def torch_text(weights: Weights) -> Any:
+    import torch
+    from torch import nn
+
+    class Text(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(*weights["embed.table"].shape)
+            self.fc = nn.Linear(weights["fc.weight"].shape[1], weights["fc.weight"].shape[0])
+
+        def forward(self, ids):
+            return self.fc(self.embed(ids).mean(1))
+
+    model = Text()
+    with torch.no_grad():
+        model.embed.weight.copy_(torch.from_numpy(weights["embed.table"]))
+        model.fc.weight.copy_(torch.from_numpy(weights["fc.weight"]))
+        model.fc.bias.copy_(torch.from_numpy(weights["fc.bias"]))
+    return model.eval()
+
+
+def keras_text(weights: Weights, n_tokens: int = 7) -> Any:
+    import keras
+
+    vocab, dim = weights["embed.table"].shape
+    embed = keras.layers.Embedding(vocab, dim, name="embed")
+    fc = keras.layers.Dense(weights["fc.weight"].shape[0], name="fc")
+    ids = keras.Input((n_tokens,), dtype="int64", name="ids")
+    model = keras.Model(ids, fc(keras.layers.GlobalAveragePooling1D(name="pool")(embed(ids))))
+    embed.set_weights([weights["embed.table"]])
+    fc.set_weights([weights["fc.weight"].T, weights["fc.bias"]])
+    return model
+
+
+def paddle_text(weights: Weights) -> Any:
+    from paddle import nn
+
+    class Text(nn.Layer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(*weights["embed.table"].shape)
+            self.fc = nn.Linear(weights["fc.weight"].shape[1], weights["fc.weight"].shape[0])
+
+        def forward(self, ids):
+            return self.fc(self.embed(ids).mean(axis=1))
+
+    model = Text()
+    model.embed.weight.set_value(weights["embed.table"])
+    model.fc.weight.set_value(np.ascontiguousarray(weights["fc.weight"].T))
+    model.fc.bias.set_value(weights["fc.bias"])
+    model.eval()
+    return model
+
+
 BUILDERS = {
-    "torch": {"mlp": torch_mlp, "cnn": torch_cnn},
-    "tensorflow": {"mlp": keras_mlp, "cnn": keras_cnn},
-    "paddle": {"mlp": paddle_mlp, "cnn": paddle_cnn},
+    "torch": {"mlp": torch_mlp, "cnn": torch_cnn, "two_input": torch_two_input, "text": torch_text},
+    "tensorflow": {
+        "mlp": keras_mlp,
+        "cnn": keras_cnn,
+        "two_input": keras_two_input,
+        "text": keras_text,
+    },
+    "paddle": {
+        "mlp": paddle_mlp,
+        "cnn": paddle_cnn,
+        "two_input": paddle_two_input,
+        "text": paddle_text,
+    },
 }
 #: image layout each framework's convolutions expect
 CHANNELS_LAST = {"torch": False, "tensorflow": True, "paddle": False}
 
 
 def twin(framework: str, kind: str, weights: Weights) -> Any:
-    """Build the `kind` ("mlp" or "cnn") twin in `framework` from `weights`."""
+    """Build the `kind` ("mlp", "cnn", "two_input" or "text") twin in `framework`."""
     return BUILDERS[framework][kind](weights)
 
 
