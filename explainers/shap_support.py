@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -26,13 +27,20 @@ def require(module: str, extra: str) -> Any:
 @contextlib.contextmanager
 def seeded_global_numpy(seed: int) -> Iterator[None]:
     """shap's Kernel explainer draws from NumPy's global RNG: seed it for the call and
-    put the user's global state back afterwards."""
+    put the user's global state back afterwards. Its INFO logs (hundreds of lines per
+    sample wherever another library configured the root logger, as Paddle does) are
+    silenced meanwhile."""
     state = np.random.get_state()
     np.random.seed(legacy_seed(seed))
+    shap_logger = logging.getLogger("shap")
+    level = shap_logger.level
+    if shap_logger.getEffectiveLevel() < logging.WARNING:
+        shap_logger.setLevel(logging.WARNING)
     try:
         yield
     finally:
         np.random.set_state(state)
+        shap_logger.setLevel(level)
 
 
 def flat_predict(model: BatchedModel, sample_shape: tuple[int, ...], dtype: Any) -> Callable:

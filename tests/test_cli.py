@@ -36,6 +36,9 @@ def test_demo_writes_figures_and_a_summary(tmp_path):
     result = xai("demo", "--out", str(out), "--n-images", "3")
     assert result.returncode == 0, result.stderr
     assert str(out) in result.stdout
+    chatter = result.stdout + result.stderr  # progress and the summary only
+    for noise in ("_kernel.py", "INFO", "oneDNN", "absl", "ccache"):
+        assert noise not in chatter, noise
     summary = (out / "summary.txt").read_text()
     frameworks = ["torch", "paddle", "tensorflow"]
     for fw in frameworks:

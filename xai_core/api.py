@@ -14,6 +14,7 @@ from .errors import InputError, UnsupportedModelError, XaiError
 from .explainer import Explainer
 from .explanation import Explanation
 from .inputs import pack_reference, split_forward_kwargs, split_inputs
+from .progress import Progress
 from .registry import REGISTRY
 from .validation import check_inputs, check_predictions, resolve_target
 
@@ -107,6 +108,7 @@ def run(
         len(x),
         batch_kwargs,
         constant_kwargs,
+        Progress(explainer.options["progress"], explainer.name),
     )
     user_target = None if target is None else _target_array(adapter, target)
     previous_output, adapter.output = adapter.output, output
@@ -122,6 +124,7 @@ def run(
                 resolved = resolve_target(user_target, predictions, batched.output_shape)
     finally:
         adapter.output = previous_output
+        batched.progress.close()
     attributions = result.attributions
     if layout.packed and attributions is not None and attributions.shape == x.shape:
         attributions = layout.structure(layout.unpack(attributions, cast=False))

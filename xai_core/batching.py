@@ -25,6 +25,7 @@ import numpy as np
 from .adapter import LayerInfo, ModelAdapter
 from .errors import InputError, XaiError
 from .inputs import InputLayout
+from .progress import Progress
 
 #: model-input bytes per adapter call when `internal_batch_size` is not given
 DEFAULT_CALL_BYTES = 16 * 2**20
@@ -62,8 +63,11 @@ class BatchedModel:
         n_samples: int = 0,
         batch_kwargs: dict[str, np.ndarray] | None = None,
         constant_kwargs: dict[str, Any] | None = None,
+        progress: Progress | None = None,
     ) -> None:
         self.adapter = adapter
+        self.progress = progress or Progress(enabled=False)
+        self._samples_done = 0
         self.batch_size = batch_size
         self.layout = layout
         self.n_samples = n_samples
@@ -101,10 +105,14 @@ class BatchedModel:
         For explainers that perturb one sample at a time (LIME, Kernel SHAP): the
         rows they send carry that sample's keyword arguments."""
         previous, self._sample = self._sample, int(index)
+        if previous is None and index == 0:
+            self.progress.start(self.n_samples, "sample")
         try:
             yield
         finally:
             self._sample = previous
+            if previous is None:
+                self.progress.update(1)
 
     def _samples_of(self, n_rows: int) -> np.ndarray | None:
         """Which sample each row belongs to, for cutting batch-first forward_kwargs."""
@@ -312,6 +320,7 @@ class BatchedModel:
             per_call = n_blocks
         per_call = min(per_call, n_blocks)
         targets = np.tile(target, per_call)  # every group but a shorter last one uses all of it
+        self.progress.start(n_blocks * n, "row")
         for start in range(0, n_blocks, per_call):
             stop = min(start + per_call, n_blocks)
             group = make_group(start, stop)
@@ -319,7 +328,9 @@ class BatchedModel:
             grads = grads_of(rows, targets[: len(rows)])
             if isinstance(grads, np.ndarray) and grads.shape == rows.shape:
                 grads = grads.reshape(group.shape)
+            self.progress.update(len(rows))
             yield start, stop, grads
+        self.progress.close()
 
     # -- layers --------------------------------------------------------------------
     def layers(self) -> list[LayerInfo]:

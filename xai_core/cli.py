@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from .errors import XaiError
+from .explainer import COMMON_OPTIONS
 
 
 def _plugins(args: argparse.Namespace) -> int:
@@ -24,7 +25,7 @@ def _plugins(args: argparse.Namespace) -> int:
         name: {
             "plugin": plugin,
             "requires": list(cls.requires),
-            "options": sorted({*cls.defaults, "internal_batch_size"}),
+            "options": sorted({*cls.defaults, *COMMON_OPTIONS}),
         }
         for name, (cls, plugin) in explainer_table.items()
     }
@@ -86,7 +87,18 @@ def _summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quiet_frameworks() -> None:
+    """A user of the command wants its output, not the frameworks' start-up banners."""
+    import os
+    import warnings
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    warnings.filterwarnings("ignore", message="No ccache found")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _quiet_frameworks()
     parser = argparse.ArgumentParser(
         prog="xai", description="Explain neural networks, any framework."
     )

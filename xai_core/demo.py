@@ -85,6 +85,10 @@ def run_demo(
         chosen.insert(0, "torch")  # the demo trains in PyTorch
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if "paddle" in chosen:
+        import paddle  # noqa: F401 - before tensorflow (README, Troubleshooting)
+    if "tensorflow" in chosen:
+        _start_tensorflow_quietly()
     images, labels = load_digits()
     order = np.random.default_rng(0).permutation(len(images))
     train, test = order[:1400], order[1400:]
@@ -147,6 +151,25 @@ def run_demo(
     (out_dir / "summary.txt").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return out_dir
+
+
+def _start_tensorflow_quietly() -> None:
+    """TensorFlow 2.21 prints oneDNN banners from C++ whatever TF_CPP_MIN_LOG_LEVEL says;
+    the demo starts it with the native stderr pointed at /dev/null, then restores it."""
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow as tf
+
+        (tf.constant(1.0) + 1.0).numpy()  # the first op prints the second banner
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def train_torch_mlp(x: np.ndarray, y: np.ndarray, epochs: int = 200, seed: int = 0) -> Any:

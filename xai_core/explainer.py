@@ -18,7 +18,7 @@ from .batching import BatchedModel
 from .errors import OptionError
 
 #: options every explainer accepts; the core consumes them
-COMMON_OPTIONS: dict[str, Any] = {"internal_batch_size": None}
+COMMON_OPTIONS: dict[str, Any] = {"internal_batch_size": None, "progress": True}
 
 
 @dataclass
@@ -63,6 +63,7 @@ class Explainer(ABC):
         batch = self.options["internal_batch_size"]
         if batch is not None:
             check_positive_int("internal_batch_size", batch)
+        check_bool("progress", self.options["progress"])
         self.validate()
 
     def validate(self) -> None:  # noqa: B027 - optional hook, most explainers need it
