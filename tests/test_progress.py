@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from models import images, tabular, torch_cnn, torch_mlp
-
 import xai_core
 from xai_core import progress
+
+from models import images, tabular, torch_cnn, torch_mlp
 
 
 def test_a_long_explanation_shows_a_bar_and_progress_false_none(monkeypatch, capsys):
