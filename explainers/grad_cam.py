@@ -4,7 +4,9 @@ cam = ReLU(sum_c w_c A_c) with w_c the spatial mean of d f_target / d A_c, at
 the layer's resolution (kept in `extras["layer_attributions"]`, (N, h, w), equal
 to Captum's `LayerGradCam` there), then bilinearly upsampled to the input's
 spatial size and repeated over the input's channels, so `attributions` has the
-inputs' shape and layout like every other method.
+inputs' shape and layout like every other method. A vision transformer's token
+layer (N, tokens, dim) is mapped with `token_grid=(rows, cols)`: the last
+rows * cols tokens are the patches on their grid, `dim` plays the channels.
 """
 
 from __future__ import annotations
@@ -34,9 +36,23 @@ def resize_bilinear(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return top * (1 - fy)[None, :, None] + bottom * fy[None, :, None]
 
 
+def tokens_to_grid(tokens: np.ndarray, grid: tuple[int, int], layer: str) -> np.ndarray:
+    """(N, tokens, dim) -> (N, rows, cols, dim): a vision transformer's patch tokens on their
+    grid, leading tokens beyond rows * cols (class, distillation) dropped, as
+    pytorch-grad-cam's `reshape_transform` does."""
+    rows, cols = grid
+    if tokens.ndim != 3 or tokens.shape[1] < rows * cols:
+        raise OptionError(
+            f"token_grid={tuple(grid)} needs a layer output (N, tokens, dim) with at least "
+            f"{rows * cols} tokens; layer {layer!r} outputs {tokens.shape}."
+        )
+    patches = tokens[:, tokens.shape[1] - rows * cols :]
+    return patches.reshape(len(tokens), rows, cols, tokens.shape[2])
+
+
 class GradCAM(Explainer):
     name = "grad_cam"
-    defaults = {"layer": None, "relu_attributions": True}
+    defaults = {"layer": None, "relu_attributions": True, "token_grid": None}
     requires = ("gradients at a layer",)
 
     def validate(self) -> None:
@@ -46,19 +62,37 @@ class GradCAM(Explainer):
                 "xai_core.adapt(model).layers() lists the names."
             )
         check_bool("relu_attributions", self.options["relu_attributions"])
+        grid = self.options["token_grid"]
+        if grid is not None and not (
+            isinstance(grid, (tuple, list))
+            and len(grid) == 2
+            and all(isinstance(g, int) and g > 0 for g in grid)
+        ):
+            raise OptionError(
+                f"token_grid must be (rows, cols) of the patch grid, e.g. (14, 14), got {grid!r}."
+            )
 
     def explain(self, model: BatchedModel, inputs: np.ndarray, target: np.ndarray) -> Attribution:
         layer = self.options["layer"]
         model.check_layers([layer])
         activation, grads = model.layer_gradients(inputs, target, layer)
+        channels_last = model.channels_last
+        if self.options["token_grid"] is not None:
+            activation, grads = (
+                tokens_to_grid(activation, self.options["token_grid"], layer),
+                (tokens_to_grid(grads, self.options["token_grid"], layer)),
+            )
+            channels_last = True  # (N, h, w, dim)
         if activation.ndim < 4:
             convolutional = [i.name for i in model.layers() if "conv" in i.kind.lower()]
             raise OptionError(
                 f"layer {layer!r} has output shape {activation.shape}, with no spatial "
                 "dimensions for Grad-CAM to map; pick a convolutional layer"
-                + (f" such as {', '.join(convolutional)}." if convolutional else ".")
+                + (f" such as {', '.join(convolutional)}" if convolutional else "")
+                + ", or for a vision transformer's (N, tokens, dim) layer pass "
+                "token_grid=(rows, cols) of its patch grid."
             )
-        if model.channels_last:  # to (N, C, h, w)
+        if channels_last:  # to (N, C, h, w)
             activation = np.moveaxis(activation, -1, 1)
             grads = np.moveaxis(grads, -1, 1)
         weights = grads.mean(axis=tuple(range(2, grads.ndim)), keepdims=True)

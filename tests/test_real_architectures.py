@@ -184,3 +184,30 @@ def test_lime_on_a_64_pixel_image_with_its_default_segmentation():
     expl = xai_core.explain(model, x, "lime", n_samples=60, seed=0)
     assert expl.attributions.shape == x.shape and np.isfinite(expl.attributions).all()
     assert len(np.unique(expl.attributions[0, 0])) > 4  # quickshift found several segments
+
+
+def test_grad_cam_on_vision_transformer_tokens_equals_a_hand_computation():
+    model, x = vit(), images(2)
+    layer = model.encoder.layers[1]
+    store = {}
+    handle = layer.register_forward_hook(lambda m, i, o: store.setdefault("tokens", o))
+    try:
+        out = model(torch.from_numpy(x))
+        (grad,) = torch.autograd.grad(out[:, 1].sum(), store["tokens"])
+    finally:
+        handle.remove()
+    act = store["tokens"].detach()[:, 1:].reshape(2, 4, 4, 16)  # patches on the 4 x 4 grid
+    weights = grad[:, 1:].reshape(2, 4, 4, 16).mean(dim=(1, 2), keepdim=True)
+    expected = torch.relu((weights * act).sum(-1)).numpy()
+    expl = xai_core.explain(
+        model, x, "grad_cam", layer="encoder.layers.1", token_grid=(4, 4), target=1
+    )
+    np.testing.assert_allclose(expl.extras["layer_attributions"], expected, rtol=1e-4, atol=1e-7)
+    assert expl.attributions.shape == x.shape
+    with pytest.raises(xai_core.OptionError, match="token_grid"):
+        xai_core.explain(model, x, "grad_cam", layer="encoder.layers.1", target=1)
+
+
+def test_unknown_layer_lists_leaves_and_blocks():
+    with pytest.raises(xai_core.UnknownLayerError, match=r"accepted too: .*layer1\.0"):
+        xai_core.explain(resnet(), images(1), "grad_cam", layer="layer9.0")

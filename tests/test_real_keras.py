@@ -109,3 +109,17 @@ def test_lime_on_a_64_pixel_image_with_its_default_segmentation():
     expl = xai_core.explain(model, x, "lime", n_samples=60, seed=0)
     assert expl.attributions.shape == x.shape and np.isfinite(expl.attributions).all()
     assert len(np.unique(expl.attributions[0, ..., 0])) > 4
+
+
+def test_nested_blocks_are_accepted_by_name_and_listed_when_unknown():
+    keras.utils.set_random_seed(0)
+    block = keras.Sequential(
+        [keras.layers.Dense(5, name="inner_a"), keras.layers.Dense(4, name="inner_b")], name="block"
+    )
+    model = keras.Sequential([keras.Input((3,)), block, keras.layers.Dense(2, name="head")])
+    x = np.random.default_rng(0).normal(size=(2, 3)).astype(np.float32)
+    expl = xai_core.explain(model, x, "activations", layers=["block", "inner_a"])
+    np.testing.assert_allclose(expl.activations["block"], block(x).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(expl.activations["inner_a"], block.layers[0](x).numpy(), rtol=1e-6)
+    with pytest.raises(xai_core.UnknownLayerError, match="accepted too: block"):
+        xai_core.explain(model, x, "activations", layers=["blok"])

@@ -125,3 +125,39 @@ def test_forward_only_methods_take_token_ids_as_they_are(bert, tokens):
     )
     assert expl.attributions.shape == (1, 10) and np.isfinite(expl.attributions).all()
     assert np.abs(expl.convergence_delta).max() < 1e-4
+
+
+def test_per_token_scores_a_text_plot_and_shap_s_text_plot(bert, tokens, tmp_path):
+    import shap
+
+    ids, mask = tokens
+    expl = xai_core.explain(
+        bert,
+        ids,
+        "integrated_gradients",
+        layer="bert.embeddings",
+        forward_kwargs={"attention_mask": mask},
+        n_steps=8,
+        target=1,
+    )
+    scores = expl.per_token()
+    np.testing.assert_allclose(scores, expl.attributions.sum(-1), rtol=1e-6)
+    unit = expl.per_token(normalize=True)
+    np.testing.assert_allclose(np.linalg.norm(unit, axis=1), 1.0, rtol=1e-6)
+    words = [[f"w{j}" for j in range(10)] for _ in range(3)]
+    fig = expl.plot_text(words[0], sample=0)
+    drawn = {t.get_gid(): t for t in fig.axes[0].texts if t.get_gid()}
+    assert len(drawn) == 10
+    for j in range(10):  # red for positive scores, blue for negative
+        red, _, blue, _ = drawn[f"token-{j}"].get_bbox_patch().get_facecolor()
+        assert (red > blue) == (scores[0, j] > 0) or abs(scores[0, j]) < 1e-9
+    fig.savefig(tmp_path / "text.png")
+    explanation = expl.to_shap(tokens=words)
+    assert explanation.values.shape == (3, 10)
+    np.testing.assert_allclose(
+        explanation.values.sum(1) + explanation.base_values,
+        expl.predictions[np.arange(3), 1],
+        rtol=1e-5,
+    )
+    html = shap.plots.text(explanation[0], display=False)
+    assert "w3" in html

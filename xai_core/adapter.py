@@ -142,14 +142,22 @@ class ModelAdapter(ABC):
         )
         return CapabilityError(f"{message}; {hint}." if hint else f"{message}.")
 
-    def check_layers(self, names: Sequence[str]) -> None:
-        """Raise `UnknownLayerError` listing the model's layers if a name is not one of them."""
+    def check_layers(self, names: Sequence[str], containers: Sequence[str] = ()) -> None:
+        """Raise `UnknownLayerError` listing the model's layers if a name is not one of them.
+
+        `containers` are the blocks (nested names such as 'layer4.1') a backend also
+        accepts; they are listed in the message too."""
         known = [layer.name for layer in self.layers()]
-        unknown = [n for n in names if n not in known]
+        unknown = [n for n in names if n not in known and n not in containers]
         if unknown:
+            blocks = (
+                f" Blocks that contain layers are accepted too: {', '.join(containers)}."
+                if containers
+                else ""
+            )
             raise UnknownLayerError(
                 f"the model has no layer named {', '.join(map(repr, unknown))}. "
-                f"Its layers are: {', '.join(known) or '(none)'}."
+                f"Its layers are: {', '.join(known) or '(none)'}.{blocks}"
             )
 
     def __repr__(self) -> str:

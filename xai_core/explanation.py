@@ -114,10 +114,42 @@ class Explanation:
                 extras={n: data[f"extra_{i}"] for i, n in enumerate(meta["extras"])},
             )
 
+    # -- text ------------------------------------------------------------------
+    def per_token(self, normalize: bool = False) -> np.ndarray:
+        """One score per token: layer attributions (N, tokens, dim) summed over the
+        embedding dimension, as Captum's tutorials do (`normalize`: divided by each
+        sample's L2 norm, for comparing sentences). Token-level attributions
+        (N, tokens), e.g. Kernel SHAP on ids, come back as they are."""
+        if self.attributions is None or not isinstance(self.attributions, np.ndarray):
+            raise XaiError("per_token needs attributions in one array (one input).")
+        scores = self.attributions
+        if scores.ndim == 3:
+            scores = scores.sum(axis=-1)
+        if scores.ndim != 2:
+            raise XaiError(
+                f"per_token needs attributions (N, tokens) or (N, tokens, dim), got {scores.shape}."
+            )
+        scores = scores.astype(np.float64)
+        if normalize:
+            scores = scores / np.maximum(np.linalg.norm(scores, axis=1, keepdims=True), 1e-12)
+        return scores
+
+    def plot_text(self, tokens: list[str], sample: int = 0, **kwargs: Any) -> Figure:
+        """The tokens of one sample coloured by `per_token` scores (a matplotlib Figure)."""
+        from .plotting import plot_text
+
+        scores = self.per_token()[sample]
+        title = kwargs.pop("title", f"{self.method} · target {int(self.target[sample])}")
+        return plot_text(tokens, scores[: len(tokens)], title=title, **kwargs)
+
     # -- interop -------------------------------------------------------------
-    def to_shap(self, feature_names: list[str] | None = None) -> Any:
+    def to_shap(
+        self, feature_names: list[str] | None = None, tokens: list[list[str]] | None = None
+    ) -> Any:
         """A `shap.Explanation` (values, base values, data, feature names), so that
-        `shap.plots.waterfall / bar / beeswarm / decision / image` work on it.
+        `shap.plots.waterfall / bar / beeswarm / decision / image` work on it; with
+        `tokens` (one list of strings per sample), values are `per_token` scores and
+        data the tokens, for `shap.plots.text`.
 
         Base values are the method's own where it has them (Kernel/Deep SHAP);
         otherwise f(x) - sum(attributions), so the plots stay additive.
@@ -128,15 +160,25 @@ class Explanation:
             raise XaiError("to_shap needs shap: pip install 'xai-core[shap]'") from exc
         if self.attributions is None:
             raise XaiError(f"{self.method!r} explanations hold no attributions for shap.")
-        n = len(self.inputs)
+        n = len(self.target)
+        values = np.asarray(self.attributions, np.float64) if tokens is None else self.per_token()
         if "base_values" in self.extras:
             base = np.asarray(self.extras["base_values"], np.float64)
         else:
             outputs = self.predictions[np.arange(n), self.target].astype(np.float64)
-            base = outputs - self.attributions.reshape(n, -1).sum(axis=1)
+            base = outputs - values.reshape(n, -1).sum(axis=1)
+        if tokens is not None:
+            data = np.empty(n, dtype=object)
+            for i, row in enumerate(tokens):
+                data[i] = np.asarray(row, dtype=object)
+            values = np.array([v[: len(t)] for v, t in zip(values, tokens)], dtype=object)
+            if len({len(t) for t in tokens}) == 1:
+                values = np.stack(list(values)).astype(np.float64)
+                data = np.stack(list(data))
+            return shap.Explanation(values=values, base_values=base, data=data)
         names = feature_names or self.options.get("feature_names")
         return shap.Explanation(
-            values=np.asarray(self.attributions, np.float64),
+            values=values,
             base_values=base,
             data=np.asarray(self.inputs),
             feature_names=list(names) if names is not None else None,

@@ -325,3 +325,58 @@ def plot_feature_maps(
     )
     fig.tight_layout()
     return fig
+
+
+def plot_text(
+    tokens: Sequence[str], scores: Sequence[float], title: str | None = None, width: int = 70
+) -> Figure:
+    """Tokens coloured by their score (red raises the explained output, blue lowers it),
+    like Captum's `visualize_text` and shap's text plot, as a matplotlib Figure."""
+    from matplotlib import colormaps
+
+    plt = _pyplot()
+    tokens, scores = [str(t) for t in tokens], np.asarray(scores, np.float64).reshape(-1)
+    if len(tokens) != len(scores):
+        raise XaiError(f"{len(tokens)} tokens for {len(scores)} scores: give one per token.")
+    scale = max(float(np.abs(scores).max()), 1e-12)
+    lines: list[list[int]] = [[]]
+    used = 0
+    for i, token in enumerate(tokens):
+        if used + len(token) + 1 > width and lines[-1]:
+            lines.append([])
+            used = 0
+        lines[-1].append(i)
+        used += len(token) + 1
+    fig = plt.figure(
+        figsize=(
+            max(4.0, 0.11 * min(width, sum(map(len, tokens)) + len(tokens))),
+            0.45 * len(lines) + (0.5 if title else 0.2),
+        )
+    )
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.axis("off")
+    cmap = colormaps["bwr"]
+    renderer = fig.canvas.get_renderer()
+    for row, indices in enumerate(lines):
+        x = 0.01
+        y = 1 - (row + 0.5 + (0.6 if title else 0)) / (len(lines) + (0.6 if title else 0.1))
+        for i in indices:
+            text = ax.text(
+                x,
+                y,
+                tokens[i],
+                va="center",
+                ha="left",
+                family="monospace",
+                fontsize=11,
+                bbox={
+                    "facecolor": cmap(0.5 + 0.5 * scores[i] / scale),
+                    "edgecolor": "none",
+                    "pad": 2,
+                },
+            )
+            text.set_gid(f"token-{i}")
+            x += text.get_window_extent(renderer).width / fig.bbox.width + 0.008
+    if title:
+        ax.text(0.01, 0.97, title, va="top", ha="left", fontsize=10, weight="bold")
+    return fig

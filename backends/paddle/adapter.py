@@ -133,7 +133,8 @@ class PaddleAdapter(ModelAdapter):
     def check_layers(self, names: Sequence[str]) -> None:
         known = self._sublayers()
         if any(n not in known for n in names):
-            super().check_layers([n for n in names if n not in known])
+            blocks = [n for n, layer in known.items() if layer.sublayers()]
+            super().check_layers([n for n in names if n not in known], blocks)
 
     @contextlib.contextmanager
     def _hooked(

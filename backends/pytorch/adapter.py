@@ -214,7 +214,9 @@ class TorchAdapter(ModelAdapter):
         # any named module may be captured, not only leaves
         known = self._modules()
         if any(not n or n not in known for n in names):
-            super().check_layers([n for n in names if not n or n not in known])
+            leaves = self._leaves()
+            blocks = [n for n in known if n and n not in leaves]
+            super().check_layers([n for n in names if not n or n not in known], blocks)
 
     @contextlib.contextmanager
     def _hooked(

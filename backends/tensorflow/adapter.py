@@ -202,6 +202,23 @@ class KerasAdapter(ModelAdapter):
         self._leaf_layers = leaves
         return leaves
 
+    def _blocks(self) -> dict[str, keras.layers.Layer]:
+        """Nested models and layers that contain layers, by name (captured like leaves)."""
+        blocks: dict[str, keras.layers.Layer] = {}
+
+        def walk(layer: keras.layers.Layer) -> None:
+            children = [c for c in getattr(layer, "layers", []) if c is not layer]
+            if children and layer is not self.model:
+                blocks[layer.name] = layer
+            for child in children:
+                walk(child)
+
+        walk(self.model)
+        return blocks
+
+    def _named(self) -> dict[str, keras.layers.Layer]:
+        return {**self._blocks(), **self._leaves()}
+
     def layers(self) -> list[LayerInfo]:
         infos = []
         for name, layer in self._leaves().items():
@@ -220,7 +237,10 @@ class KerasAdapter(ModelAdapter):
         # names only: `layers()` also reads shapes and parameter counts, slow in Keras
         known = self._leaves()
         if any(n not in known for n in names):
-            super().check_layers([n for n in names if n not in known])
+            blocks = self._blocks()
+            missing = [n for n in names if n not in known and n not in blocks]
+            if missing:
+                super().check_layers(missing, list(blocks))
 
     @contextlib.contextmanager
     def _recording(
@@ -230,7 +250,7 @@ class KerasAdapter(ModelAdapter):
         replacement: tf.Tensor | None = None,
     ) -> Iterator[dict[str, tf.Tensor]]:
         self.check_layers(names)
-        leaves = self._leaves()
+        leaves = self._named()
         store: dict[str, tf.Tensor] = {}
         wrapped = []
         try:
@@ -288,7 +308,7 @@ class KerasAdapter(ModelAdapter):
             self.check_layers(layers)
             compiled[key] = None
             try:
-                leaves = self._leaves()
+                leaves = self._named()
                 if len(self.model.outputs) != 1:
                     return None
                 sub = keras.Model(
