@@ -55,3 +55,20 @@ def test_framework_examples_run_in_a_fresh_process(tmp_path):
             [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True
         )
         assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_real_models_examples_run():
+    import pytest
+
+    pytest.importorskip("transformers")
+    two_inputs, text = python_blocks("## Real models")
+    namespace: dict = {}
+    exec(two_inputs, namespace)
+    attr_a, attr_b = namespace["attr_a"], namespace["attr_b"]
+    assert attr_a.shape == (5, 4) and attr_b.shape == (5, 3)
+    delta = namespace["expl"].convergence_delta
+    assert np.abs(delta).max() < 1e-2 * np.abs(namespace["expl"].predictions).max()
+    exec(text, namespace)
+    assert namespace["scores"].shape == (2, 7)
+    assert namespace["expl"].layer == "bert.embeddings"
+    assert len([t for t in namespace["fig"].axes[0].texts if t.get_gid()]) == 7

@@ -123,3 +123,71 @@ def test_nested_blocks_are_accepted_by_name_and_listed_when_unknown():
     np.testing.assert_allclose(expl.activations["inner_a"], block.layers[0](x).numpy(), rtol=1e-6)
     with pytest.raises(xai_core.UnknownLayerError, match="accepted too: block"):
         xai_core.explain(model, x, "activations", layers=["blok"])
+
+
+class MaskedSegmenter(keras.Model):
+    """call(x, keep=...) -> {"logits": (N, 8, 8, 3) per-pixel scores, "aux": ...}."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = keras.layers.Conv2D(3, 3, padding="same", name="conv")
+
+    def call(self, x, keep=None, training=False):
+        y = self.conv(x * keep)
+        return {"logits": y, "aux": 2.0 * y}
+
+
+def test_forward_kwargs_dict_outputs_and_pixel_targets_on_keras():
+    keras.utils.set_random_seed(0)
+    model = MaskedSegmenter()
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(3, 8, 8, 2)).astype(np.float32)
+    mask = (rng.uniform(size=(3, 8, 8, 1)) > 0.3).astype(np.float32)
+    model(x, keep=mask)
+    kwargs = {"keep": mask}
+    expl = xai_core.explain(
+        model, x, "saliency", abs=False, target=(2, 3, 1), forward_kwargs=kwargs
+    )
+    xt = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        y = tf.reduce_sum(model(xt, keep=mask)["logits"][:, 2, 3, 1])
+    np.testing.assert_allclose(
+        expl.attributions, tape.gradient(y, xt).numpy(), rtol=1e-5, atol=1e-7
+    )
+    aux = xai_core.explain(
+        model, x, "saliency", abs=False, target=(2, 3, 1), output="aux", forward_kwargs=kwargs
+    )
+    np.testing.assert_allclose(aux.attributions, 2 * expl.attributions, rtol=1e-5, atol=1e-7)
+    ig = [
+        xai_core.explain(
+            model,
+            x,
+            "integrated_gradients",
+            target=(1, 1, 0),
+            n_steps=6,
+            forward_kwargs=kwargs,
+            internal_batch_size=size,
+        ).attributions
+        for size in (None, 4)
+    ]
+    np.testing.assert_allclose(ig[0], ig[1], rtol=1e-5, atol=1e-7)
+
+
+def test_a_float16_keras_model_is_explained_in_float32():
+    keras.utils.set_random_seed(0)
+    layers = [keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3)]
+    full = keras.Sequential(layers)
+    half = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(8, activation="relu", dtype="float16"),
+            keras.layers.Dense(3, dtype="float16"),
+        ]
+    )
+    half.set_weights([w.astype(np.float16) for w in full.get_weights()])
+    x = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+    a = xai_core.explain(full, x, "saliency", target=1)
+    b = xai_core.explain(half, x, "saliency", target=1)
+    assert b.attributions.dtype == np.float32
+    np.testing.assert_allclose(b.attributions, a.attributions, rtol=0.02, atol=2e-3)

@@ -108,3 +108,46 @@ def test_lime_on_a_64_pixel_image_with_its_default_segmentation(resnet18):
     expl = xai_core.explain(resnet18, x, "lime", n_samples=60, seed=0)
     assert expl.attributions.shape == x.shape and np.isfinite(expl.attributions).all()
     assert len(np.unique(expl.attributions[0, 0])) > 4  # quickshift found several segments
+
+
+class MaskedSegmenter(paddle.nn.Layer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = paddle.nn.Conv2D(2, 3, 3, padding=1)
+
+    def forward(self, x, mask=None):
+        y = self.conv(x * mask)
+        return {"logits": y, "aux": 2.0 * y}
+
+
+def test_forward_kwargs_dict_outputs_and_pixel_targets_on_paddle():
+    paddle.seed(0)
+    model = MaskedSegmenter()
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(3, 2, 8, 8)).astype(np.float32)
+    mask = (rng.uniform(size=(3, 1, 8, 8)) > 0.3).astype(np.float32)
+    kwargs = {"mask": mask}
+    expl = xai_core.explain(
+        model, x, "saliency", abs=False, target=(1, 2, 3), forward_kwargs=kwargs
+    )
+    xt = paddle.to_tensor(x, stop_gradient=False)
+    y = model(xt, mask=paddle.to_tensor(mask))["logits"][:, 1, 2, 3].sum()
+    (g,) = paddle.grad(y, xt)
+    np.testing.assert_allclose(expl.attributions, g.numpy(), rtol=1e-5, atol=1e-7)
+    aux = xai_core.explain(
+        model, x, "saliency", abs=False, target=(1, 2, 3), output="aux", forward_kwargs=kwargs
+    )
+    np.testing.assert_allclose(aux.attributions, 2 * expl.attributions, rtol=1e-5, atol=1e-7)
+    ig = [
+        xai_core.explain(
+            model,
+            x,
+            "integrated_gradients",
+            target=(0, 1, 1),
+            n_steps=6,
+            forward_kwargs=kwargs,
+            internal_batch_size=size,
+        ).attributions
+        for size in (None, 4)
+    ]
+    np.testing.assert_allclose(ig[0], ig[1], rtol=1e-5, atol=1e-7)
