@@ -14,6 +14,7 @@ from .errors import InputError, UnsupportedModelError, XaiError
 from .explainer import Explainer
 from .explanation import Explanation
 from .inputs import pack_reference, split_forward_kwargs, split_inputs
+from .locks import model_lock
 from .progress import Progress
 from .registry import REGISTRY
 from .validation import check_inputs, check_predictions, resolve_target
@@ -111,6 +112,20 @@ def run(
         Progress(explainer.options["progress"], explainer.name),
     )
     user_target = None if target is None else _target_array(adapter, target)
+    with model_lock(adapter.model):  # one explanation of a model at a time; models in parallel
+        return _run_locked(explainer, adapter, layout, arrays, x, batched, user_target, output)
+
+
+def _run_locked(
+    explainer: Explainer,
+    adapter: ModelAdapter,
+    layout: Any,
+    arrays: list[np.ndarray],
+    x: np.ndarray,
+    batched: BatchedModel,
+    user_target: Any,
+    output: Any,
+) -> Explanation:
     previous_output, adapter.output = adapter.output, output
     try:
         with adapter.session():

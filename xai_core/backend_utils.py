@@ -92,6 +92,14 @@ def one_hot(shape: tuple[int, ...], target: Any, dtype: Any = "float32") -> Any:
     """
     import numpy as np
 
+    from .errors import ModelOutputError
+
+    target = np.asarray(target)
+    if len(shape) != 2 or shape[0] != len(target):
+        raise ModelOutputError(
+            f"the model returned outputs of shape {shape} for {len(target)} input rows; a "
+            "model must return one output row per input row, batch first, on every call."
+        )
     seed = np.zeros(shape, dtype)
     seed[np.arange(shape[0]), np.asarray(target)] = 1
     return seed

@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 
 from .adapter import LayerInfo, ModelAdapter
-from .errors import InputError, XaiError
+from .errors import InputError, ModelOutputError, XaiError
 from .inputs import InputLayout
 from .progress import Progress
+from .validation import check_returned
 
 #: model-input bytes per adapter call when `internal_batch_size` is not given
 DEFAULT_CALL_BYTES = 16 * 2**20
@@ -141,13 +142,35 @@ class BatchedModel:
             return result[0] if isinstance(result, tuple) else result
         return self.layout.pack(list(result), like.dtype)
 
-    def _map(self, fn: Callable[[Any, slice], Any], inputs: np.ndarray) -> list[Any]:
+    def _map(
+        self,
+        fn: Callable[[Any, slice], Any],
+        inputs: np.ndarray,
+        check: Callable[[Any, slice], Any] | None = None,
+    ) -> list[Any]:
         samples = self._samples_of(len(inputs))
         results = []
         for rows in self._chunks(inputs):
             call = self._call_inputs(inputs[rows], None if samples is None else samples[rows])
-            results.append(_guard(lambda c=call, r=rows: fn(c, r), rows.stop - rows.start))
+            result = _guard(lambda c=call, r=rows: fn(c, r), rows.stop - rows.start)
+            results.append(check(result, rows) if check is not None else result)
         return results
+
+    def _checked(self, call: str, inputs: np.ndarray, shape: Any = None) -> Callable:
+        """A check for one call's result (see `validation.check_returned`)."""
+
+        def check(value: Any, rows: slice) -> np.ndarray:
+            n = rows.stop - rows.start
+            expected = None if shape is None else (n, *shape)
+            return check_returned(
+                f"the model's {call} (backend {self.backend!r})",
+                value,
+                n,
+                expected,
+                inputs[rows],
+            )
+
+        return check
 
     # -- computation -------------------------------------------------------------
     def forward(self, inputs: np.ndarray) -> np.ndarray:
@@ -155,7 +178,9 @@ class BatchedModel:
         for seen, out in self._recent:
             if seen is inputs:
                 return out
-        parts = self._map(lambda call, _: np.asarray(self.adapter.forward(call)), inputs)
+        parts = self._map(
+            lambda call, _: self.adapter.forward(call), inputs, self._checked("forward", inputs)
+        )
         out = self._flatten(parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0))
         self._recent = [(inputs, out), *self._recent[:2]]
         return out
@@ -193,14 +218,24 @@ class BatchedModel:
     def gradients(self, inputs: np.ndarray, target: np.ndarray) -> np.ndarray:
         self.check_differentiable()
         parts = self._map(
-            lambda call, r: self._pack(self.adapter.gradients(call, target[r]), inputs), inputs
+            lambda call, r: self._pack(self.adapter.gradients(call, target[r]), inputs),
+            inputs,
+            self._checked("input gradients", inputs, inputs.shape[1:]),
         )
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
     def capture(self, inputs: np.ndarray, layers: Sequence[str]) -> dict[str, np.ndarray]:
         """Captured layers, chunk by chunk; the model outputs of the same pass are kept
         so that the core's prediction step costs nothing more."""
-        pairs = self._map(lambda call, _: self.adapter.forward_and_capture(call, layers), inputs)
+        out_check, layer_check = self._checked("forward", inputs), self._checked("capture", inputs)
+
+        def check(pair: Any, rows: slice) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+            out, captured = pair
+            return out_check(out, rows), {n: layer_check(captured[n], rows) for n in layers}
+
+        pairs = self._map(
+            lambda call, _: self.adapter.forward_and_capture(call, layers), inputs, check
+        )
         out = self._flatten(np.concatenate([np.asarray(o) for o, _ in pairs], axis=0))
         self._recent = [(inputs, out)]
         return {
@@ -225,7 +260,19 @@ class BatchedModel:
                 return self.adapter.layer_gradients(c, target[r], layer)
             return self.adapter.layer_gradients(c, target[r], layer, replacement[r])
 
-        parts = self._map(call, inputs)
+        act_check = self._checked(f"output of layer {layer!r}", inputs)
+        grad_check = self._checked(f"gradients at layer {layer!r}", inputs)
+
+        def check(pair: Any, rows: slice) -> tuple[np.ndarray, np.ndarray]:
+            activation, grad = act_check(pair[0], rows), grad_check(pair[1], rows)
+            if grad.shape != activation.shape:
+                raise ModelOutputError(
+                    f"the backend returned gradients of shape {grad.shape} at layer {layer!r}, "
+                    f"whose output has shape {activation.shape}."
+                )
+            return activation, grad
+
+        parts = self._map(call, inputs, check)
         return (
             np.concatenate([a for a, _ in parts], axis=0),
             np.concatenate([g for _, g in parts], axis=0),

@@ -54,6 +54,11 @@ class UnknownLayerError(XaiError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class ModelOutputError(XaiError, ValueError):
+    """The model (or its backend) returned something unusable: NaN/inf, the wrong number
+    of rows, a wrong shape."""
+
+
 class CapabilityError(XaiError, NotImplementedError):
     """The backend cannot do what the explainer needs (gradients, layer hooks...)."""
 

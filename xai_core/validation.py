@@ -6,7 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, OptionError, TargetError
+from .errors import InputError, ModelOutputError, OptionError, TargetError
+
+#: the largest float32: float64 inputs beyond it are inf in a float32 model
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def check_inputs(inputs: np.ndarray, name: str = "inputs") -> np.ndarray:
@@ -145,3 +148,49 @@ def check_background(
     if not np.isfinite(bg).all():
         raise OptionError("background contains NaN or inf.")
     return bg
+
+
+def check_returned(
+    call: str,
+    value: Any,
+    rows: int,
+    shape: tuple[int, ...] | None = None,
+    inputs: np.ndarray | None = None,
+) -> np.ndarray:
+    """What a backend returned for one call of `rows` rows: real numbers, one row per
+    input row (and `shape` when given), finite. Every model call goes through here, so a
+    model returning NaN, or the wrong batch size on its third call, is an error naming
+    the call instead of NaN attributions or an IndexError deep in an explainer."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "fiub":
+        raise ModelOutputError(f"{call} returned {arr.dtype} values, not numbers.")
+    if arr.ndim == 0 or len(arr) != rows:
+        got = "a scalar" if arr.ndim == 0 else f"{len(arr)} rows (shape {arr.shape})"
+        raise ModelOutputError(
+            f"{call} returned {got} for {rows} input rows; a model must return one output "
+            "row per input row, batch first, on every call."
+        )
+    if shape is not None and arr.shape != shape:
+        raise ModelOutputError(f"{call} returned shape {arr.shape}, expected {shape}.")
+    if arr.dtype.kind != "f":
+        return arr
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.add.reduce(arr, axis=None)):
+            return arr
+    bad = ~np.isfinite(arr)
+    if not bad.any():
+        return arr
+    where = np.unique(np.nonzero(bad)[0])[:5].tolist()
+    hint = ""
+    if inputs is not None and inputs.dtype.kind == "f" and inputs.size:
+        with np.errstate(invalid="ignore"):
+            largest = float(np.nanmax(np.abs(inputs)))
+        if largest > FLOAT32_MAX:
+            hint = (
+                f" The inputs reach {largest:.3g}, beyond float32's range ({FLOAT32_MAX:.3g}):"
+                " a float32 model sees inf there. Scale the inputs."
+            )
+    hint = hint or " Check the model on these inputs (a log of 0, a division by 0, an overflow)."
+    raise ModelOutputError(
+        f"{call} returned NaN or inf ({int(bad.sum())} values, in rows {where} of that call).{hint}"
+    )
