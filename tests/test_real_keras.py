@@ -191,3 +191,37 @@ def test_a_float16_keras_model_is_explained_in_float32():
     b = xai_core.explain(half, x, "saliency", target=1)
     assert b.attributions.dtype == np.float32
     np.testing.assert_allclose(b.attributions, a.attributions, rtol=0.02, atol=2e-3)
+
+
+class Scaled(keras.Model):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dense = keras.layers.Dense(3, name="dense")
+        self.scale = 1.0
+
+    def call(self, x):
+        return self.dense(x) * self.scale
+
+
+def test_explanations_follow_a_changed_subclassed_model():
+    keras.utils.set_random_seed(0)
+    model, x = Scaled(), np.random.default_rng(0).normal(size=(2, 4)).astype(np.float32)
+    before = xai_core.explain(model, x, "saliency", abs=False, target=0)
+    model.scale = 10.0
+    after = xai_core.explain(model, x, "saliency", abs=False, target=0)
+    np.testing.assert_allclose(after.predictions, model(x).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(after.attributions, 10 * before.attributions, rtol=1e-5)
+
+
+def test_explanations_follow_a_sequential_after_pop_and_add():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(5), keras.layers.Dense(3)])
+    x = np.random.default_rng(0).normal(size=(2, 4)).astype(np.float32)
+    xai_core.explain(model, x, "saliency")
+    xai_core.explain(model, x, "activations")
+    model.pop()
+    model.add(keras.layers.Dense(2, name="new_head"))
+    expl = xai_core.explain(model, x, "saliency", target=1)
+    np.testing.assert_allclose(expl.predictions, model(x).numpy(), rtol=1e-6)
+    captured = xai_core.explain(model, x, "activations", layers=["new_head"])
+    np.testing.assert_allclose(captured.activations["new_head"], model(x).numpy(), rtol=1e-6)

@@ -28,7 +28,32 @@ from xai_core.outputs import pick_output
 #: compiled functions per model, kept across `explain` calls (each call builds a new
 #: adapter; retracing per call would cost ~100 ms). Weak both ways: no attribute on
 #: the model, and the functions hold the model only through a weak reference.
-_COMPILED: weakref.WeakKeyDictionary[Any, dict[tuple, Callable]] = weakref.WeakKeyDictionary()
+_COMPILED: weakref.WeakKeyDictionary[Any, tuple[tuple, dict[tuple, Callable]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _fingerprint(model: Any) -> tuple:
+    """What a traced function bakes in and a user may change: the model's layers (a
+    Sequential's `pop()` / `add()`) and its plain public attributes (`model.scale = 10`
+    read by a subclassed `call`). Cheap enough to check on every call."""
+    plain = tuple(
+        sorted(
+            (k, v)
+            for k, v in vars(model).items()
+            if not k.startswith("_") and isinstance(v, (bool, int, float, str))
+        )
+    )
+    return tuple(id(layer) for layer in model.layers), plain
+
+
+def _compiled_for(model: Any) -> dict[tuple, Callable]:
+    """The functions compiled for the model as it is now (a changed model starts afresh)."""
+    fingerprint = _fingerprint(model)
+    cached = _COMPILED.get(model)
+    if cached is None or cached[0] != fingerprint:
+        cached = _COMPILED[model] = (fingerprint, {})
+    return cached[1]
 
 
 def _outputs_of(model_ref: weakref.ref, x: Any, output: Any = None) -> tf.Tensor:
@@ -136,7 +161,7 @@ class KerasAdapter(ModelAdapter):
         """One `tf.function` per (model, kind, output, sample shape, dtype): traced once for
         any batch size."""
         try:
-            compiled = _COMPILED.setdefault(self.model, {})
+            compiled = _compiled_for(self.model)
         except TypeError:  # an unhashable or non-weakref-able model: cache on the adapter
             compiled = self.__dict__.setdefault("_own_compiled", {})
         dtype = self._dtype_of(inputs)
@@ -299,7 +324,7 @@ class KerasAdapter(ModelAdapter):
     def _graph_capture(self, inputs: np.ndarray, layers: tuple[str, ...]) -> Callable | None:
         """A traced-once function returning (outputs, *layer outputs), or None without a graph."""
         try:
-            compiled = _COMPILED.setdefault(self.model, {})
+            compiled = _compiled_for(self.model)
         except TypeError:
             return None
         dtype = self._dtype_of(inputs)
