@@ -140,6 +140,7 @@ def _run_locked(
     finally:
         adapter.output = previous_output
         batched.progress.close()
+    _check_result(explainer, result, x)
     attributions = result.attributions
     if layout.packed and attributions is not None and attributions.shape == x.shape:
         attributions = layout.structure(layout.unpack(attributions, cast=False))
@@ -157,6 +158,37 @@ def _run_locked(
         extras=result.extras,
         layer=result.layer,
     )
+
+
+def _check_result(explainer: Explainer, result: Any, x: np.ndarray) -> None:
+    """What an explainer plugin returned: an `Attribution` whose attributions are real
+    numbers shaped like the inputs (or, with a layer, one row per sample)."""
+    from .errors import PluginError
+    from .explainer import Attribution
+
+    def fail(problem: str) -> PluginError:
+        try:
+            plugin = REGISTRY.explainer_table()[explainer.name][1]
+        except (KeyError, XaiError):
+            plugin = type(explainer).__module__
+        return PluginError(
+            f"explainer {explainer.name!r} ({type(explainer).__qualname__}, plugin {plugin!r}) "
+            f"{problem}; this is a bug in that plugin."
+        )
+
+    if not isinstance(result, Attribution):
+        raise fail(f"returned a {type(result).__name__}, not an xai_core.Attribution")
+    attributions = result.attributions
+    if attributions is None:
+        return
+    if not isinstance(attributions, np.ndarray) or attributions.dtype.kind not in "fiu":
+        raise fail(f"returned attributions of type {type(attributions).__name__}, not numbers")
+    if result.layer is None and attributions.shape != x.shape:
+        raise fail(f"returned attributions of shape {attributions.shape} for inputs {x.shape}")
+    if result.layer is not None and (attributions.ndim == 0 or len(attributions) != len(x)):
+        raise fail(
+            f"returned layer attributions of shape {attributions.shape} for {len(x)} samples"
+        )
 
 
 def _target_array(adapter: ModelAdapter, target: Any) -> Any:

@@ -18,7 +18,8 @@ def _plugins(args: argparse.Namespace) -> int:
     records = plugins()
     try:
         explainer_table = REGISTRY.explainer_table()
-        clash = None
+        clashes = REGISTRY.clashes()
+        clash = "; ".join(str(REGISTRY._clash_error(name)) for name in clashes) or None
     except Exception as exc:  # noqa: BLE001 - shown, not raised: this command diagnoses
         explainer_table, clash = {}, str(exc)
     methods = {

@@ -55,6 +55,7 @@ class Registry:
         self._pm: pluggy.PluginManager | None = None
         self._records: dict[tuple[str, str], PluginRecord] = {}
         self._explainers: dict[str, tuple[type, str]] | None = None
+        self._clashes: dict[str, list[str]] = {}
 
     # -- loading -----------------------------------------------------------
     @property
@@ -91,7 +92,10 @@ class Registry:
                 try:
                     plugin = ep.load()
                     self._register(plugin, f"{group}:{ep.name}", record)
-                except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the rest
+                except KeyboardInterrupt:
+                    raise
+                except BaseException as exc:  # noqa: BLE001 - sys.exit() at import included:
+                    # a broken plugin must not break the rest (or end the process)
                     record.status = "failed"
                     record.error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
 
@@ -112,6 +116,11 @@ class Registry:
 
     def register(self, plugin: object, name: str | None = None) -> str:
         """Register a plugin object at run time (notebooks, tests); returns its key."""
+        if plugin is None or isinstance(plugin, (bool, int, float, str, bytes)):
+            raise PluginError(
+                f"register() takes a module or an object with hook functions "
+                f"(xai_adapt, xai_explainers), not {plugin!r}."
+            )
         with self._lock:
             pm = self.pm
             key = f"runtime:{name or getattr(plugin, '__name__', None) or id(plugin)}"
@@ -131,11 +140,11 @@ class Registry:
                 raise PluginError(f"cannot register plugin {record.name!r}: {exc}") from exc
             self._records[("runtime", record.name)] = record
             self._explainers = None
-            try:
-                self.explainer_table()  # surface name clashes now, not on first use
-            except PluginError:
+            clashing = [n for n, plugins in self.clashes().items() if record.name in plugins]
+            if clashing:  # refused now, not on first use
+                error = self._clash_error(clashing[0])
                 self.unregister(plugin)
-                raise
+                raise error
             return key
 
     def unregister(self, plugin: object) -> None:
@@ -165,50 +174,106 @@ class Registry:
         return [r for r in self.records() if r.group == BACKEND_GROUP and r.status == "failed"]
 
     def adapt(self, model: Any) -> Any:
-        return self.pm.hook.xai_adapt(model=model)
+        """The first adapter a backend offers; a backend that raises, or answers with
+        something that is not a `ModelAdapter`, is recorded (`xai plugins`) and skipped."""
+        from .adapter import ModelAdapter
+        from .errors import XaiError
+
+        # pluggy's call order: last registered first, tryfirst before the others
+        for impl in reversed(self.pm.hook.xai_adapt.get_hookimpls()):
+            try:
+                adapter = impl.function(model=model)
+            except XaiError:
+                raise  # a backend's own clear refusal (e.g. Keras on another backend)
+            except Exception as exc:  # noqa: BLE001 - one bad backend must not break the rest
+                self._mark_failed(impl.plugin_name, exc, "xai_adapt raised")
+                continue
+            if adapter is None:
+                continue
+            if not isinstance(adapter, ModelAdapter):
+                self._mark_failed(
+                    impl.plugin_name,
+                    PluginError(f"returned a {type(adapter).__name__}, not a ModelAdapter"),
+                    "xai_adapt",
+                )
+                continue
+            return adapter
+        return None
 
     def explainer_table(self) -> dict[str, tuple[type, str]]:
-        """name -> (Explainer class, plugin name); two plugins with one name is a PluginError."""
+        """name -> (Explainer class, plugin name), for the names exactly one plugin offers.
+
+        Two plugins offering one name disable that name only (using it raises a
+        `PluginError` naming both, see `clashes`); something that is not an `Explainer`
+        subclass is recorded as its plugin's failure and left out.
+        """
         table = self._explainers
         if table is not None:
             return table
         with self._lock:
             if self._explainers is not None:
                 return self._explainers
+            from .explainer import Explainer
+
             table: dict[str, tuple[type, str]] = {}
+            clashes: dict[str, list[str]] = {}
             for impl in self.pm.hook.xai_explainers.get_hookimpls():
                 plugin_name = impl.plugin_name.split(":", 1)[-1]
                 try:
                     classes = list(impl.function() or [])
                 except Exception as exc:  # noqa: BLE001
-                    self._mark_failed(impl.plugin_name, exc)
+                    self._mark_failed(impl.plugin_name, exc, "xai_explainers raised")
                     continue
                 for cls in classes:
                     name = getattr(cls, "name", None)
-                    if not isinstance(name, str) or not name:
+                    if not (isinstance(cls, type) and issubclass(cls, Explainer)):
                         self._mark_failed(
-                            impl.plugin_name, PluginError(f"{cls!r} has no string `name`")
+                            impl.plugin_name,
+                            PluginError(f"{cls!r} is not an xai_core.Explainer subclass"),
+                            "xai_explainers",
                         )
                         continue
-                    if name in table and table[name][0] is not cls:
-                        raise PluginError(
-                            f"two explainers are named {name!r}: one from plugin "
-                            f"{table[name][1]!r}, one from plugin {plugin_name!r}. Uninstall "
-                            f"one, or block it with {DISABLE_ENV}={plugin_name}."
+                    if not isinstance(name, str) or not name:
+                        self._mark_failed(
+                            impl.plugin_name,
+                            PluginError(f"{cls!r} has no string `name`"),
+                            "xai_explainers",
                         )
-                    table[name] = (cls, plugin_name)
+                        continue
+                    if name in clashes:
+                        clashes[name].append(plugin_name)
+                    elif name in table and table[name][0] is not cls:
+                        clashes[name] = [table.pop(name)[1], plugin_name]
+                    else:
+                        table[name] = (cls, plugin_name)
+            self._clashes = clashes
             self._explainers = dict(sorted(table.items()))
             return self._explainers
 
-    def _mark_failed(self, key: str, exc: BaseException) -> None:
+    def clashes(self) -> dict[str, list[str]]:
+        """Explainer names offered by more than one plugin (disabled), with those plugins."""
+        self.explainer_table()
+        return dict(self._clashes)
+
+    def _clash_error(self, name: str) -> PluginError:
+        plugins = self._clashes[name]
+        return PluginError(
+            f"two explainers are named {name!r}: from plugins "
+            f"{' and '.join(map(repr, plugins))}, so neither is used. Uninstall one, or "
+            f"block one with {DISABLE_ENV}=<its name>."
+        )
+
+    def _mark_failed(self, key: str, exc: BaseException, where: str = "") -> None:
         group, _, name = key.partition(":")
         record = self._records.get((group, name))
         if record is not None:
             record.status = "failed"
-            record.error = f"{type(exc).__name__}: {exc}"
+            record.error = f"{where + ': ' if where else ''}{type(exc).__name__}: {exc}"
 
     def explainer_class(self, method: str) -> type:
         table = self.explainer_table()
+        if method in self._clashes:
+            raise self._clash_error(method)
         if method not in table:
             installed = ", ".join(table) or "none"
             raise UnknownMethodError(
