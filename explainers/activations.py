@@ -53,6 +53,20 @@ class Activations(Explainer):
     requires = ("capture",)
     needs_target = False
 
+    def validate(self) -> None:
+        layers = self.options["layers"]
+        if layers is None or isinstance(layers, str):
+            return
+        if (
+            not isinstance(layers, (list, tuple))
+            or not layers
+            or not all(isinstance(n, str) for n in layers)
+        ):
+            raise OptionError(
+                f"layers must be None (every layer), a layer name or pattern, or a list of them; "
+                f"got {layers!r:.60}. xai_core.summary(model) lists the names."
+            )
+
     def explain(self, model: BatchedModel, inputs: np.ndarray, target: None) -> Attribution:
         requested = self.options["layers"]
         if isinstance(requested, (list, tuple)) and all(

@@ -46,7 +46,13 @@ def quadrature(rule: str, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def broadcast_baselines(baselines: Any, inputs: np.ndarray) -> np.ndarray:
     """Baselines as an array of the inputs' shape: scalar, one sample, or one per sample."""
-    b = np.asarray(baselines, dtype=inputs.dtype)
+    try:
+        b = np.asarray(baselines, dtype=inputs.dtype)
+    except (ValueError, TypeError):
+        raise OptionError(
+            f"baselines must be numbers: a scalar (e.g. 0.0), one sample or one per sample, "
+            f"got {baselines!r:.60}."
+        ) from None
     try:
         if np.broadcast_shapes(b.shape, inputs.shape) != inputs.shape:
             raise ValueError

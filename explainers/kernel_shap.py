@@ -18,7 +18,13 @@ import warnings
 import numpy as np
 
 from xai_core import Attribution, BatchedModel, Explainer, hookimpl
-from xai_core.explainer import check_choice, check_positive_int, legacy_seed, resolve_seed
+from xai_core.explainer import (
+    check_choice,
+    check_feature_names,
+    check_positive_int,
+    legacy_seed,
+    resolve_seed,
+)
 from xai_core.validation import check_background
 from xai_core_explainers.shap_support import (
     additivity_gap,
@@ -56,7 +62,12 @@ class KernelShap(Explainer):
         seed = resolve_seed(self.options["seed"])
         background = check_background(self.options["background"], inputs, self.name, np.float64)
         n, sample_shape = len(inputs), inputs.shape[1:]
+        check_feature_names(self.options["feature_names"], int(np.prod(sample_shape)))
         flat_bg = background.reshape(len(background), -1)
+        if len(flat_bg) == 1 and self.options["algorithm"] == "partition":
+            # shap's Partition masker clusters the background and needs two rows; two
+            # identical rows give the same, exact, single-baseline answer
+            flat_bg = np.repeat(flat_bg, 2, axis=0)
         rows = inputs.reshape(n, -1).astype(np.float64)
         predict = flat_predict(model, sample_shape, inputs.dtype)
         algorithm, limit = self.options["algorithm"], self.options["max_background"]

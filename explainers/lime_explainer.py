@@ -30,7 +30,14 @@ import numpy as np
 
 from xai_core import Attribution, BatchedModel, Explainer, hookimpl
 from xai_core.errors import OptionError
-from xai_core.explainer import check_choice, check_positive_int, legacy_seed, resolve_seed
+from xai_core.explainer import (
+    check_choice,
+    check_feature_names,
+    check_number,
+    check_positive_int,
+    legacy_seed,
+    resolve_seed,
+)
 from xai_core.validation import check_background
 from xai_core_explainers.shap_support import flat_predict, require
 
@@ -64,6 +71,20 @@ class Lime(Explainer):
         check_choice("mode", self.options["mode"], MODES)
         if self.options["seed"] is not None:
             resolve_seed(self.options["seed"])
+        if self.options["kernel_width"] is not None:
+            check_number("kernel_width", self.options["kernel_width"], minimum=1e-12)
+        categorical = self.options["categorical_features"]
+        if categorical is not None and (
+            isinstance(categorical, str)
+            or not hasattr(categorical, "__iter__")
+            or not all(isinstance(c, (int, np.integer)) for c in categorical)
+        ):
+            raise OptionError(
+                f"categorical_features must be a list of feature indices, got {categorical!r:.60}."
+            )
+        segmentation = self.options["segmentation_fn"]
+        if segmentation is not None and not callable(segmentation):
+            raise OptionError("segmentation_fn must be a function image -> label map, or None.")
 
     def explain(self, model: BatchedModel, inputs: np.ndarray, target: np.ndarray) -> Attribution:
         seed = resolve_seed(self.options["seed"])
@@ -86,6 +107,15 @@ class Lime(Explainer):
         background = check_background(
             self.options["background"], inputs, "tabular lime", np.float64
         )
+        check_feature_names(self.options["feature_names"], inputs.shape[1])
+        bad = [
+            c for c in self.options["categorical_features"] or [] if not 0 <= c < inputs.shape[1]
+        ]
+        if bad:
+            raise OptionError(
+                f"categorical_features {bad} are out of range: the inputs have "
+                f"{inputs.shape[1]} features (0..{inputs.shape[1] - 1})."
+            )
         explainer = lime_tabular.LimeTabularExplainer(
             background,
             mode="classification",

@@ -87,3 +87,132 @@ def test_float64_inputs_beyond_float32_say_so():
     x[1, 2] = 1e300
     with pytest.raises(xai_core.ModelOutputError, match="beyond float32"):
         xai_core.explain(torch.nn.Linear(6, 2), x, "saliency")
+
+
+# -- save and load ------------------------------------------------------------------
+def saved(tmp_path, **options):
+    from models import torch_mlp
+
+    expl = xai_core.explain(torch_mlp(), tabular(3), "integrated_gradients", n_steps=4, **options)
+    path = tmp_path / "expl.npz"
+    expl.save(path)
+    return expl, path
+
+
+def test_a_failed_save_leaves_the_previous_file_intact(tmp_path):
+    expl, path = saved(tmp_path)
+    before = path.read_bytes()
+    expl.extras["bad"] = np.array([object(), object()], dtype=object)
+    with pytest.raises(xai_core.XaiError, match="pickling"):
+        expl.save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["expl.npz"]  # no temporary left
+
+
+def test_an_object_option_is_refused_not_pickled(tmp_path):
+    expl, path = saved(tmp_path)
+    expl.options["odd"] = np.array([{"a": 1}], dtype=object)
+    with pytest.raises(xai_core.XaiError, match="odd"):
+        expl.save(tmp_path / "other.npz")
+    assert not (tmp_path / "other.npz").exists()
+
+
+def test_several_inputs_round_trip(tmp_path):
+    class Two(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(2, 3), torch.nn.Linear(4, 3)
+
+        def forward(self, a, b):
+            return self.a(a) + self.b(b)
+
+    rng = np.random.default_rng(0)
+    inputs = {"a": rng.normal(size=(2, 2)).astype("f4"), "b": rng.normal(size=(2, 4)).astype("f4")}
+    expl = xai_core.explain(Two(), inputs, "saliency")
+    expl.save(tmp_path / "two.npz")
+    again = xai_core.Explanation.load(tmp_path / "two.npz")
+    assert list(again.attributions) == ["a", "b"]
+    np.testing.assert_array_equal(again.attributions["b"], expl.attributions["b"])
+    np.testing.assert_array_equal(again.inputs["a"], inputs["a"])
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[:200])
+
+
+def _replace_meta(meta):
+    def write(path):
+        with np.load(path) as data:
+            arrays = {k: data[k] for k in data.files if k != "meta"}
+        np.savez(path, meta=np.array(meta), **arrays)
+
+    return write
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (_truncate, "not a"),
+        (lambda p: p.write_bytes(b"garbage" * 50), "not a saved Explanation"),
+        (_replace_meta("{not json"), "not a readable"),
+        (_replace_meta('{"format": 1}'), "not a readable"),
+        (_replace_meta('{"format": 99}'), "format 99"),
+        (_replace_meta("[1, 2]"), "JSON object"),
+        (
+            lambda p: (
+                np.save(str(p)[:-4] + ".npy", np.zeros(3))
+                or p.unlink()
+                or (p.parent / "expl.npy").rename(p)
+            ),
+            "single array",
+        ),
+        (lambda p: np.savez(p, meta=np.array([object()], dtype=object)), "not a"),
+    ],
+)
+def test_a_damaged_file_is_an_xai_error(tmp_path, damage, message):
+    _, path = saved(tmp_path)
+    damage(path)
+    with pytest.raises(xai_core.XaiError, match=message):
+        xai_core.Explanation.load(path)
+
+
+# -- option values ---------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "method, options, message",
+    [
+        ("integrated_gradients", {"baselines": "zero"}, "baselines must be numbers"),
+        ("lime", {"background": tabular(4), "kernel_width": "x"}, "kernel_width"),
+        ("lime", {"background": tabular(4), "categorical_features": [99]}, "out of range"),
+        ("activations", {"layers": 5}, "layers must be"),
+        ("kernel_shap", {"background": tabular(4), "feature_names": ["a", "b"]}, "feature_names"),
+        ("lime", {"background": tabular(4), "feature_names": ["a"]}, "feature_names"),
+    ],
+)
+def test_bad_option_values_are_option_errors(method, options, message):
+    from models import torch_mlp
+
+    with pytest.raises(xai_core.OptionError, match=message):
+        xai_core.explain(torch_mlp(), tabular(2), method, **options)
+
+
+@pytest.mark.parametrize("method", ["integrated_gradients", "smoothgrad", "kernel_shap", "lime"])
+def test_numpy_scalar_options_work(method):
+    from models import torch_mlp
+
+    options = {
+        "integrated_gradients": {"n_steps": np.int64(5)},
+        "smoothgrad": {"n_samples": np.int32(3), "stdevs": np.float32(0.1), "seed": np.uint8(1)},
+        "kernel_shap": {"background": tabular(4), "n_samples": np.int64(30), "seed": np.int64(2)},
+        "lime": {"background": tabular(4), "n_samples": np.int16(30), "seed": np.int64(2)},
+    }[method]
+    expl = xai_core.explain(torch_mlp(), tabular(2), method, **options)
+    assert np.isfinite(expl.attributions).all()
+
+
+def test_partition_shap_with_one_background_row_is_exact():
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(6, 1)
+    x, reference = tabular(2), tabular(1, seed=9)
+    expl = xai_core.explain(linear, x, "kernel_shap", background=reference, algorithm="partition")
+    w = linear.weight.detach().numpy()[0]
+    np.testing.assert_allclose(expl.attributions, w * (x - reference), rtol=1e-4, atol=1e-6)

@@ -59,6 +59,8 @@ class Explainer(ABC):
                 f"{self.name!r} has no option {', '.join(map(repr, unknown))}. "
                 f"Its options are: {', '.join(sorted(allowed))}."
             )
+        # NumPy scalars (n_steps=np.int64(5)) are plain Python values from here on
+        options = {k: v.item() if isinstance(v, np.generic) else v for k, v in options.items()}
         self.options: dict[str, Any] = {**allowed, **options}
         batch = self.options["internal_batch_size"]
         if batch is not None:
@@ -112,6 +114,17 @@ def check_choice(name: str, value: Any, choices: Sequence[str]) -> None:
     """Raise `OptionError` unless `value` is one of `choices`."""
     if value not in choices:
         raise OptionError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}.")
+
+
+def check_feature_names(names: Any, n_features: int) -> None:
+    """`feature_names` is None or one string per feature."""
+    if names is None:
+        return
+    if isinstance(names, str) or not hasattr(names, "__len__") or len(names) != n_features:
+        got = len(names) if hasattr(names, "__len__") and not isinstance(names, str) else names
+        raise OptionError(
+            f"feature_names must name each of the {n_features} features, got {got!r:.60}."
+        )
 
 
 def check_layer_option(layer: Any) -> None:

@@ -6,8 +6,11 @@ inside, so loading never unpickles anything.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +22,32 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 FORMAT_VERSION = 1
+
+
+def _store_structure(arrays: dict[str, np.ndarray], name: str, value: Any) -> Any:
+    """One array under `name`, or several inputs' arrays under `name__<i>` (with their
+    structure returned for the metadata)."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        for i, part in enumerate(value.values()):
+            arrays[f"{name}__{i}"] = part
+        return {"kind": "dict", "keys": list(value)}
+    if isinstance(value, (tuple, list)):
+        for i, part in enumerate(value):
+            arrays[f"{name}__{i}"] = part
+        return {"kind": type(value).__name__, "keys": list(range(len(value)))}
+    arrays[name] = value
+    return None
+
+
+def _load_structure(data: Any, name: str, structure: Any) -> Any:
+    if structure is None:
+        return data[name] if name in data else None
+    parts = [data[f"{name}__{i}"] for i in range(len(structure["keys"]))]
+    if structure["kind"] == "dict":
+        return dict(zip(structure["keys"], parts))
+    return tuple(parts) if structure["kind"] == "tuple" else list(parts)
 
 
 @dataclass
@@ -46,23 +75,31 @@ class Explanation:
     layer: str | None = None
 
     def __repr__(self) -> str:
-        shape = None if self.attributions is None else self.attributions.shape
+        attributions = self.attributions
+        if isinstance(attributions, dict):
+            shape: Any = {k: v.shape for k, v in attributions.items()}
+        elif isinstance(attributions, (tuple, list)):
+            shape = [v.shape for v in attributions]
+        else:
+            shape = None if attributions is None else attributions.shape
         layers = list(self.activations) or None
+        layer = f", layer={self.layer!r}" if self.layer else ""
         return (
             f"Explanation(method={self.method!r}, backend={self.backend!r}, "
-            f"n={len(self.inputs)}, attributions={shape}, activations={layers})"
+            f"n={len(self.target)}, attributions={shape}{layer}, activations={layers})"
         )
 
     # -- persistence -------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write to exactly `path` (NumPy `.npz`; metadata as JSON inside, no pickle)."""
-        arrays: dict[str, np.ndarray] = {
-            "inputs": self.inputs,
-            "target": self.target,
-            "predictions": self.predictions,
+        """Write to exactly `path` (NumPy `.npz`; metadata as JSON inside, no pickle).
+
+        Written to a temporary file next to `path` and renamed over it, so a save that
+        fails half-way leaves any previous file at `path` as it was."""
+        arrays: dict[str, np.ndarray] = {"target": self.target, "predictions": self.predictions}
+        structures = {
+            "inputs": _store_structure(arrays, "inputs", self.inputs),
+            "attributions": _store_structure(arrays, "attributions", self.attributions),
         }
-        if self.attributions is not None:
-            arrays["attributions"] = self.attributions
         if self.convergence_delta is not None:
             arrays["convergence_delta"] = self.convergence_delta
         for i, value in enumerate(self.activations.values()):
@@ -72,6 +109,13 @@ class Explanation:
         options, array_options = _split_options(self.options)
         for name, value in array_options.items():
             arrays[f"option_{name}"] = value
+        for name, value in arrays.items():
+            if np.asarray(value).dtype.kind not in "biufcUS":
+                raise XaiError(
+                    f"cannot save {name!r}: it holds {np.asarray(value).dtype} values, which "
+                    "NumPy can only store by pickling (and loading a pickle runs code). Keep "
+                    "numbers, strings or booleans in options and extras."
+                )
         meta = {
             "format": FORMAT_VERSION,
             "method": self.method,
@@ -81,38 +125,75 @@ class Explanation:
             "versions": self.versions,
             "activations": list(self.activations),
             "extras": list(self.extras),
+            "structures": structures,
+            "layer": self.layer,
         }
         arrays["meta"] = np.array(json.dumps(meta))
-        with open(path, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
+        target = os.fspath(path)
+        folder = os.path.dirname(os.path.abspath(target))
+        handle, temporary = tempfile.mkstemp(prefix=".xai-", suffix=".npz.tmp", dir=folder)
+        try:
+            with os.fdopen(handle, "wb") as fh:
+                np.savez_compressed(fh, **arrays)
+            os.replace(temporary, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Explanation:
-        """Read a file written by `save`."""
+        """Read a file written by `save`; anything else is an `XaiError` saying what."""
+        where = repr(os.fspath(path))
         try:
             data = np.load(path, allow_pickle=False)
-            meta = json.loads(str(data["meta"]))
-        except (OSError, ValueError, KeyError) as exc:
-            raise XaiError(f"{os.fspath(path)!r} is not a saved Explanation: {exc}") from exc
-        with data:
-            options = dict(meta["options"])
-            for name in meta["array_options"]:
-                options[name] = data[f"option_{name}"]
-            return cls(
-                method=meta["method"],
-                inputs=data["inputs"],
-                target=data["target"],
-                predictions=data["predictions"],
-                attributions=data["attributions"] if "attributions" in data else None,
-                activations={n: data[f"activation_{i}"] for i, n in enumerate(meta["activations"])},
-                convergence_delta=(
-                    data["convergence_delta"] if "convergence_delta" in data else None
-                ),
-                backend=meta["backend"],
-                options=options,
-                versions=meta["versions"],
-                extras={n: data[f"extra_{i}"] for i, n in enumerate(meta["extras"])},
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise XaiError(f"{where} is not a saved Explanation: {exc}") from exc
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise XaiError(
+                f"{where} holds a single array (.npy), not a saved Explanation (.npz from "
+                "Explanation.save)."
             )
+        try:
+            with data:
+                return cls._from_npz(data)
+        except XaiError:
+            raise
+        except (KeyError, ValueError, TypeError, EOFError, OSError, zipfile.BadZipFile) as exc:
+            raise XaiError(
+                f"{where} is not a readable saved Explanation (truncated, corrupted, or "
+                f"written by something else): {type(exc).__name__}: {exc}"
+            ) from exc
+
+    @classmethod
+    def _from_npz(cls, data: Any) -> Explanation:
+        meta = json.loads(str(data["meta"]))
+        if not isinstance(meta, dict):
+            raise XaiError("its metadata is not a JSON object.")
+        version = meta.get("format")
+        if version != FORMAT_VERSION:
+            raise XaiError(
+                f"it has file format {version!r}; this xai_core reads format {FORMAT_VERSION}. "
+                "Load it with the xai_core version that wrote it."
+            )
+        options = dict(meta["options"])
+        for name in meta["array_options"]:
+            options[name] = data[f"option_{name}"]
+        structures = meta.get("structures", {})
+        return cls(
+            method=meta["method"],
+            inputs=_load_structure(data, "inputs", structures.get("inputs")),
+            target=data["target"],
+            predictions=data["predictions"],
+            attributions=_load_structure(data, "attributions", structures.get("attributions")),
+            activations={n: data[f"activation_{i}"] for i, n in enumerate(meta["activations"])},
+            convergence_delta=(data["convergence_delta"] if "convergence_delta" in data else None),
+            backend=meta["backend"],
+            options=options,
+            versions=meta["versions"],
+            extras={n: data[f"extra_{i}"] for i, n in enumerate(meta["extras"])},
+            layer=meta.get("layer"),
+        )
 
     # -- text ------------------------------------------------------------------
     def per_token(self, normalize: bool = False) -> np.ndarray:
@@ -206,6 +287,6 @@ def _split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, n
         try:
             json.dumps(value)
             plain[name] = value
-        except TypeError:
+        except (TypeError, ValueError):  # a function or an object: its description only
             plain[name] = repr(value)
     return plain, arrays
