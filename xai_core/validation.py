@@ -137,7 +137,12 @@ def check_background(
             f"{method} needs background=<reference samples>, e.g. 100 training rows, with the "
             "same per-sample shape as the inputs."
         )
-    bg = np.asarray(background, dtype=dtype or inputs.dtype)
+    try:
+        bg = np.asarray(background, dtype=dtype or inputs.dtype)
+    except (ValueError, TypeError):
+        raise OptionError(
+            f"background must be an array of reference samples, got {background!r:.60}."
+        ) from None
     if bg.shape == inputs.shape[1:]:
         bg = bg[None]
     if bg.ndim != inputs.ndim or bg.shape[1:] != inputs.shape[1:] or len(bg) == 0:
