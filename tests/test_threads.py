@@ -25,6 +25,7 @@ METHODS = {
     "grad_cam": {"layer": "conv"},
     "kernel_shap": {"background": images(2, seed=7), "n_samples": 30, "seed": 3},
     "lime": {"n_samples": 30, "seed": 4},
+    "deep_shap": {"background": images(3, seed=8)},
 }
 
 

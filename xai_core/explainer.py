@@ -104,10 +104,16 @@ def legacy_seed(seed: int) -> int:
     return int(seed) % SEED_LIMIT
 
 
+#: the largest count any option may ask for (steps, samples, rows): beyond it nothing fits
+MAX_COUNT = 2**31 - 1
+
+
 def check_positive_int(name: str, value: Any, minimum: int = 1) -> None:
-    """Raise `OptionError` unless `value` is an int >= `minimum`."""
+    """Raise `OptionError` unless `value` is an int >= `minimum` (and a count that fits)."""
     if not _is_int(value) or value < minimum:
         raise OptionError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+    if value > MAX_COUNT:
+        raise OptionError(f"{name} must be at most {MAX_COUNT}, got {value!r}.")
 
 
 def check_choice(name: str, value: Any, choices: Sequence[str]) -> None:
@@ -152,7 +158,12 @@ def check_bool(name: str, value: Any) -> None:
 
 def check_number(name: str, value: Any, minimum: float = 0.0) -> None:
     ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
-    if not ok or not np.isfinite(value) or value < minimum:
+    if ok:
+        try:
+            ok = bool(np.isfinite(float(value)))
+        except OverflowError:  # an int beyond float's range
+            ok = False
+    if not ok or value < minimum:
         raise OptionError(f"{name} must be a number >= {minimum}, got {value!r}.")
 
 
