@@ -153,3 +153,26 @@ def layer_not_run(name: str) -> Exception:
     from .errors import LayerNotRunError
 
     return LayerNotRunError(name)
+
+
+def stored_output(store: Mapping[str, Any], name: str) -> Any:
+    """A layer's output recorded by `forward_hooks` (or a recorder), or `LayerNotRunError`."""
+    if name not in store:
+        raise layer_not_run(name)
+    return store[name]
+
+
+def not_one_tensor(name: str, output: Any) -> Exception:
+    """The error for a hooked layer that returns a tuple, a dict or None."""
+    return InputError(
+        f"layer {name!r} returns a {type(output).__name__}, not one tensor; pick a layer "
+        "(or a sublayer) that returns a tensor."
+    )
+
+
+def replacement_mismatch(name: str, output_shape: Any, replacement_shape: Any) -> Exception:
+    """The error for a replacement that does not have the layer output's shape."""
+    return InputError(
+        f"layer {name!r} outputs {tuple(output_shape)} for this batch, but its replacement "
+        f"has shape {tuple(replacement_shape)}."
+    )

@@ -20,8 +20,10 @@ from xai_core.backend_utils import (
     call_leaving_input,
     eval_mode,
     forward_hooks,
-    layer_not_run,
+    not_one_tensor,
     one_hot,
+    replacement_mismatch,
+    stored_output,
 )
 from xai_core.errors import InputError
 
@@ -144,16 +146,10 @@ class PaddleAdapter(ModelAdapter):
 
         def keep(name: str, output: Any) -> tuple[paddle.Tensor, Any]:
             if not isinstance(output, paddle.Tensor):
-                raise InputError(
-                    f"layer {name!r} returns a {type(output).__name__}, not one tensor; "
-                    "pick a layer (or a sublayer) that returns a tensor."
-                )
+                raise not_one_tensor(name, output)
             if replacement is not None:  # the layer's output is what we say it is
                 if list(replacement.shape) != list(output.shape):
-                    raise InputError(
-                        f"layer {name!r} outputs {list(output.shape)} for this batch, but "
-                        f"its replacement has shape {list(replacement.shape)}."
-                    )
+                    raise replacement_mismatch(name, output.shape, replacement.shape)
                 return replacement, replacement.clone()
             if keep_graph:  # gradients at the real output; what follows gets a copy
                 if output.stop_gradient:  # e.g. frozen weights: make it a leaf to watch
@@ -179,7 +175,7 @@ class PaddleAdapter(ModelAdapter):
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         with self._hooked(layers, keep_graph=False) as store, paddle.no_grad():
             out = self._call(*self._prepare(inputs))
-            return _numpy(out), {name: _numpy(_stored(store, name)) for name in layers}
+            return _numpy(out), {name: _numpy(stored_output(store, name)) for name in layers}
 
     def layer_gradients(
         self,
@@ -196,18 +192,12 @@ class PaddleAdapter(ModelAdapter):
             swap.stop_gradient = False
         with self._hooked([layer], keep_graph=True, replacement=swap) as store:
             out = self._flat(self._call(*self._prepare(inputs)))
-            activation = _stored(store, layer)
+            activation = stored_output(store, layer)
             (grad,) = paddle.grad(
                 out, activation, grad_outputs=self._seed(out, target), allow_unused=True
             )
         grad = paddle.zeros_like(activation) if grad is None else grad  # does not reach out
         return _numpy(activation), _numpy(grad)
-
-
-def _stored(store: dict[str, paddle.Tensor], name: str) -> paddle.Tensor:
-    if name not in store:
-        raise layer_not_run(name)
-    return store[name]
 
 
 def _numpy(t: paddle.Tensor) -> np.ndarray:

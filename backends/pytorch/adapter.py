@@ -20,8 +20,10 @@ from xai_core.backend_utils import (
     call_leaving_input,
     eval_mode,
     forward_hooks,
-    layer_not_run,
+    not_one_tensor,
     one_hot,
+    replacement_mismatch,
+    stored_output,
 )
 from xai_core.errors import InputError
 
@@ -230,16 +232,10 @@ class TorchAdapter(ModelAdapter):
 
         def keep(name: str, output: Any) -> tuple[torch.Tensor, Any]:
             if not isinstance(output, torch.Tensor):
-                raise InputError(
-                    f"layer {name!r} returns a {type(output).__name__}, not one tensor; "
-                    "pick a layer (or a sublayer) that returns a tensor."
-                )
+                raise not_one_tensor(name, output)
             if replacement is not None:  # the layer's output is what we say it is
                 if tuple(replacement.shape) != tuple(output.shape):
-                    raise InputError(
-                        f"layer {name!r} outputs {tuple(output.shape)} for this batch, but "
-                        f"its replacement has shape {tuple(replacement.shape)}."
-                    )
+                    raise replacement_mismatch(name, output.shape, replacement.shape)
                 return replacement, replacement.clone()
             if keep_graph:  # gradients at the real output; what follows gets a copy
                 if not output.requires_grad:  # e.g. frozen weights: make it a leaf to watch
@@ -253,12 +249,6 @@ class TorchAdapter(ModelAdapter):
         ) as store:
             yield store
 
-    @staticmethod
-    def _stored(store: dict[str, torch.Tensor], name: str) -> torch.Tensor:
-        if name not in store:
-            raise layer_not_run(name)
-        return store[name]
-
     def capture(self, inputs: Any, layers: Sequence[str]) -> dict[str, np.ndarray]:
         return self.forward_and_capture(inputs, layers)[1]
 
@@ -267,7 +257,7 @@ class TorchAdapter(ModelAdapter):
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         with self._hooked(layers, keep_graph=False) as store, torch.no_grad():
             out = self._call(*self._prepare(inputs))
-            return _numpy(out), {name: _numpy(self._stored(store, name)) for name in layers}
+            return _numpy(out), {name: _numpy(stored_output(store, name)) for name in layers}
 
     def layer_gradients(
         self,
@@ -284,7 +274,7 @@ class TorchAdapter(ModelAdapter):
         with self._hooked([layer], keep_graph=True, replacement=swap) as store:
             with torch.enable_grad():
                 out = self._flat(self._call(*self._prepare(inputs)))
-                activation = self._stored(store, layer)
+                activation = stored_output(store, layer)
                 (grad,) = torch.autograd.grad(
                     out, activation, grad_outputs=self._seed(out, target), allow_unused=True
                 )

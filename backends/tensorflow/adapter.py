@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from xai_core import LayerInfo, ModelAdapter
-from xai_core.backend_utils import layer_not_run
+from xai_core.backend_utils import replacement_mismatch, stored_output
 from xai_core.errors import InputError
 from xai_core.inputs import ModelInputs
 from xai_core.outputs import pick_output
@@ -287,10 +287,7 @@ class KerasAdapter(ModelAdapter):
                     out = _original(*args, **kwargs)
                     if replacement is not None:  # the layer's output is what we say it is
                         if tuple(replacement.shape) != tuple(out.shape):
-                            raise InputError(
-                                f"layer {_name!r} outputs {tuple(out.shape)} for this batch, "
-                                f"but its replacement has shape {tuple(replacement.shape)}."
-                            )
+                            raise replacement_mismatch(_name, out.shape, replacement.shape)
                         out = replacement
                     if tape is not None:  # record what follows the layer
                         tape.watch(out)
@@ -319,7 +316,7 @@ class KerasAdapter(ModelAdapter):
             return _numpy(out), {name: _numpy(c) for name, c in zip(layers, captured)}
         with self._recording(layers) as store:  # subclassed: wrap the layers' call
             out = self._outputs(self._eager(inputs))
-            return _numpy(out), {name: _numpy(_stored(store, name)) for name in layers}
+            return _numpy(out), {name: _numpy(stored_output(store, name)) for name in layers}
 
     def _graph_capture(self, inputs: np.ndarray, layers: tuple[str, ...]) -> Callable | None:
         """A traced-once function returning (outputs, *layer outputs), or None without a graph."""
@@ -359,17 +356,11 @@ class KerasAdapter(ModelAdapter):
             with self._recording([layer], tape, swap) as store:
                 out = self._outputs(self._eager(inputs))
                 selected = _selected(out, tf.constant(target, tf.int32))
-        activation = _stored(store, layer)
+        activation = stored_output(store, layer)
         grad = tape.gradient(selected, activation)
         if grad is None:  # the layer's output does not reach the explained output
             grad = tf.zeros_like(activation)
         return _numpy(activation), _numpy(grad)
-
-
-def _stored(store: dict[str, tf.Tensor], name: str) -> tf.Tensor:
-    if name not in store:
-        raise layer_not_run(name)
-    return store[name]
 
 
 def _numpy(t: tf.Tensor) -> np.ndarray:
