@@ -51,11 +51,12 @@ def test_demo_writes_figures_and_a_summary(tmp_path):
         for line in summary.splitlines()
         if "difference to PyTorch" in line
     ]
-    assert len(differences) == 6 and max(differences) < 1e-5, summary
+    assert len(differences) == 8 and max(differences) < 1e-5, summary  # 3 methods + tokens
     for name in ("ig_mean_abs_torch.png", "saliency_torch.png", "lime_image_torch.png"):
         assert (out / name).stat().st_size > 5000
     for fw in frameworks:
         for name in ("shap_waterfall", "shap_decision", "lime_tabular", "grad_cam"):
             assert (out / f"{name}_{fw}.png").stat().st_size > 5000
+        assert (out / f"text_ig_{fw}_1.png").stat().st_size > 3000
         gap = float(summary.split(f"[{fw}] accuracy")[1].split("max |gap| ")[1].split(";")[0])
         assert gap < 1e-4, summary

@@ -147,6 +147,7 @@ def run_demo(
         if fw == "torch":
             save(table.plot(), "network_torch.png")
     lines += _tabular_part(chosen, save, x_test[:1], trained)
+    lines += _text_part(chosen, save)
     lines += ["", "figures:"] + [f"  {p}" for p in written]
     (out_dir / "summary.txt").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -234,6 +235,83 @@ def _tabular_part(frameworks: list[str], save: Any, digit: np.ndarray, cnn: Any)
         )
     lime_digit = xai_core.explain(cnn, digit, "lime", seed=0, n_samples=1000)
     save(lime_digit.plot(), "lime_image_torch.png")
+    return lines
+
+
+WORDS = [
+    "<pad>",
+    "the",
+    "film",
+    "plot",
+    "was",
+    "and",
+    "not",
+    "good",
+    "great",
+    "fun",
+    "bad",
+    "awful",
+    "boring",
+]
+POSITIVE, NEGATIVE = {"good", "great", "fun"}, {"bad", "awful", "boring"}
+
+
+def _sentences(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seven-token sentences over WORDS, labelled 1 when positive words outnumber negative."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1, len(WORDS), (n, 7))
+    ids[rng.uniform(size=(n, 7)) < 0.1] = 0  # some padding
+    score = np.zeros(n)
+    for word_id, word in enumerate(WORDS):
+        sign = (word in POSITIVE) - (word in NEGATIVE)
+        score += sign * (ids == word_id).sum(1)
+    return ids, (score > 0).astype(np.int64)
+
+
+def _text_part(frameworks: list[str], save: Any) -> list[str]:
+    """A token classifier (embedding, mean, dense) trained on toy sentiment, explained
+    with layer Integrated Gradients at the embedding on every framework."""
+    import torch
+
+    import xai_core
+
+    from .testing.twins import text_weights, twin
+
+    ids, labels = _sentences(2000, seed=3)
+    torch.manual_seed(0)
+    model = twin("torch", "text", text_weights(vocab=len(WORDS), dim=8, n_out=2)).train()
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    x, y = torch.from_numpy(ids), torch.from_numpy(labels)
+    for _ in range(150):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    model.eval()
+    weights = {
+        "embed.table": model.embed.weight.detach().numpy().copy(),
+        "fc.weight": model.fc.weight.detach().numpy().copy(),
+        "fc.bias": model.fc.bias.detach().numpy().copy(),
+    }
+    shown = np.array([[1, 2, 4, 6, 7, 0, 0], [1, 3, 4, 12, 5, 8, 0]])  # not good / boring and great
+    lines = ["", "token classifier (toy sentiment), layer IG at the embedding, pad baseline:"]
+    reference = None
+    for fw in frameworks:
+        net = model if fw == "torch" else twin(fw, "text", weights)
+        expl = xai_core.explain(
+            net, shown, "integrated_gradients", layer="embed", baselines=0, target=1
+        )
+        scores = expl.per_token()
+        for i, row in enumerate(shown):
+            tokens = [WORDS[t] for t in row]
+            fig = expl.plot_text(tokens, sample=i, title=f"{fw}: layer IG, class positive")
+            save(fig, f"text_ig_{fw}_{i}.png")
+        if reference is None:
+            reference = scores
+            accuracy = float((net_predict(net, ids).argmax(1) == labels).mean())
+            lines.append(f"[{fw}] training accuracy {accuracy:.3f}")
+        else:
+            err = np.abs(scores - reference).max() / np.abs(reference).max()
+            lines.append(f"[{fw}] per-token scores: max relative difference to PyTorch {err:.1e}")
     return lines
 
 

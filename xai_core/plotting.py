@@ -361,6 +361,7 @@ def plot_text(
         x = 0.01
         y = 1 - (row + 0.5 + (0.6 if title else 0)) / (len(lines) + (0.6 if title else 0.1))
         for i in indices:
+            strength = scores[i] / scale
             text = ax.text(
                 x,
                 y,
@@ -369,14 +370,11 @@ def plot_text(
                 ha="left",
                 family="monospace",
                 fontsize=11,
-                bbox={
-                    "facecolor": cmap(0.5 + 0.5 * scores[i] / scale),
-                    "edgecolor": "none",
-                    "pad": 2,
-                },
+                color="white" if abs(strength) > 0.6 else "black",
+                bbox={"facecolor": cmap(0.5 + 0.5 * strength), "edgecolor": "none", "pad": 2},
             )
             text.set_gid(f"token-{i}")
-            x += text.get_window_extent(renderer).width / fig.bbox.width + 0.008
+            x += text.get_window_extent(renderer).width / fig.bbox.width + 0.02
     if title:
         ax.text(0.01, 0.97, title, va="top", ha="left", fontsize=10, weight="bold")
     return fig
