@@ -33,6 +33,21 @@ class Reference:
         return "array"
 
 
+class Shape:
+    """A per-sample shape given in PyTorch's layout (C, H, W), put in each framework's."""
+
+    def __init__(self, shape):
+        self.shape = shape
+
+    def __repr__(self) -> str:
+        return f"shape{self.shape}"
+
+    def resolve(self, framework: str):
+        if len(self.shape) == 3 and framework == "tensorflow":
+            return (self.shape[1], self.shape[2], self.shape[0])
+        return self.shape
+
+
 BACKGROUND = Reference(lambda x: np.random.default_rng(7).uniform(0, 0.5, (6, *x.shape[1:])))
 BASELINE = Reference(lambda x: np.full((1, *x.shape[1:]), 0.25))
 
@@ -52,17 +67,24 @@ METHOD_OPTIONS: dict[str, list[dict]] = {
         {"background": BACKGROUND, "seed": 5, "n_samples": 300, "only": "mlp"},
         {"seed": 5, "n_samples": 200, "only": "cnn"},
     ],
+    "occlusion": [
+        {"window": Shape((1, 3, 3)), "strides": Shape((1, 2, 2)), "only": "cnn"},
+        {"window": (2,), "baselines": 0.5, "only": "mlp"},
+    ],
+    "feature_ablation": [{}, {"baselines": BASELINE, "only": "mlp"}],
+    "rise": [{"n_masks": 30, "cell": 3, "seed": 6, "only": "cnn"}],
     # shap's DeepExplainer exists for PyTorch and TensorFlow only (paddle: see its own test)
     "deep_shap": [{"background": BACKGROUND, "only": "mlp", "frameworks": ["tensorflow"]}],
 }
 
 
 def resolve(options: dict, x: np.ndarray, framework: str) -> dict:
-    return {
-        k: to_layout(v.make(x).astype(np.float32), framework) if isinstance(v, Reference) else v
-        for k, v in options.items()
-        if k not in ("only", "frameworks")
-    }
+    def value(v):
+        if isinstance(v, Reference):
+            return to_layout(v.make(x).astype(np.float32), framework)
+        return v.resolve(framework) if isinstance(v, Shape) else v
+
+    return {k: value(v) for k, v in options.items() if k not in ("only", "frameworks")}
 
 
 def assert_close(actual, expected, what):
@@ -167,7 +189,7 @@ def test_every_explainer_gives_the_same_explanation(twins, method, options, kind
         for name, value in reference.activations.items():
             assert_close(from_layout(expl.activations[name], framework), value, name)
         for name, value in reference.extras.items():
-            assert_close(expl.extras[name], value, name)
+            assert_close(expl.extras[name], value, name)  # RISE: its (N, H, W) saliency
         if reference.convergence_delta is not None and method not in ("kernel_shap", "deep_shap"):
             scale = np.abs(reference.predictions).max()
             np.testing.assert_allclose(

@@ -298,6 +298,28 @@ class BatchedModel:
         self.check_differentiable()
         yield from self._groups(n_blocks, make_group, target, like, self.gradients)
 
+    def forward_groups(
+        self,
+        n_blocks: int,
+        make_group: Callable[[int, int], np.ndarray],
+        like: np.ndarray,
+    ) -> Iterator[tuple[int, int, np.ndarray]]:
+        """Model outputs for `n_blocks` perturbed copies of the batch, group by group.
+
+        Perturbation methods (occlusion, feature ablation, RISE) build any range of
+        their copies on request, `make_group(start, stop)` -> (stop - start, *batch);
+        groups are sized here so that one call holds at most `rows_per_call` rows.
+        Yields (start, stop, outputs) with outputs shaped (stop - start, batch, n_out).
+        """
+        n = len(like)
+
+        def outputs(rows: np.ndarray, _: np.ndarray) -> np.ndarray:
+            return self.forward(rows)
+
+        target = np.zeros(n, np.int64)  # unused: outputs are returned whole
+        for start, stop, out in self._groups(n_blocks, make_group, target, like, outputs):
+            yield start, stop, out.reshape(stop - start, n, -1)
+
     def layer_gradient_groups(
         self,
         layer: str,
