@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-FRAMEWORKS = ("torch", "tensorflow", "keras", "paddle")
+FRAMEWORKS = ("torch", "tensorflow", "keras", "paddle", "onnx", "onnxruntime")
 
 
 def run_fresh(code: str) -> str:

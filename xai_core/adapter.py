@@ -20,7 +20,7 @@ import numpy as np
 from .errors import CapabilityError, UnknownLayerError
 
 #: what to suggest when a backend lacks gradients
-FORWARD_ONLY_METHODS = "lime or kernel_shap"
+FORWARD_ONLY_METHODS = "occlusion, feature_ablation, rise, kernel_shap or lime"
 
 
 @dataclass(frozen=True)

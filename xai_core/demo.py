@@ -148,6 +148,8 @@ def run_demo(
             save(table.plot(), "network_torch.png")
     lines += _tabular_part(chosen, save, x_test[:1], trained)
     lines += _text_part(chosen, save)
+    if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnx"):
+        lines += _onnx_part(trained, x_test[:n_images], out_dir, save)
     lines += ["", "figures:"] + [f"  {p}" for p in written]
     (out_dir / "summary.txt").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -235,6 +237,56 @@ def _tabular_part(frameworks: list[str], save: Any, digit: np.ndarray, cnn: Any)
         )
     lime_digit = xai_core.explain(cnn, digit, "lime", seed=0, n_samples=1000)
     save(lime_digit.plot(), "lime_image_torch.png")
+    return lines
+
+
+PERTURBATION_METHODS = [
+    ("occlusion", {"window": (1, 2, 2), "strides": (1, 1, 1)}),
+    (
+        "feature_ablation",
+        {
+            "feature_mask": (np.arange(64).reshape(1, 8, 8) // 8 // 2) * 4
+            + np.arange(8)[None, None] // 2
+        },
+    ),
+    ("rise", {"n_masks": 500, "cell": 4, "seed": 0}),
+]
+
+
+def _onnx_part(cnn: Any, x: np.ndarray, out_dir: Path, save: Any) -> list[str]:
+    """The digits CNN exported to ONNX (the artifact one deploys) explained with the
+    forward-only methods next to the PyTorch original."""
+    import warnings
+
+    import torch
+
+    import xai_core
+
+    from .plotting import plot_comparison
+
+    path = out_dir / "digits_cnn.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            cnn.eval(),
+            (torch.from_numpy(x[:1]),),
+            str(path),
+            dynamo=False,
+            input_names=["x"],
+            output_names=["logits"],
+            dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}},
+        )
+    exported = xai_core.load_model(path)
+    lines = ["", f"ONNX export ({path.name}), forward-only methods, next to the PyTorch original:"]
+    shown = list(range(len(x)))
+    results = {}
+    for name, model in (("torch", cnn), ("onnx", exported)):
+        results[name] = [xai_core.explain(model, x, m, **o) for m, o in PERTURBATION_METHODS]
+        save(plot_comparison(results[name], shown), f"perturbation_{name}.png")
+    for ours, reference in zip(results["onnx"], results["torch"]):
+        scale = np.abs(reference.attributions).max()
+        err = np.abs(ours.attributions - reference.attributions).max() / scale
+        lines.append(f"[onnx] {ours.method}: max relative difference to PyTorch {err:.1e}")
     return lines
 
 

@@ -168,7 +168,9 @@ def plot_global_importance(
     return fig
 
 
-def plot_comparison(explanations: Sequence[Explanation], samples: Sequence[int]) -> Figure:
+def plot_comparison(
+    explanations: Sequence[Explanation], samples: Sequence[int], title: str | None = None
+) -> Figure:
     """Several image explanations of the same inputs side by side: one row per method."""
     plt = _pyplot()
     first = explanations[0]
@@ -190,7 +192,8 @@ def plot_comparison(explanations: Sequence[Explanation], samples: Sequence[int])
             axes[row, col].set_xticks([])
             axes[row, col].set_yticks([])
         axes[row, 0].set_ylabel(expl.method, fontsize=9)
-    fig.suptitle(f"{first.backend}: gradient explanations")
+    methods = ", ".join(e.method for e in explanations)
+    fig.suptitle(title or f"{first.backend}: {methods}")
     fig.tight_layout()
     return fig
 

@@ -1,0 +1,1 @@
+"""Forward-only backend for ONNX models (onnxruntime)."""
