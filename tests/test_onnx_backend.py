@@ -149,3 +149,33 @@ class TestOnnxConformance(AdapterConformance):
 def test_the_original_is_untouched(pairs):
     original = pairs["cnn"][0]
     assert torch_state(original) == torch_state(original)
+
+
+def test_exports_from_keras_and_paddle_explain_like_the_originals(tmp_path):
+    """paddle2onnx works on this stack; tf2onnx's from_keras does not read Keras 3
+    models, but its from_function does, on the model's call in a tf.function."""
+    paddle = pytest.importorskip("paddle")
+    pytest.importorskip("paddle2onnx")
+    tf = pytest.importorskip("tensorflow")
+    tf2onnx = pytest.importorskip("tf2onnx")
+    x = images(3)
+    paddle_model = twin("paddle", "cnn", cnn_weights())
+    paddle.onnx.export(
+        paddle_model,
+        str(tmp_path / "p"),
+        opset_version=13,
+        input_spec=[paddle.static.InputSpec([None, 1, 8, 8], "float32", "x")],
+    )
+    keras_model = twin("tensorflow", "cnn", cnn_weights())
+    spec = (tf.TensorSpec((None, 8, 8, 1), tf.float32, name="x"),)
+    keras_proto, _ = tf2onnx.convert.from_function(
+        tf.function(lambda t: keras_model(t, training=False)), input_signature=spec, opset=13
+    )
+    for original, exported, xs, window in (
+        (paddle_model, xai_core.load_model(tmp_path / "p.onnx"), x, (1, 2, 2)),
+        (keras_model, keras_proto, x.transpose(0, 2, 3, 1), (2, 2, 1)),
+    ):
+        ours = xai_core.explain(exported, xs, "occlusion", window=window, target=2)
+        reference = xai_core.explain(original, xs, "occlusion", window=window, target=2)
+        scale = np.abs(reference.attributions).max()
+        np.testing.assert_allclose(ours.attributions, reference.attributions, atol=1e-5 * scale)
