@@ -158,3 +158,50 @@ def test_perturbation_methods_take_token_ids_as_they_are():
 def test_bad_options_are_option_errors(method, options, message):
     with pytest.raises(xai_core.OptionError, match=message):
         xai_core.explain(torch_cnn(), images(2), method, **options)
+
+
+@pytest.mark.parametrize("algorithm", ["kernel", "permutation", "partition"])
+def test_kernel_shap_over_feature_groups_is_exact_on_a_linear_model(algorithm):
+    model, x = torch_linear(n_in=6, n_out=2), tabular(3)
+    background = tabular(5, seed=4)
+    mask = np.array([0, 0, 1, 1, 1, 2])
+    expl = xai_core.explain(
+        model,
+        x,
+        "kernel_shap",
+        background=background,
+        feature_mask=mask,
+        algorithm=algorithm,
+        target=1,
+        seed=0,
+    )
+    contributions = model[0].weight.detach().numpy()[1] * (x - background.mean(0))
+    groups = np.stack([contributions[:, mask == g].sum(1) for g in range(3)], axis=1)
+    np.testing.assert_allclose(expl.extras["group_values"], groups, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(expl.attributions, groups[:, mask], rtol=1e-4, atol=1e-6)
+    assert np.abs(expl.convergence_delta).max() < 1e-4
+
+
+def test_lime_over_feature_groups_recovers_a_linear_model():
+    model, x = torch_linear(n_in=6, n_out=2), tabular(2)
+    background = tabular(8, seed=4)
+    mask = np.array([0, 0, 1, 1, 2, 2])
+    expl = xai_core.explain(
+        model, x, "lime", background=background, feature_mask=mask, n_samples=2000, target=0, seed=1
+    )
+    contributions = model[0].weight.detach().numpy()[0] * (x - background.mean(0))
+    groups = np.stack([contributions[:, mask == g].sum(1) for g in range(3)], axis=1)
+    np.testing.assert_allclose(expl.attributions, groups[:, mask], rtol=0.05, atol=0.02)
+
+
+def test_lime_on_images_takes_superpixels_as_a_feature_mask():
+    model, x = torch_cnn(), images(2)
+    superpixels = (np.arange(8)[:, None] // 4) * 2 + (np.arange(8)[None] // 3)
+    by_mask = xai_core.explain(
+        model, x, "lime", feature_mask=superpixels[None], n_samples=100, seed=3
+    )
+    by_function = xai_core.explain(
+        model, x, "lime", segmentation_fn=lambda image: superpixels, n_samples=100, seed=3
+    )
+    np.testing.assert_allclose(by_mask.attributions, by_function.attributions, rtol=1e-10)
+    assert len(np.unique(by_mask.attributions[0])) <= 6
