@@ -135,7 +135,7 @@ def test_forward_only_backend_points_to_forward_only_methods():
         xai_core.explain(BlackBox(lambda x: x[:, :2]), tabular(), "saliency")
     message = str(info.value)
     assert (
-        "numpy_blackbox" in message and "gradients" in message and "lime or kernel_shap" in message
+        "numpy_blackbox" in message and "gradients" in message and "kernel_shap or lime" in message
     )
 
 
