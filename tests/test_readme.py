@@ -57,11 +57,15 @@ def test_framework_examples_run_in_a_fresh_process(tmp_path):
         assert result.returncode == 0, result.stderr[-3000:]
 
 
-def test_real_models_examples_run():
+def test_real_models_examples_run(tmp_path, monkeypatch):
+    import warnings
+
     import pytest
+    import torch
 
     pytest.importorskip("transformers")
-    two_inputs, text = python_blocks("## Real models")
+    pytest.importorskip("onnxruntime")
+    two_inputs, text, onnx_block = python_blocks("## Real models")
     namespace: dict = {}
     exec(two_inputs, namespace)
     attr_a, attr_b = namespace["attr_a"], namespace["attr_b"]
@@ -72,3 +76,24 @@ def test_real_models_examples_run():
     assert namespace["scores"].shape == (2, 7)
     assert namespace["expl"].layer == "bert.embeddings"
     assert len([t for t in namespace["fig"].axes[0].texts if t.get_gid()]) == 7
+    from models import images, torch_cnn
+
+    monkeypatch.chdir(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            torch_cnn().eval(),
+            (torch.zeros(1, 1, 8, 8),),
+            "digits_cnn.onnx",
+            dynamo=False,
+            dynamic_axes={"input": {0: "n"}},
+            input_names=["input"],
+        )
+    namespace["x"] = images(2)
+    exec(onnx_block, namespace)
+    assert namespace["expl"].backend == "onnx" and namespace["expl"].attributions.shape == (
+        2,
+        1,
+        8,
+        8,
+    )
