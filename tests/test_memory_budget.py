@@ -55,7 +55,7 @@ def test_the_default_budget_bounds_a_resnet_call():
 
     x = np.zeros((256, 3, 64, 64), np.float32)
     rows = BatchedModel(xai_core.adapt(resnet())).rows_per_call(x)
-    assert rows * x[0].nbytes <= DEFAULT_CALL_BYTES and rows >= 64
+    assert rows * x[0].nbytes <= DEFAULT_CALL_BYTES and rows >= 16
 
 
 def test_a_bad_budget_is_a_clear_error(monkeypatch):

@@ -6,8 +6,12 @@ splits the rows, unpacks several inputs (see `inputs.py`), attaches each row's
 therefore never chunk, and explainers never chunk either.
 
 Chunk size: `internal_batch_size` rows when given; otherwise as many rows as fit
-`XAI_CORE_CALL_BYTES` bytes of model inputs per call (default 16 MiB: a
-ResNet-18 at 64 x 64 then sees ~340 rows per call, a 30-feature MLP ~140,000).
+`XAI_CORE_CALL_BYTES` bytes of model inputs per call (default 1 MiB: a
+ResNet-18 at 64 x 64 then sees 21 rows per call, a 28 x 28 CNN 334, a 30-feature
+MLP ~8,700). Small calls are not only safe but faster on CPUs: a call's
+activations stay in cache (measured: IG on a ResNet-18 at 64 x 64, 20-row calls
+took 0.73x the time of one 100-row call; occlusion on a small CNN, 256-row calls
+0.31x one 2,704-row call).
 An allocation failure inside the framework becomes an `XaiError` that says to
 set `internal_batch_size`.
 """
@@ -29,7 +33,7 @@ from .progress import Progress
 from .validation import check_returned
 
 #: model-input bytes per adapter call when `internal_batch_size` is not given
-DEFAULT_CALL_BYTES = 16 * 2**20
+DEFAULT_CALL_BYTES = 2**20
 CALL_BYTES_ENV = "XAI_CORE_CALL_BYTES"
 
 _OUT_OF_MEMORY = re.compile(
