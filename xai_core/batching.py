@@ -370,7 +370,7 @@ class BatchedModel:
             tiled = np.concatenate([inputs] * (len(rows) // len(inputs)), axis=0)
             return self.layer_gradients(tiled, t, layer, replacement=rows)[1]
 
-        per_row = max(int(inputs[:1].nbytes), int(like[:1].nbytes), 1)
+        per_row = max(int(inputs[:1].nbytes), 1)  # the budget counts model inputs
         for start, stop, g in self._groups(n_blocks, make_group, target, like, grads, per_row):
             yield start, stop, g.reshape(stop - start, *like.shape)
 
