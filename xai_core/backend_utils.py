@@ -176,3 +176,27 @@ def replacement_mismatch(name: str, output_shape: Any, replacement_shape: Any) -
         f"layer {name!r} outputs {tuple(output_shape)} for this batch, but its replacement "
         f"has shape {tuple(replacement_shape)}."
     )
+
+
+def prepare_call(
+    inputs: Any,
+    tensor: Callable[[Any], Any],
+    requires_grad: bool,
+    differentiate: Callable[[Any], None],
+) -> tuple[tuple, dict[str, Any], list[Any]]:
+    """(args, kwargs, attributed tensors) for one model call, for frameworks with mutable
+    tensors: one array, or an `xai_core.inputs.ModelInputs`; `tensor(array)` converts,
+    `differentiate(t)` marks a floating tensor as one to take gradients for."""
+    from .inputs import ModelInputs
+
+    if not isinstance(inputs, ModelInputs):
+        x = tensor(inputs)
+        attributed, args, kwargs = [x], (x,), {}
+    else:
+        call = inputs.map_arrays(tensor)
+        attributed = [call.get(slot) for slot in call.attributed]
+        args, kwargs = call.args, call.kwargs
+    if requires_grad:
+        for t in attributed:
+            differentiate(t)
+    return args, kwargs, attributed

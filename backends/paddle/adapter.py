@@ -22,6 +22,7 @@ from xai_core.backend_utils import (
     forward_hooks,
     not_one_tensor,
     one_hot,
+    prepare_call,
     replacement_mismatch,
     stored_output,
 )
@@ -63,17 +64,12 @@ class PaddleAdapter(ModelAdapter):
         self, inputs: Any, requires_grad: bool = False
     ) -> tuple[tuple, dict[str, Any], list[paddle.Tensor]]:
         """(args, kwargs, attributed tensors) for one call; integer ids stay integers."""
-        if isinstance(inputs, np.ndarray):
-            x = self._tensor(inputs, requires_grad)
-            return (x,), {}, [x]
-        call = inputs.map_arrays(self._tensor)
-        attributed = []
-        for slot in call.attributed:
-            t = call.get(slot)
-            if requires_grad and t.is_floating_point():
+
+        def differentiate(t: paddle.Tensor) -> None:
+            if t.is_floating_point():
                 t.stop_gradient = False
-            attributed.append(t)
-        return call.args, call.kwargs, attributed
+
+        return prepare_call(inputs, self._tensor, requires_grad, differentiate)
 
     def _call(self, args: tuple, kwargs: dict[str, Any], tensors: Sequence = ()) -> paddle.Tensor:
         watched = [t for t in [*args, *kwargs.values()] if isinstance(t, paddle.Tensor)]
