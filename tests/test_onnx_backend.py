@@ -143,3 +143,54 @@ class TestOnnxConformance(AdapterConformance):
 
     def model_state(self, model):
         return model.SerializeToString()
+
+
+EXPORT_PADDLE = """
+import paddle, sys
+from xai_core.testing.twins import cnn_weights, twin
+paddle.onnx.export(twin("paddle", "cnn", cnn_weights()), sys.argv[1], opset_version=13,
+                   input_spec=[paddle.static.InputSpec([None, 1, 8, 8], "float32", "x")])
+"""
+EXPORT_KERAS = """
+import onnx, sys, tensorflow as tf, tf2onnx
+from xai_core.testing.twins import cnn_weights, twin
+model = twin("tensorflow", "cnn", cnn_weights())
+spec = (tf.TensorSpec((None, 8, 8, 1), tf.float32, name="x"),)
+proto, _ = tf2onnx.convert.from_function(
+    tf.function(lambda t: model(t, training=False)), input_signature=spec, opset=13
+)
+onnx.save(proto, sys.argv[1])
+"""
+
+
+def test_exports_from_keras_and_paddle_explain_like_the_originals(tmp_path):
+    """paddle2onnx works on this stack; tf2onnx's from_keras does not read Keras 3
+    models, but its from_function does, on the model's call in a tf.function. Each
+    exporter runs in a process of its own: paddle2onnx crashes a process that has
+    imported TensorFlow."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("paddle2onnx")
+    pytest.importorskip("tf2onnx")
+    for script, path in ((EXPORT_PADDLE, tmp_path / "p"), (EXPORT_KERAS, tmp_path / "k.onnx")):
+        result = subprocess.run(
+            [sys.executable, "-c", script, str(path)], capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+    x = images(3)
+    for framework, exported, xs, window in (
+        ("paddle", xai_core.load_model(tmp_path / "p.onnx"), x, (1, 2, 2)),
+        (
+            "tensorflow",
+            xai_core.load_model(tmp_path / "k.onnx"),
+            x.transpose(0, 2, 3, 1),
+            (2, 2, 1),
+        ),
+    ):
+        pytest.importorskip(framework)
+        original = twin(framework, "cnn", cnn_weights())
+        ours = xai_core.explain(exported, xs, "occlusion", window=window, target=2)
+        reference = xai_core.explain(original, xs, "occlusion", window=window, target=2)
+        scale = np.abs(reference.attributions).max()
+        np.testing.assert_allclose(ours.attributions, reference.attributions, atol=1e-5 * scale)
