@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import numpy as np
 
@@ -23,6 +22,7 @@ from xai_core.explainer import (
     check_layer_option,
     check_positive_int,
 )
+from xai_core.validation import broadcast_baselines
 
 RULES = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
 
@@ -43,28 +43,6 @@ def quadrature(rule: str, n: int) -> tuple[np.ndarray, np.ndarray]:
         "riemann_middle": np.linspace(1 / (2 * n), 1 - 1 / (2 * n), n),
     }[rule]
     return nodes, np.full(n, 1.0 / n)
-
-
-def broadcast_baselines(baselines: Any, inputs: np.ndarray) -> np.ndarray:
-    """Baselines as an array of the inputs' shape: scalar, one sample, or one per sample."""
-    try:
-        b = np.asarray(baselines, dtype=inputs.dtype)
-    except (ValueError, TypeError):
-        raise OptionError(
-            f"baselines must be numbers: a scalar (e.g. 0.0), one sample or one per sample, "
-            f"got {baselines!r:.60}."
-        ) from None
-    try:
-        if np.broadcast_shapes(b.shape, inputs.shape) != inputs.shape:
-            raise ValueError
-    except ValueError:
-        raise OptionError(
-            f"baselines of shape {b.shape} do not broadcast to the inputs' shape {inputs.shape}: "
-            "give a scalar, one sample (shape[1:] or 1 x shape[1:]) or one per sample."
-        ) from None
-    if not np.isfinite(b).all():
-        raise OptionError("baselines contain NaN or inf.")
-    return np.array(np.broadcast_to(b, inputs.shape))  # writable: frameworks warn on views
 
 
 def selected_outputs(model: BatchedModel, inputs: np.ndarray, target: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ import numpy as np
 
 from xai_core import Attribution, BatchedModel, Explainer, hookimpl
 from xai_core.errors import OptionError
-from xai_core_explainers.integrated_gradients import broadcast_baselines
+from xai_core.validation import broadcast_baselines
 
 
 def selected(outputs: np.ndarray, target: np.ndarray) -> np.ndarray:

@@ -25,6 +25,15 @@ _EXPORTS = {
     "run": "api",
     "unregister": "api",
     "summary": "summary",
+    "evaluate": "evaluation",
+    "compare": "evaluation",
+    "metrics": "evaluation",
+    "get_metric": "evaluation",
+    "Comparison": "evaluation",
+    "Metric": "metric",
+    "MetricContext": "metric",
+    "MetricResult": "metric",
+    "UnknownMetricError": "errors",
     "load_model": "loading",
     "Summary": "summary",
     "BatchedModel": "batching",
@@ -47,6 +56,15 @@ _EXPORTS = {
 
 __all__ = [
     "Attribution",
+    "Comparison",
+    "Metric",
+    "MetricContext",
+    "MetricResult",
+    "UnknownMetricError",
+    "compare",
+    "evaluate",
+    "get_metric",
+    "metrics",
     "BatchedModel",
     "CapabilityError",
     "Explainer",
@@ -117,11 +135,14 @@ if TYPE_CHECKING:
         TargetError,
         UnknownLayerError,
         UnknownMethodError,
+        UnknownMetricError,
         UnsupportedModelError,
         XaiError,
     )
+    from .evaluation import Comparison, compare, evaluate, get_metric, metrics
     from .explainer import Attribution, Explainer
     from .explanation import Explanation
     from .loading import load_model
+    from .metric import Metric, MetricContext, MetricResult
     from .registry import hookimpl
     from .summary import Summary, summary

@@ -94,6 +94,17 @@ class ModelAdapter(ABC):
         """
         raise self.missing("gradients at a layer")
 
+    def layer_parameters(self, layer: str) -> list[np.ndarray]:
+        """The named layer's learnable parameters as copies, in PyTorch's layout (Linear
+        (out, in), Conv (out, in, *kernel)) and order (weight, bias), so that draws made
+        on them mean the same in every framework (`model_randomization`)."""
+        raise self.missing("randomised copies of the model (model_randomization)")
+
+    def with_parameters(self, replaced: dict[str, list[np.ndarray]]) -> ModelAdapter:
+        """An adapter over a copy of the model whose named layers' parameters are replaced
+        (arrays as `layer_parameters` gives them). The model itself is never modified."""
+        raise self.missing("randomised copies of the model (model_randomization)")
+
     # -- lifecycle -----------------------------------------------------------
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from .errors import InputError
+from .errors import CapabilityError, InputError, XaiError
 
 #: for backends whose tensors are mutable: the model wrote to the tensor it was given
 IN_PLACE = (
@@ -200,3 +200,29 @@ def prepare_call(
         for t in attributed:
             differentiate(t)
     return args, kwargs, attributed
+
+
+def copy_of(model: Any, framework: str) -> Any:
+    """A deep copy of `model`, for work that must not touch it (randomised weights)."""
+    import copy
+
+    try:
+        return copy.deepcopy(model)
+    except Exception as exc:  # noqa: BLE001 - re-raised with what to do
+        raise CapabilityError(
+            f"cannot copy this {framework} model ({type(exc).__name__}: {exc}), and "
+            "model_randomization works on a copy so that the model is never modified; make "
+            "the model deep-copyable (copy.deepcopy) to use it."
+        ) from exc
+
+
+def check_parameter_shapes(layer: str, expected: list[tuple[int, ...]], given: list[Any]) -> None:
+    """Replacement parameters for `layer` must match its parameters one for one."""
+    import numpy as np
+
+    shapes = [tuple(np.shape(g)) for g in given]
+    if shapes != [tuple(e) for e in expected]:
+        raise XaiError(
+            f"layer {layer!r} has parameters of shapes {expected} (PyTorch layout), got "
+            f"{shapes}; take the shapes from adapter.layer_parameters({layer!r})."
+        )

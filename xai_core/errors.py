@@ -47,6 +47,10 @@ class UnknownMethodError(XaiError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class UnknownMetricError(UnknownMethodError):
+    """No installed metric has the requested name."""
+
+
 class UnknownLayerError(XaiError, KeyError):
     """The model has no layer of the requested name."""
 

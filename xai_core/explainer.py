@@ -52,20 +52,7 @@ class Explainer(ABC):
     needs_target: ClassVar[bool] = True
 
     def __init__(self, **options: Any) -> None:
-        allowed = {**COMMON_OPTIONS, **self.defaults}
-        unknown = sorted(set(options) - set(allowed))
-        if unknown:
-            raise OptionError(
-                f"{self.name!r} has no option {', '.join(map(repr, unknown))}. "
-                f"Its options are: {', '.join(sorted(allowed))}."
-            )
-        # NumPy scalars (n_steps=np.int64(5)) are plain Python values from here on
-        options = {k: v.item() if isinstance(v, np.generic) else v for k, v in options.items()}
-        self.options: dict[str, Any] = {**allowed, **options}
-        batch = self.options["internal_batch_size"]
-        if batch is not None:
-            check_positive_int("internal_batch_size", batch)
-        check_bool("progress", self.options["progress"])
+        self.options: dict[str, Any] = settle_options(self.name, self.defaults, options)
         self.validate()
 
     def validate(self) -> None:  # noqa: B027 - optional hook, most explainers need it
@@ -79,6 +66,25 @@ class Explainer(ABC):
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items() if not _is_array(v))
         return f"{type(self).__name__}({opts})"
+
+
+def settle_options(name: str, defaults: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """`defaults` overridden by `options`, plus the options the core consumes; unknown
+    names are refused with the list of known ones (explainers and metrics alike)."""
+    allowed = {**COMMON_OPTIONS, **defaults}
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise OptionError(
+            f"{name!r} has no option {', '.join(map(repr, unknown))}. "
+            f"Its options are: {', '.join(sorted(allowed))}."
+        )
+    # NumPy scalars (n_steps=np.int64(5)) are plain Python values from here on
+    options = {k: v.item() if isinstance(v, np.generic) else v for k, v in options.items()}
+    settled = {**allowed, **options}
+    if settled["internal_batch_size"] is not None:
+        check_positive_int("internal_batch_size", settled["internal_batch_size"])
+    check_bool("progress", settled["progress"])
+    return settled
 
 
 #: drawn seeds fit every random generator the methods hand them to (lime's and NumPy's

@@ -32,3 +32,11 @@ def xai_explainers() -> Any:
     Each class carries its method name in `name`; two plugins offering the same
     name is an error naming both.
     """
+
+
+@hookspec
+def xai_metrics() -> Any:
+    """Return an iterable of `xai_core.Metric` subclasses this plugin provides.
+
+    Each class carries its metric name in `name`, as explainers do.
+    """

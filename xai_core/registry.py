@@ -19,11 +19,12 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError, UnknownMethodError
+from .errors import PluginError, UnknownMethodError, UnknownMetricError
 
 BACKEND_GROUP = "xai_core.backends"
 EXPLAINER_GROUP = "xai_core.explainers"
-GROUPS = (BACKEND_GROUP, EXPLAINER_GROUP)
+METRIC_GROUP = "xai_core.metrics"
+GROUPS = (BACKEND_GROUP, EXPLAINER_GROUP, METRIC_GROUP)
 #: Comma-separated plugin names that must not load (like tox's PYTEST_DISABLE_PLUGIN_AUTOLOAD).
 DISABLE_ENV = "XAI_CORE_DISABLE_PLUGINS"
 
@@ -54,8 +55,9 @@ class Registry:
         self._lock = threading.RLock()
         self._pm: pluggy.PluginManager | None = None
         self._records: dict[tuple[str, str], PluginRecord] = {}
-        self._explainers: dict[str, tuple[type, str]] | None = None
-        self._clashes: dict[str, list[str]] = {}
+        #: per kind ("explainer", "metric"): name -> (class, plugin name), rebuilt on change
+        self._tables: dict[str, dict[str, tuple[type, str]]] = {}
+        self._clashes: dict[str, dict[str, list[str]]] = {}
 
     # -- loading -----------------------------------------------------------
     @property
@@ -112,7 +114,7 @@ class Registry:
             self._pm.unregister(plugin)
             raise
         record.hooks = sorted(h.name for h in self._pm.get_hookcallers(plugin) or [])
-        self._explainers = None
+        self._tables = {}
 
     def register(self, plugin: object, name: str | None = None) -> str:
         """Register a plugin object at run time (notebooks, tests); returns its key."""
@@ -139,10 +141,15 @@ class Registry:
                     pm.unregister(plugin)
                 raise PluginError(f"cannot register plugin {record.name!r}: {exc}") from exc
             self._records[("runtime", record.name)] = record
-            self._explainers = None
-            clashing = [n for n, plugins in self.clashes().items() if record.name in plugins]
+            self._tables = {}
+            clashing = [
+                (n, kind)
+                for kind in _KINDS
+                for n, plugins in self.clashes(kind).items()
+                if record.name in plugins
+            ]
             if clashing:  # refused now, not on first use
-                error = self._clash_error(clashing[0])
+                error = self._clash_error(*clashing[0])
                 self.unregister(plugin)
                 raise error
             return key
@@ -156,7 +163,7 @@ class Registry:
             pm.unregister(plugin)
             if name.startswith("runtime:"):
                 self._records.pop(("runtime", name.split(":", 1)[1]), None)
-            self._explainers = None
+            self._tables = {}
 
     # -- queries -----------------------------------------------------------
     def records(self) -> list[PluginRecord]:
@@ -207,37 +214,41 @@ class Registry:
         `PluginError` naming both, see `clashes`); something that is not an `Explainer`
         subclass is recorded as its plugin's failure and left out.
         """
-        table = self._explainers
+        return self._table("explainer")
+
+    def metric_table(self) -> dict[str, tuple[type, str]]:
+        """name -> (Metric class, plugin name): `explainer_table` for the metrics."""
+        return self._table("metric")
+
+    def _table(self, kind: str) -> dict[str, tuple[type, str]]:
+        table = self._tables.get(kind)
         if table is not None:
             return table
         with self._lock:
-            if self._explainers is not None:
-                return self._explainers
-            from .explainer import Explainer
-
+            if kind in self._tables:
+                return self._tables[kind]
+            hook, base = _KINDS[kind]
             table: dict[str, tuple[type, str]] = {}
             clashes: dict[str, list[str]] = {}
-            for impl in self.pm.hook.xai_explainers.get_hookimpls():
+            for impl in getattr(self.pm.hook, hook).get_hookimpls():
                 plugin_name = impl.plugin_name.split(":", 1)[-1]
                 try:
                     classes = list(impl.function() or [])
                 except Exception as exc:  # noqa: BLE001
-                    self._mark_failed(impl.plugin_name, exc, "xai_explainers raised")
+                    self._mark_failed(impl.plugin_name, exc, f"{hook} raised")
                     continue
                 for cls in classes:
                     name = getattr(cls, "name", None)
-                    if not (isinstance(cls, type) and issubclass(cls, Explainer)):
+                    if not (isinstance(cls, type) and issubclass(cls, base())):
                         self._mark_failed(
                             impl.plugin_name,
-                            PluginError(f"{cls!r} is not an xai_core.Explainer subclass"),
-                            "xai_explainers",
+                            PluginError(f"{cls!r} is not an xai_core.{base().__name__} subclass"),
+                            hook,
                         )
                         continue
                     if not isinstance(name, str) or not name:
                         self._mark_failed(
-                            impl.plugin_name,
-                            PluginError(f"{cls!r} has no string `name`"),
-                            "xai_explainers",
+                            impl.plugin_name, PluginError(f"{cls!r} has no string `name`"), hook
                         )
                         continue
                     if name in clashes:
@@ -246,19 +257,19 @@ class Registry:
                         clashes[name] = [table.pop(name)[1], plugin_name]
                     else:
                         table[name] = (cls, plugin_name)
-            self._clashes = clashes
-            self._explainers = dict(sorted(table.items()))
-            return self._explainers
+            self._clashes[kind] = clashes
+            self._tables[kind] = dict(sorted(table.items()))
+            return self._tables[kind]
 
-    def clashes(self) -> dict[str, list[str]]:
-        """Explainer names offered by more than one plugin (disabled), with those plugins."""
-        self.explainer_table()
-        return dict(self._clashes)
+    def clashes(self, kind: str = "explainer") -> dict[str, list[str]]:
+        """Names of `kind` offered by more than one plugin (disabled), with those plugins."""
+        self._table(kind)
+        return dict(self._clashes[kind])
 
-    def _clash_error(self, name: str) -> PluginError:
-        plugins = self._clashes[name]
+    def _clash_error(self, name: str, kind: str = "explainer") -> PluginError:
+        plugins = self._clashes[kind][name]
         return PluginError(
-            f"two explainers are named {name!r}: from plugins "
+            f"two {kind}s are named {name!r}: from plugins "
             f"{' and '.join(map(repr, plugins))}, so neither is used. Uninstall one, or "
             f"block one with {DISABLE_ENV}=<its name>."
         )
@@ -271,16 +282,39 @@ class Registry:
             record.error = f"{where + ': ' if where else ''}{type(exc).__name__}: {exc}"
 
     def explainer_class(self, method: str) -> type:
-        table = self.explainer_table()
-        if method in self._clashes:
-            raise self._clash_error(method)
-        if method not in table:
+        return self._class("explainer", method, UnknownMethodError)
+
+    def metric_class(self, metric: str) -> type:
+        return self._class("metric", metric, UnknownMetricError)
+
+    def _class(self, kind: str, name: str, error: type[Exception]) -> type:
+        table = self._table(kind)
+        if name in self._clashes[kind]:
+            raise self._clash_error(name, kind)
+        if name not in table:
             installed = ", ".join(table) or "none"
-            raise UnknownMethodError(
-                f"unknown method {method!r}. Installed explainers: {installed}. "
-                "Run `xai plugins` to see every plugin and any that failed to load."
+            raise error(
+                f"unknown {'method' if kind == 'explainer' else kind} {name!r}. Installed "
+                f"{kind}s: {installed}. Run `xai plugins` to see every plugin and any that "
+                "failed to load."
             )
-        return table[method][0]
+        return table[name][0]
+
+
+def _explainer_base() -> type:
+    from .explainer import Explainer
+
+    return Explainer
+
+
+def _metric_base() -> type:
+    from .metric import Metric
+
+    return Metric
+
+
+#: plugin kinds with a name table: kind -> (hook name, base class getter)
+_KINDS = {"explainer": ("xai_explainers", _explainer_base), "metric": ("xai_metrics", _metric_base)}
 
 
 REGISTRY = Registry()

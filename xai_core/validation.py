@@ -199,3 +199,25 @@ def check_returned(
     raise ModelOutputError(
         f"{call} returned NaN or inf ({int(bad.sum())} values, in rows {where} of that call).{hint}"
     )
+
+
+def broadcast_baselines(baselines: Any, inputs: np.ndarray) -> np.ndarray:
+    """Baselines as an array of the inputs' shape: scalar, one sample, or one per sample."""
+    try:
+        b = np.asarray(baselines, dtype=inputs.dtype)
+    except (ValueError, TypeError):
+        raise OptionError(
+            f"baselines must be numbers: a scalar (e.g. 0.0), one sample or one per sample, "
+            f"got {baselines!r:.60}."
+        ) from None
+    try:
+        if np.broadcast_shapes(b.shape, inputs.shape) != inputs.shape:
+            raise ValueError
+    except ValueError:
+        raise OptionError(
+            f"baselines of shape {b.shape} do not broadcast to the inputs' shape {inputs.shape}: "
+            "give a scalar, one sample (shape[1:] or 1 x shape[1:]) or one per sample."
+        ) from None
+    if not np.isfinite(b).all():
+        raise OptionError("baselines contain NaN or inf.")
+    return np.array(np.broadcast_to(b, inputs.shape))  # writable: frameworks warn on views

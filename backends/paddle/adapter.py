@@ -18,6 +18,8 @@ import paddle
 from xai_core import LayerInfo, ModelAdapter
 from xai_core.backend_utils import (
     call_leaving_input,
+    check_parameter_shapes,
+    copy_of,
     eval_mode,
     forward_hooks,
     not_one_tensor,
@@ -127,6 +129,35 @@ class PaddleAdapter(ModelAdapter):
             for name, layer in self._sublayers().items()
             if not layer.sublayers()
         ]
+
+    def _learnable(self, layer: str) -> list[tuple[paddle.Tensor, bool]]:
+        """(parameter, stored transposed) of a layer: Linear keeps (in, out)."""
+        module = self._sublayers()[layer] if layer else self.model
+        linear = isinstance(module, paddle.nn.Linear)
+        return [
+            (p, linear and len(p.shape) == 2)
+            for p in module.parameters()
+            if p.trainable  # not BatchNorm's running statistics
+        ]
+
+    def layer_parameters(self, layer: str) -> list[np.ndarray]:
+        self.check_layers([layer])
+        return [
+            (_numpy(p).T if transposed else _numpy(p)).copy()
+            for p, transposed in self._learnable(layer)
+        ]
+
+    def with_parameters(self, replaced: dict[str, list[np.ndarray]]) -> PaddleAdapter:
+        self.check_layers(list(replaced))
+        copy = PaddleAdapter(copy_of(self.model, "Paddle"))
+        for name, arrays in replaced.items():
+            params = copy._learnable(name)
+            shapes = [tuple(p.shape[::-1] if t else p.shape) for p, t in params]
+            check_parameter_shapes(name, shapes, arrays)
+            for (p, transposed), value in zip(params, arrays):
+                value = np.asarray(value).T if transposed else np.asarray(value)
+                p.set_value(np.ascontiguousarray(value).astype(p.numpy().dtype))
+        return copy
 
     def check_layers(self, names: Sequence[str]) -> None:
         known = self._sublayers()

@@ -18,6 +18,8 @@ import torch
 from xai_core import LayerInfo, ModelAdapter
 from xai_core.backend_utils import (
     call_leaving_input,
+    check_parameter_shapes,
+    copy_of,
     eval_mode,
     forward_hooks,
     not_one_tensor,
@@ -207,6 +209,22 @@ class TorchAdapter(ModelAdapter):
             )
             for name, m in self._leaves().items()
         ]
+
+    def layer_parameters(self, layer: str) -> list[np.ndarray]:
+        self.check_layers([layer])
+        return [_numpy(p.detach()).copy() for p in self._modules()[layer].parameters()]
+
+    def with_parameters(self, replaced: dict[str, list[np.ndarray]]) -> TorchAdapter:
+        self.check_layers(list(replaced))
+        model = copy_of(self.model, "PyTorch")
+        modules = dict(model.named_modules())
+        with torch.no_grad():
+            for name, arrays in replaced.items():
+                params = list(modules[name].parameters())
+                check_parameter_shapes(name, [tuple(p.shape) for p in params], arrays)
+                for p, value in zip(params, arrays):
+                    p.copy_(torch.as_tensor(np.asarray(value), dtype=p.dtype, device=p.device))
+        return TorchAdapter(model)
 
     def check_layers(self, names: Sequence[str]) -> None:
         # any named module may be captured, not only leaves

@@ -20,7 +20,12 @@ import numpy as np
 import tensorflow as tf
 
 from xai_core import LayerInfo, ModelAdapter
-from xai_core.backend_utils import replacement_mismatch, stored_output
+from xai_core.backend_utils import (
+    check_parameter_shapes,
+    copy_of,
+    replacement_mismatch,
+    stored_output,
+)
 from xai_core.errors import InputError
 from xai_core.inputs import ModelInputs
 from xai_core.outputs import pick_output
@@ -258,6 +263,44 @@ class KerasAdapter(ModelAdapter):
             infos.append(LayerInfo(name, type(layer).__name__, n_params, shape))
         return infos
 
+    def _learnable(self, layer: str) -> list[tuple[Any, Callable, Callable]]:
+        """(variable, to PyTorch layout, back) for a layer's trainable variables: Dense
+        kernels are (in, out), convolution kernels (*kernel, in, out)."""
+        module = self._named()[layer]
+        dense = isinstance(module, keras.layers.Dense)
+        conv = "Conv" in type(module).__name__ and "Depthwise" not in type(module).__name__
+        out = []
+        for v in module.weights:
+            if not getattr(v, "trainable", True):
+                continue
+            nd = len(v.shape)
+            if dense and nd == 2:
+                out.append((v, np.transpose, np.transpose))
+            elif conv and nd >= 3:
+                order = (nd - 1, nd - 2, *range(nd - 2))
+                back = tuple(np.argsort(order))
+                out.append(
+                    (v, lambda a, o=order: a.transpose(o), lambda a, b=back: a.transpose(b))
+                )
+            else:
+                out.append((v, np.asarray, np.asarray))
+        return out
+
+    def layer_parameters(self, layer: str) -> list[np.ndarray]:
+        self.check_layers([layer])
+        return [np.array(to(np.asarray(v.numpy()))) for v, to, _ in self._learnable(layer)]
+
+    def with_parameters(self, replaced: dict[str, list[np.ndarray]]) -> KerasAdapter:
+        self.check_layers(list(replaced))
+        copy = KerasAdapter(_copy_model(self.model))
+        for name, arrays in replaced.items():
+            params = copy._learnable(name)
+            shapes = [tuple(to(np.zeros(tuple(v.shape))).shape) for v, to, _ in params]
+            check_parameter_shapes(name, shapes, arrays)
+            for (v, _, back), value in zip(params, arrays):
+                v.assign(np.ascontiguousarray(back(np.asarray(value))).astype(v.dtype))
+        return copy
+
     def check_layers(self, names: Sequence[str]) -> None:
         # names only: `layers()` also reads shapes and parameter counts, slow in Keras
         known = self._leaves()
@@ -361,6 +404,17 @@ class KerasAdapter(ModelAdapter):
         if grad is None:  # the layer's output does not reach the explained output
             grad = tf.zeros_like(activation)
         return _numpy(activation), _numpy(grad)
+
+
+def _copy_model(model: keras.Model) -> keras.Model:
+    """A copy with the same weights: `clone_model` (Sequential, functional, subclassed
+    models with a config), else a deep copy."""
+    try:
+        clone = keras.models.clone_model(model)
+        clone.set_weights(model.get_weights())
+        return clone
+    except Exception:  # noqa: BLE001 - subclassed models without get_config
+        return copy_of(model, "Keras")
 
 
 def _numpy(t: tf.Tensor) -> np.ndarray:

@@ -1,0 +1,243 @@
+"""Faithfulness: do the features an explanation ranks high move the model's output?
+
+- `infidelity` (Yeh et al. 2019), Captum's definition: E[(I . a - (f(x) - f(x - I)))^2]
+  over perturbations I; lower is better.
+- `deletion` / `insertion` (Petsiuk et al. 2018): the target output as the most
+  important features are replaced by a baseline (or inserted into it), and the
+  area under that curve; deletion's curve is Quantus `PixelFlipping`'s.
+- `faithfulness_correlation` (Bhatt et al. 2020), Quantus's definition: Pearson
+  correlation, over random feature subsets, of the attributions' sum and the output
+  drop when the subset is replaced.
+- `completeness`: |sum(a) - (f(x) - f(baseline))|, relative to |f(x) - f(baseline)|.
+
+Every perturbed copy goes to the model through the core's chunks, all samples and
+draws together.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from xai_core import hookimpl
+from xai_core.errors import OptionError
+from xai_core.explainer import (
+    check_bool,
+    check_number,
+    check_positive_int,
+    legacy_seed,
+    resolve_seed,
+)
+from xai_core.metric import Metric, MetricContext, MetricResult, capability_error
+from xai_core.validation import broadcast_baselines, check_background
+from xai_core_metrics.common import check_perturbations, flat, pearson
+
+
+class Infidelity(Metric):
+    """Captum's `infidelity`: I ~ N(0, noise_scale^2) per element, drawn for draw j from
+    `numpy.random.default_rng([seed, j])` as `normal(0, noise_scale, inputs.shape)` cast
+    to the inputs' dtype, or given whole as `perturbations` (draws, samples, ...)."""
+
+    name = "infidelity"
+    higher_is_better = False
+    requires = ("forward",)
+    defaults = {
+        "n_perturb_samples": 10,
+        "noise_scale": 0.1,
+        "normalize": False,
+        "perturbations": None,
+        "seed": None,
+    }
+
+    def validate(self) -> None:
+        check_positive_int("n_perturb_samples", self.options["n_perturb_samples"])
+        check_number("noise_scale", self.options["noise_scale"])
+        check_bool("normalize", self.options["normalize"])
+
+    def score(self, context: MetricContext) -> MetricResult:
+        x = context.float_inputs()
+        a = flat(context.input_attributions())
+        seed = resolve_seed(self.options["seed"])
+        given = self.options["perturbations"]
+        given = None if given is None else check_perturbations(given, x)
+        k = len(given) if given is not None else self.options["n_perturb_samples"]
+        scale = self.options["noise_scale"]
+
+        def draw(j: int) -> np.ndarray:
+            if given is not None:
+                return given[j]
+            return np.random.default_rng([seed, j]).normal(0.0, scale, x.shape).astype(x.dtype)
+
+        dots = np.empty((k, len(x)), np.float64)
+
+        def perturbed(start: int, stop: int) -> np.ndarray:
+            noise = np.stack([draw(j) for j in range(start, stop)])
+            dots[start:stop] = np.einsum("knd,nd->kn", flat_blocks(noise), a)
+            return x[None] - noise
+
+        f_x = context.target_outputs(x)
+        diffs = f_x[None] - context.target_outputs_of_blocks(k, perturbed)
+        if self.options["normalize"]:  # Captum: the best scaling beta of the attributions
+            aa, ab, bb = (dots * dots).sum(0), (dots * diffs).sum(0), (diffs * diffs).sum(0)
+            beta = ab / np.where(aa == 0, 1.0, aa)
+            scores = (beta * beta * aa - 2 * beta * ab + bb) / k
+        else:
+            scores = ((dots - diffs) ** 2).sum(0) / k
+        return MetricResult(scores, options={"seed": seed, "n_perturb_samples": k})
+
+
+def trapezoid(curves: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Area under each row of `curves` over `x` (the trapezoidal rule)."""
+    return ((curves[:, 1:] + curves[:, :-1]) / 2 * np.diff(x)[None]).sum(axis=1)
+
+
+def flat_blocks(blocks: np.ndarray) -> np.ndarray:
+    """(k, samples, ...) -> (k, samples, features) as float64."""
+    return np.asarray(blocks, np.float64).reshape(blocks.shape[0], blocks.shape[1], -1)
+
+
+class _Curve(Metric):
+    """Deletion and insertion: features in order of decreasing attribution, `steps` at a
+    time (ceil(d / steps) features per step, as Quantus's `features_in_step`)."""
+
+    higher_is_better = False
+    requires = ("forward",)
+    defaults = {"steps": 100, "baseline": 0.0, "softmax": False}
+    inserting = False
+
+    def validate(self) -> None:
+        check_positive_int("steps", self.options["steps"])
+        check_bool("softmax", self.options["softmax"])
+
+    def score(self, context: MetricContext) -> MetricResult:
+        x = context.inputs
+        a = flat(context.input_attributions())
+        n, d = a.shape
+        baseline = broadcast_baselines(self.options["baseline"], x)
+        per_step = math.ceil(d / min(self.options["steps"], d))
+        counts = np.minimum(np.arange(math.ceil(d / per_step) + 1) * per_step, d)
+        order = np.argsort(-a, axis=1)  # Quantus's order, ties included
+        rank = np.empty_like(order)
+        np.put_along_axis(rank, order, np.arange(d)[None].repeat(n, 0), axis=1)
+        start_from, put_in = (baseline, x) if self.inserting else (x, baseline)
+
+        def perturbed(start: int, stop: int) -> np.ndarray:
+            chosen = (rank[None] < counts[start:stop, None, None]).reshape(stop - start, *x.shape)
+            return np.where(chosen, put_in[None], start_from[None])
+
+        curves = context.target_outputs_of_blocks(len(counts), perturbed, self.options["softmax"]).T
+        fractions = counts / d
+        return MetricResult(
+            trapezoid(curves, fractions),
+            curves=curves,
+            curve_x=fractions,
+            x_label="fraction of features " + ("inserted" if self.inserting else "removed"),
+            y_label="target output" + (" (softmax)" if self.options["softmax"] else ""),
+        )
+
+
+class Deletion(_Curve):
+    """Area under the target output as the most important features are replaced by
+    `baseline`; a faithful explanation makes it fall fast (lower is better)."""
+
+    name = "deletion"
+
+
+class Insertion(_Curve):
+    """Area under the target output as the most important features are put back into
+    `baseline`; a faithful explanation makes it rise fast (higher is better)."""
+
+    name = "insertion"
+    higher_is_better = True
+    inserting = True
+
+
+class FaithfulnessCorrelation(Metric):
+    """Quantus's `FaithfulnessCorrelation`. The subsets are NumPy's legacy draws
+    `RandomState(seed).choice(d, subset_size, replace=False)`, run by run and sample by
+    sample, which is the order Quantus draws them from the global generator: Quantus
+    after `np.random.seed(seed)` gets the same subsets (and the same scores)."""
+
+    name = "faithfulness_correlation"
+    higher_is_better = True
+    requires = ("forward",)
+    defaults = {"n_runs": 100, "subset_size": 224, "baseline": 0.0, "softmax": False, "seed": None}
+
+    def validate(self) -> None:
+        check_positive_int("n_runs", self.options["n_runs"], 2)
+        check_positive_int("subset_size", self.options["subset_size"])
+        check_bool("softmax", self.options["softmax"])
+
+    def score(self, context: MetricContext) -> MetricResult:
+        x = context.inputs
+        a = flat(context.input_attributions())
+        n, d = a.shape
+        size, runs = self.options["subset_size"], self.options["n_runs"]
+        if size > d:
+            raise OptionError(
+                f"subset_size={size} is larger than the {d} features of a sample; pass "
+                f"subset_size <= {d} (Quantus's default 224 suits 224 x 224 images)."
+            )
+        seed = resolve_seed(self.options["seed"])
+        draws = np.random.RandomState(legacy_seed(seed))
+        subsets = np.array(
+            [[draws.choice(d, size, replace=False) for _ in range(n)] for _ in range(runs)]
+        )  # (runs, n, size)
+        baseline = broadcast_baselines(self.options["baseline"], x)
+        softmax = self.options["softmax"]
+
+        def perturbed(start: int, stop: int) -> np.ndarray:
+            mask = np.zeros((stop - start, n, d), bool)
+            np.put_along_axis(mask, subsets[start:stop], True, axis=2)
+            return np.where(mask.reshape(stop - start, *x.shape), baseline[None], x[None])
+
+        drops = context.target_outputs(x, softmax)[None] - context.target_outputs_of_blocks(
+            runs, perturbed, softmax
+        )
+        sums = np.take_along_axis(a[None], subsets, axis=2).sum(axis=2)  # (runs, n)
+        return MetricResult(pearson(sums.T, drops.T), options={"seed": seed})
+
+
+class Completeness(Metric):
+    """|sum(attributions) - (f(x) - f(reference))|, divided by |f(x) - f(reference)| when
+    `relative` (0/0 counts as 0). The reference is the method's `baselines`, or the mean
+    output over its `background` (SHAP methods)."""
+
+    name = "completeness"
+    higher_is_better = False
+    requires = ("forward", "baseline")
+    defaults = {"relative": True}
+
+    def validate(self) -> None:
+        check_bool("relative", self.options["relative"])
+
+    def score(self, context: MetricContext) -> MetricResult:
+        x = context.inputs
+        sums = flat(context.input_attributions()).sum(axis=1)
+        options = context.explanation.options
+        if "baselines" in options:
+            reference = context.target_outputs(broadcast_baselines(options["baselines"], x))
+        elif options.get("background") is not None:
+            background = check_background(options["background"], x, context.method)
+            outputs = context.model.forward(background).mean(axis=0)
+            reference = outputs[context.target].astype(np.float64)
+        else:
+            raise capability_error(
+                self.name,
+                context.method,
+                "a method with a baseline (f(x) - f(baseline) is what it checks)",
+                "evaluate integrated_gradients, gradient_shap, deep_shap, kernel_shap, "
+                "occlusion or feature_ablation",
+            )
+        change = context.target_outputs(x) - reference
+        gap = np.abs(sums - change)
+        if self.options["relative"]:
+            scale = np.abs(change)
+            gap = np.divide(gap, scale, out=np.where(gap == 0, 0.0, np.inf), where=scale > 0)
+        return MetricResult(gap)
+
+
+@hookimpl
+def xai_metrics() -> list[type[Metric]]:
+    return [Infidelity, Deletion, Insertion, FaithfulnessCorrelation, Completeness]

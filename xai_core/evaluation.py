@@ -1,0 +1,275 @@
+"""`evaluate` and `compare`: which explanation can be trusted, on any framework.
+
+Metrics are plugins (entry-point group `xai_core.metrics`) that talk to the
+model only through a `MetricContext`, so one implementation scores PyTorch,
+Keras, Paddle and ONNX models alike.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .batching import BatchedModel
+from .errors import OptionError, PluginError, XaiError
+from .explanation import Explanation
+from .inputs import split_forward_kwargs, split_inputs
+from .locks import model_lock
+from .metric import Metric, MetricContext, MetricResult
+from .progress import Progress
+from .registry import REGISTRY
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def metrics() -> list[str]:
+    """Names of the installed evaluation metrics."""
+    return list(REGISTRY.metric_table())
+
+
+def get_metric(metric: str, **options: Any) -> Metric:
+    """Build the metric registered as `metric` with its options checked."""
+    return REGISTRY.metric_class(metric)(**options)
+
+
+def evaluate(
+    model: Any,
+    explanation: Explanation,
+    metric: str,
+    *,
+    details: bool = False,
+    forward_kwargs: dict[str, Any] | None = None,
+    output: Any = None,
+    **options: Any,
+) -> Any:
+    """Score `explanation` of `model` with `metric`: one float64 per sample.
+
+    The explanation's inputs, target, method and options are reused: a metric
+    that re-explains perturbed inputs calls the same method with the same options
+    (seed included). `forward_kwargs` and `output` are those given to `explain`.
+    With `details=True` the `MetricResult` comes back instead (scores, the curve
+    behind them where there is one, settled options, `.plot()`).
+    """
+    from .api import adapt
+
+    if not isinstance(explanation, Explanation):
+        raise XaiError(
+            f"evaluate() scores an xai_core.Explanation (from xai_core.explain), got a "
+            f"{type(explanation).__name__}."
+        )
+    scorer = get_metric(metric, **options)
+    adapter = adapt(model)
+    layout, arrays = split_inputs(explanation.inputs, adapter.to_numpy)
+    x = layout.pack(arrays)
+    attributions = explanation.attributions
+    if isinstance(attributions, (dict, tuple, list)):
+        parts = list(attributions.values()) if isinstance(attributions, dict) else attributions
+        attributions = layout.pack(list(parts), np.float64)
+    batch_kwargs, constant_kwargs = split_forward_kwargs(forward_kwargs, len(x), adapter.to_numpy)
+    batched = BatchedModel(
+        adapter,
+        scorer.options["internal_batch_size"],
+        layout,
+        len(x),
+        batch_kwargs,
+        constant_kwargs,
+        Progress(scorer.options["progress"], metric),
+    )
+    context = MetricContext(
+        metric, adapter, explanation, layout, x, attributions, batched, forward_kwargs, output
+    )
+    with model_lock(adapter.model):
+        previous, adapter.output = adapter.output, output
+        try:
+            with adapter.session():
+                result = scorer.score(context)
+        finally:
+            adapter.output = previous
+            batched.progress.close()
+    _check_scores(scorer, result, len(x))
+    result.metric, result.method = metric, explanation.method
+    result.options = {**scorer.options, **result.options}
+    return result if details else result.scores
+
+
+def _check_scores(scorer: Metric, result: Any, n: int) -> None:
+    problem = None
+    if not isinstance(result, MetricResult):
+        problem = f"returned a {type(result).__name__}, not an xai_core.MetricResult"
+    elif not isinstance(result.scores, np.ndarray) or result.scores.shape != (n,):
+        shape = getattr(result.scores, "shape", type(result.scores).__name__)
+        problem = f"returned scores of shape {shape} for {n} samples"
+    if problem:
+        plugin = REGISTRY.metric_table().get(scorer.name, (None, type(scorer).__module__))[1]
+        raise PluginError(
+            f"metric {scorer.name!r} ({type(scorer).__qualname__}, plugin {plugin!r}) "
+            f"{problem}; this is a bug in that plugin."
+        )
+    result.scores = result.scores.astype(np.float64, copy=False)
+
+
+# -- compare ----------------------------------------------------------------------------
+
+
+@dataclass
+class Comparison:
+    """Scores of several methods under several metrics on the same model and inputs.
+
+    `scores[method][metric]` holds one score per sample; `results` the full
+    `MetricResult`s (curves included); `explanations` what each method returned;
+    `seconds` how long each method took to explain the inputs.
+    """
+
+    methods: list[str]
+    metrics: list[str]
+    scores: dict[str, dict[str, np.ndarray]]
+    results: dict[str, dict[str, MetricResult]] = field(default_factory=dict)
+    explanations: dict[str, Explanation] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    higher_is_better: dict[str, bool | None] = field(default_factory=dict)
+
+    def mean(self, method: str, metric: str) -> float:
+        values = self.scores[method][metric]
+        return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+
+    def best(self, metric: str) -> str | None:
+        """The method with the best mean score, or None if the metric has no better end."""
+        direction = self.higher_is_better.get(metric)
+        if direction is None:
+            return None
+        means = {m: self.mean(m, metric) for m in self.methods}
+        means = {m: v for m, v in means.items() if np.isfinite(v)}
+        if not means:
+            return None
+        return (max if direction else min)(means, key=means.__getitem__)
+
+    def to_markdown(self, digits: int = 4) -> str:
+        """Mean score per method and metric; the best of each column in bold, an arrow
+        saying which way is better."""
+        arrows = {True: " ↑", False: " ↓", None: ""}
+        header = ["method", *(f"{m}{arrows[self.higher_is_better.get(m)]}" for m in self.metrics)]
+        if self.seconds:
+            header.append("explain s")
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        best = {metric: self.best(metric) for metric in self.metrics}
+        for method in self.methods:
+            cells = [method]
+            for metric in self.metrics:
+                text = f"{self.mean(method, metric):.{digits}g}"
+                cells.append(f"**{text}**" if best[metric] == method else text)
+            if self.seconds:
+                cells.append(f"{self.seconds[method]:.2f}")
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.to_markdown()
+
+    def plot(self) -> Figure:
+        """One panel per metric: the methods' mean scores (best highlighted); then the
+        curves of curve metrics (deletion, insertion, model_randomization)."""
+        from .plotting import plot_comparison_table
+
+        return plot_comparison_table(self)
+
+
+def compare(
+    model: Any,
+    inputs: Any,
+    methods: Sequence[str] | Mapping[str, Mapping[str, Any]],
+    metrics: Sequence[str] | Mapping[str, Mapping[str, Any]],
+    *,
+    target: Any = None,
+    forward_kwargs: dict[str, Any] | None = None,
+    output: Any = None,
+    **options: Any,
+) -> Comparison:
+    """Explain `inputs` with every method and score each explanation with every metric.
+
+    `methods` and `metrics` are names, or mappings of name -> its own options.
+    `options` go to every method and metric that has an option of that name (e.g.
+    `seed=0`, `internal_batch_size=64`, `progress=False`); a name none of them has is
+    refused.
+    """
+    from .api import explain
+
+    method_options = _named_options(methods, "methods")
+    metric_options = _named_options(metrics, "metrics")
+    method_classes = {m: REGISTRY.explainer_class(m) for m in method_options}
+    metric_classes = {m: REGISTRY.metric_class(m) for m in metric_options}
+    _check_shared(options, [*method_classes.values(), *metric_classes.values()])
+    comparison = Comparison(
+        methods=list(method_options),
+        metrics=list(metric_options),
+        scores={},
+        higher_is_better={m: cls.higher_is_better for m, cls in metric_classes.items()},
+    )
+    for method, own in method_options.items():
+        started = time.perf_counter()
+        explanation = explain(
+            model,
+            inputs,
+            method,
+            target=target,
+            forward_kwargs=forward_kwargs,
+            output=output,
+            **_accepted(options, method_classes[method]),
+            **own,
+        )
+        comparison.seconds[method] = time.perf_counter() - started
+        comparison.explanations[method] = explanation
+        comparison.scores[method], comparison.results[method] = {}, {}
+        for metric, own_metric in metric_options.items():
+            result = evaluate(
+                model,
+                explanation,
+                metric,
+                details=True,
+                forward_kwargs=forward_kwargs,
+                output=output,
+                **_accepted(options, metric_classes[metric]),
+                **own_metric,
+            )
+            comparison.results[method][metric] = result
+            comparison.scores[method][metric] = result.scores
+    return comparison
+
+
+def _named_options(
+    names: Sequence[str] | Mapping[str, Mapping[str, Any]], what: str
+) -> dict[str, dict[str, Any]]:
+    if isinstance(names, str):
+        names = [names]
+    if isinstance(names, Mapping):
+        return {str(k): dict(v or {}) for k, v in names.items()}
+    if not names or not all(isinstance(n, str) for n in names):
+        raise OptionError(
+            f"{what} must be a list of names or a dict of name -> options, got {names!r:.80}."
+        )
+    return {n: {} for n in names}
+
+
+def _accepted(options: dict[str, Any], cls: type) -> dict[str, Any]:
+    from .explainer import COMMON_OPTIONS
+
+    known = {*cls.defaults, *COMMON_OPTIONS}
+    return {k: v for k, v in options.items() if k in known}
+
+
+def _check_shared(options: dict[str, Any], classes: list[type]) -> None:
+    from .explainer import COMMON_OPTIONS
+
+    known = set(COMMON_OPTIONS).union(*(cls.defaults for cls in classes))
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise OptionError(
+            f"no method or metric being compared has the option "
+            f"{', '.join(map(repr, unknown))}; options shared by several of them: "
+            f"{', '.join(sorted(known))}. Give a single one its own options with "
+            "methods={'name': {...}} or metrics={'name': {...}}."
+        )

@@ -1,0 +1,281 @@
+"""The `Metric` interface: how much an explanation can be trusted, as a number per sample.
+
+A metric sees the model the way an explainer does, through the core: a
+`MetricContext` hands it the explained inputs and attributions (one packed row
+per sample, as explainers see them), runs the model on perturbed copies in the
+core's chunks, re-explains perturbed inputs with the explanation's own method
+and options in one batched call, and builds randomised copies of the model.
+It never imports a framework.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from .batching import BatchedModel
+from .errors import CapabilityError, XaiError
+from .explainer import COMMON_OPTIONS, settle_options
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+    from .adapter import ModelAdapter
+    from .explanation import Explanation
+    from .inputs import InputLayout
+
+
+@dataclass
+class MetricResult:
+    """What a metric returns: one score per sample, and the curve behind it if it has one.
+
+    `curves` are (samples, points) with the points at `curve_x` (the fraction of
+    features removed for deletion, the randomised layers for model randomisation).
+    """
+
+    scores: np.ndarray
+    curves: np.ndarray | None = None
+    curve_x: np.ndarray | None = None
+    curve_labels: list[str] | None = None
+    x_label: str = ""
+    y_label: str = ""
+    #: option values settled while scoring (the seed drawn when none was given)
+    options: dict[str, Any] = field(default_factory=dict)
+    metric: str = ""
+    method: str = ""
+
+    def plot(self, ax: Axes | None = None, **kwargs: Any) -> Any:
+        """The mean curve with one thin line per sample (deletion, insertion, cascades)."""
+        from .plotting import plot_metric_curves
+
+        return plot_metric_curves(self, ax=ax, **kwargs)
+
+
+class Metric(ABC):
+    """Base class of every evaluation metric.
+
+    Subclasses set `name` (what users pass to `evaluate`), `defaults` (every option
+    with its default), `higher_is_better`, and implement `score`. Unknown option
+    names are refused here, once, as for explainers.
+    """
+
+    name: ClassVar[str]
+    defaults: ClassVar[dict[str, Any]] = {}
+    #: True / False, or None where neither end is better by itself (complexity)
+    higher_is_better: ClassVar[bool | None] = None
+    #: what the metric needs: "forward" (runs the model), "explain" (re-explains
+    #: perturbed inputs), "randomized" (randomised copies of the model), "baseline"
+    requires: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, **options: Any) -> None:
+        self.options: dict[str, Any] = settle_options(self.name, self.defaults, options)
+        self.validate()
+
+    def validate(self) -> None:  # noqa: B027 - optional hook
+        """Check option values; raise `OptionError` saying which and what is allowed."""
+
+    @abstractmethod
+    def score(self, context: MetricContext) -> MetricResult:
+        """Score every sample of the explanation in `context`."""
+
+    def __repr__(self) -> str:
+        opts = ", ".join(
+            f"{k}={v!r}" for k, v in self.options.items() if not isinstance(v, np.ndarray)
+        )
+        return f"{type(self).__name__}({opts})"
+
+
+class MetricContext:
+    """The explanation under evaluation and the model behind it, for one `evaluate` call."""
+
+    def __init__(
+        self,
+        metric: str,
+        adapter: ModelAdapter,
+        explanation: Explanation,
+        layout: InputLayout,
+        inputs: np.ndarray,
+        attributions: np.ndarray | None,
+        model: BatchedModel,
+        forward_kwargs: dict[str, Any] | None,
+        output: Any,
+    ) -> None:
+        self.metric = metric
+        self.adapter = adapter
+        self.explanation = explanation
+        self.layout = layout
+        #: the explained inputs, one (packed) row per sample
+        self.inputs = inputs
+        self.attributions = attributions
+        #: one index per sample into the flattened outputs
+        self.target = np.asarray(explanation.target).reshape(len(inputs), -1)[:, 0]
+        self.model = model
+        self.forward_kwargs = forward_kwargs
+        self.output = output
+
+    @property
+    def method(self) -> str:
+        return self.explanation.method
+
+    # -- what the metric may assume ----------------------------------------------------
+    def input_attributions(self) -> np.ndarray:
+        """Attributions shaped like the inputs, as float64; a clear error for layer or
+        capture-only explanations."""
+        a = self.attributions
+        if a is None:
+            raise XaiError(
+                f"metric {self.metric!r} scores attributions, and the {self.method!r} "
+                "explanation has none (capture-only method); explain with an attribution "
+                "method."
+            )
+        if self.explanation.layer is not None or a.shape != self.inputs.shape:
+            raise XaiError(
+                f"metric {self.metric!r} compares attributions with the inputs they perturb, "
+                f"and this explanation attributes to layer {self.explanation.layer!r} (shape "
+                f"{a.shape}, inputs {self.inputs.shape}); explain without layer= to evaluate it."
+            )
+        return a.astype(np.float64)
+
+    def float_inputs(self) -> np.ndarray:
+        """The inputs, for metrics that add noise: integer inputs (token ids) have none."""
+        if self.inputs.dtype.kind != "f":
+            raise XaiError(
+                f"metric {self.metric!r} adds noise to the inputs, and these are "
+                f"{self.inputs.dtype} (token ids?); use deletion, insertion or "
+                "faithfulness_correlation with a baseline id, which replace features instead."
+            )
+        return self.inputs
+
+    # -- the model ------------------------------------------------------------------
+    def target_outputs(self, inputs: np.ndarray, softmax: bool = False) -> np.ndarray:
+        """f(inputs)[target] per sample, float64: `inputs` holds one row per sample."""
+        out = self.model.forward(inputs)
+        return _at_target(_maybe_softmax(out[None], softmax), self.target)[0]
+
+    def target_outputs_of_blocks(
+        self,
+        n_blocks: int,
+        make_block: Callable[[int, int], np.ndarray],
+        softmax: bool = False,
+    ) -> np.ndarray:
+        """f[target] on `n_blocks` perturbed copies of the batch: (n_blocks, samples).
+
+        `make_block(start, stop)` builds copies start..stop-1 as (stop - start, samples,
+        *sample shape); the core sizes the groups so that no call exceeds its budget and
+        the copies never all exist at once."""
+        scores = np.empty((n_blocks, len(self.inputs)), np.float64)
+        for start, stop, out in self.model.forward_groups(n_blocks, make_block, self.inputs):
+            scores[start:stop] = _at_target(_maybe_softmax(out, softmax), self.target)
+        return scores
+
+    def reexplain(self, blocks: np.ndarray, adapter: ModelAdapter | None = None) -> np.ndarray:
+        """The explanation's method, with its options, on perturbed copies of the batch.
+
+        `blocks` is (k, samples, *sample shape); all k * samples rows go to the method in
+        one call (the core chunks it), each with its sample's target and forward_kwargs.
+        Returns attributions as (k, samples, ...): shaped like `blocks`, or like the
+        layer's output for a `layer=` explanation. `adapter` runs another model (a
+        randomised copy) instead of the explained one."""
+        from .api import get_explainer, run
+        from .registry import REGISTRY
+
+        k = len(blocks)
+        rows = blocks.reshape(k * len(self.inputs), *self.inputs.shape[1:])
+        cls = REGISTRY.explainer_class(self.method)
+        allowed = {*cls.defaults, *COMMON_OPTIONS}
+        options = {
+            name: value
+            for name, value in self.explanation.options.items()
+            if name in allowed and name != "progress"
+        }
+        explainer = get_explainer(self.method, progress=False, **options)
+        structured = self.layout.structure(self.layout.unpack(rows)) if self.layout.packed else rows
+        result = run(
+            explainer,
+            adapter or self.adapter,
+            structured,
+            self._targets_for(k),
+            forward_kwargs=_tile_kwargs(
+                self.forward_kwargs, len(self.inputs), k, self.adapter.to_numpy
+            ),
+            output=self.output,
+        )
+        attributions = result.attributions
+        if isinstance(attributions, (dict, tuple, list)):
+            parts = list(attributions.values()) if isinstance(attributions, dict) else attributions
+            attributions = self.layout.pack(list(parts), np.float64)
+        attributions = np.asarray(attributions, np.float64)
+        return attributions.reshape(k, len(self.inputs), *attributions.shape[1:])
+
+    def _targets_for(self, k: int) -> Any:
+        shape = self.model.output_shape
+        tiled = np.tile(self.target, k)
+        if shape is not None and len(shape) > 1:
+            return [tuple(int(i) for i in np.unravel_index(t, shape)) for t in tiled]
+        return tiled
+
+    # -- randomised copies (model_randomization) ----------------------------------------
+    def parameter_layers(self) -> list[str]:
+        """Layers with parameters, in execution order (the cascade runs from the last)."""
+        return [layer.name for layer in self.adapter.layers() if layer.n_params > 0]
+
+    def randomized_cascade(
+        self, layers: Sequence[str], seed: int
+    ) -> Iterator[tuple[str, ModelAdapter]]:
+        """Copies of the model with the last 1, 2, ... of `layers` re-drawn, top down.
+
+        Every framework draws the same numbers: parameters are drawn here with NumPy in
+        the PyTorch layout (`ModelAdapter.layer_parameters`), uniform in
+        +-1/sqrt(fan_in) as PyTorch's default initialisation, from a generator seeded by
+        (seed, layer position); the adapter puts them into a copy of the model. The
+        user's model is never touched."""
+        replaced: dict[str, list[np.ndarray]] = {}
+        for position in range(len(layers) - 1, -1, -1):
+            layer = layers[position]
+            params = self.adapter.layer_parameters(layer)
+            rng = np.random.default_rng([seed, position])
+            weights = [p for p in params if p.ndim > 1]
+            fan_in = int(np.prod(weights[0].shape[1:])) if weights else max(params[0].size, 1)
+            bound = 1.0 / np.sqrt(fan_in)
+            replaced[layer] = [
+                rng.uniform(-bound, bound, p.shape).astype(p.dtype, copy=False) for p in params
+            ]
+            yield layer, self.adapter.with_parameters(dict(replaced))
+
+
+def _at_target(outputs: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """outputs (k, n, n_out) -> (k, n) at each sample's target, as float64."""
+    return np.take_along_axis(outputs, target[None, :, None], axis=2)[..., 0].astype(np.float64)
+
+
+def _maybe_softmax(outputs: np.ndarray, softmax: bool) -> np.ndarray:
+    if not softmax:
+        return outputs
+    z = outputs.astype(np.float64)
+    z = np.exp(z - z.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
+def _tile_kwargs(
+    kwargs: dict[str, Any] | None, n: int, k: int, to_numpy: Callable[[Any], np.ndarray]
+) -> dict[str, Any] | None:
+    """forward_kwargs for k copies of the batch: batch-first values follow their samples."""
+    if not kwargs:
+        return kwargs
+    tiled = {}
+    for name, value in kwargs.items():
+        shape = getattr(value, "shape", None)
+        if shape is not None and len(shape) >= 1 and shape[0] == n:
+            tiled[name] = np.concatenate([to_numpy(value)] * k, axis=0)
+        else:
+            tiled[name] = value
+    return tiled
+
+
+def capability_error(metric: str, method: str, needs: str, use: str) -> CapabilityError:
+    """The error for a metric that cannot score this explanation, with what to do."""
+    return CapabilityError(f"metric {metric!r} needs {needs}, which {method!r} lacks; {use}.")
