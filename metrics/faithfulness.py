@@ -36,8 +36,9 @@ from xai_core_metrics.common import check_perturbations, flat, pearson
 
 class Infidelity(Metric):
     """Captum's `infidelity`: I ~ N(0, noise_scale^2) per element, drawn for draw j from
-    `numpy.random.default_rng([seed, j])` as `normal(0, noise_scale, inputs.shape)` cast
-    to the inputs' dtype, or given whole as `perturbations` (draws, samples, ...)."""
+    `numpy.random.default_rng([seed, j])` as `normal(0, noise_scale, shape)` (the inputs'
+    shape, channels first) cast to the inputs' dtype, or given whole as `perturbations`
+    (draws, samples, ...) in the inputs' layout."""
 
     name = "infidelity"
     higher_is_better = False
@@ -59,6 +60,7 @@ class Infidelity(Metric):
         x = context.float_inputs()
         a = flat(context.input_attributions())
         seed = resolve_seed(self.options["seed"])
+        shape = (len(x), *context.canonical_shape)
         given = self.options["perturbations"]
         given = None if given is None else check_perturbations(given, x)
         k = len(given) if given is not None else self.options["n_perturb_samples"]
@@ -67,7 +69,8 @@ class Infidelity(Metric):
         def draw(j: int) -> np.ndarray:
             if given is not None:
                 return given[j]
-            return np.random.default_rng([seed, j]).normal(0.0, scale, x.shape).astype(x.dtype)
+            noise = np.random.default_rng([seed, j]).normal(0.0, scale, shape)
+            return context.from_canonical(noise).astype(x.dtype)
 
         dots = np.empty((k, len(x)), np.float64)
 
@@ -111,10 +114,12 @@ class _Curve(Metric):
         check_bool("softmax", self.options["softmax"])
 
     def score(self, context: MetricContext) -> MetricResult:
-        x = context.inputs
-        a = flat(context.input_attributions())
+        x = context.to_canonical(context.inputs)
+        a = flat(context.to_canonical(context.input_attributions()))
         n, d = a.shape
-        baseline = broadcast_baselines(self.options["baseline"], x)
+        baseline = context.to_canonical(
+            broadcast_baselines(self.options["baseline"], context.inputs)
+        )
         per_step = math.ceil(d / min(self.options["steps"], d))
         counts = np.minimum(np.arange(math.ceil(d / per_step) + 1) * per_step, d)
         order = np.argsort(-a, axis=1)  # Quantus's order, ties included
@@ -124,7 +129,7 @@ class _Curve(Metric):
 
         def perturbed(start: int, stop: int) -> np.ndarray:
             chosen = (rank[None] < counts[start:stop, None, None]).reshape(stop - start, *x.shape)
-            return np.where(chosen, put_in[None], start_from[None])
+            return context.from_canonical(np.where(chosen, put_in[None], start_from[None]), 2)
 
         curves = context.target_outputs_of_blocks(len(counts), perturbed, self.options["softmax"]).T
         fractions = counts / d
@@ -170,8 +175,8 @@ class FaithfulnessCorrelation(Metric):
         check_bool("softmax", self.options["softmax"])
 
     def score(self, context: MetricContext) -> MetricResult:
-        x = context.inputs
-        a = flat(context.input_attributions())
+        x = context.to_canonical(context.inputs)
+        a = flat(context.to_canonical(context.input_attributions()))
         n, d = a.shape
         size, runs = self.options["subset_size"], self.options["n_runs"]
         if size > d:
@@ -184,17 +189,20 @@ class FaithfulnessCorrelation(Metric):
         subsets = np.array(
             [[draws.choice(d, size, replace=False) for _ in range(n)] for _ in range(runs)]
         )  # (runs, n, size)
-        baseline = broadcast_baselines(self.options["baseline"], x)
+        baseline = context.to_canonical(
+            broadcast_baselines(self.options["baseline"], context.inputs)
+        )
         softmax = self.options["softmax"]
 
         def perturbed(start: int, stop: int) -> np.ndarray:
             mask = np.zeros((stop - start, n, d), bool)
             np.put_along_axis(mask, subsets[start:stop], True, axis=2)
-            return np.where(mask.reshape(stop - start, *x.shape), baseline[None], x[None])
+            blocks = np.where(mask.reshape(stop - start, *x.shape), baseline[None], x[None])
+            return context.from_canonical(blocks, 2)
 
-        drops = context.target_outputs(x, softmax)[None] - context.target_outputs_of_blocks(
-            runs, perturbed, softmax
-        )
+        drops = context.target_outputs(context.inputs, softmax)[
+            None
+        ] - context.target_outputs_of_blocks(runs, perturbed, softmax)
         sums = np.take_along_axis(a[None], subsets, axis=2).sum(axis=2)  # (runs, n)
         return MetricResult(pearson(sums.T, drops.T), options={"seed": seed})
 

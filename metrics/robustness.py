@@ -20,9 +20,9 @@ NORMS = {"fro": 2, 2: 2, 1: 1, "inf": np.inf}
 
 
 class SensitivityMax(Metric):
-    """Draw j is `numpy.random.default_rng([seed, j]).uniform(-radius, radius,
-    inputs.shape)` cast to the inputs' dtype, or `perturbations` (draws, samples, ...)
-    are the noise added."""
+    """Draw j is `numpy.random.default_rng([seed, j]).uniform(-radius, radius, shape)`
+    (the inputs' shape, channels first) cast to the inputs' dtype, or `perturbations`
+    (draws, samples, ...) in the inputs' layout are the noise added."""
 
     name = "sensitivity_max"
     higher_is_better = False
@@ -49,9 +49,12 @@ class SensitivityMax(Metric):
             noise = check_perturbations(given, x)
         else:
             radius = self.options["perturb_radius"]
+            shape = (len(x), *context.canonical_shape)
             noise = np.stack(
                 [
-                    np.random.default_rng([seed, j]).uniform(-radius, radius, x.shape)
+                    context.from_canonical(
+                        np.random.default_rng([seed, j]).uniform(-radius, radius, shape)
+                    )
                     for j in range(self.options["n_perturb_samples"])
                 ]
             ).astype(x.dtype)

@@ -150,6 +150,31 @@ class MetricContext:
             )
         return self.inputs
 
+    # -- one layout for draws and orders -------------------------------------------------
+    @property
+    def _moves_channels(self) -> bool:
+        return bool(self.adapter.channels_last) and self.inputs.ndim >= 3
+
+    def to_canonical(self, arrays: np.ndarray, lead: int = 1) -> np.ndarray:
+        """Arrays shaped like the inputs after `lead` leading axes, channels first.
+
+        Metrics draw noise and random subsets, and break ties, in this layout so that a
+        channels-last (Keras) twin gets the same draws as its PyTorch sibling."""
+        if not self._moves_channels:
+            return arrays
+        return np.moveaxis(arrays, -1, lead)
+
+    def from_canonical(self, arrays: np.ndarray, lead: int = 1) -> np.ndarray:
+        """Undo `to_canonical`: back to the model's layout."""
+        if not self._moves_channels:
+            return arrays
+        return np.ascontiguousarray(np.moveaxis(arrays, lead, -1))
+
+    @property
+    def canonical_shape(self) -> tuple[int, ...]:
+        """The inputs' shape, channels first."""
+        return self.to_canonical(np.empty((0, *self.inputs.shape[1:]), np.int8)).shape[1:]
+
     # -- the model ------------------------------------------------------------------
     def target_outputs(self, inputs: np.ndarray, softmax: bool = False) -> np.ndarray:
         """f(inputs)[target] per sample, float64: `inputs` holds one row per sample."""
