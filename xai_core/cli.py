@@ -1,4 +1,4 @@
-"""The `xai` command: `xai plugins` and `xai demo`."""
+"""The `xai` command: `xai plugins`, `xai demo`, `xai summary` and `xai compare`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from .errors import XaiError
 from .explainer import COMMON_OPTIONS
@@ -22,6 +23,19 @@ def _plugins(args: argparse.Namespace) -> int:
         clash = "; ".join(str(REGISTRY._clash_error(name)) for name in clashes) or None
     except Exception as exc:  # noqa: BLE001 - shown, not raised: this command diagnoses
         explainer_table, clash = {}, str(exc)
+    try:
+        metric_table = REGISTRY.metric_table()
+        clash = (
+            "; ".join(
+                [
+                    clash or "",
+                    *(str(REGISTRY._clash_error(n, "metric")) for n in REGISTRY.clashes("metric")),
+                ]
+            ).strip("; ")
+            or None
+        )
+    except Exception as exc:  # noqa: BLE001
+        metric_table, clash = {}, str(exc)
     methods = {
         name: {
             "plugin": plugin,
@@ -30,10 +44,24 @@ def _plugins(args: argparse.Namespace) -> int:
         }
         for name, (cls, plugin) in explainer_table.items()
     }
+    metrics = {
+        name: {
+            "plugin": plugin,
+            "requires": list(cls.requires),
+            "higher_is_better": cls.higher_is_better,
+            "options": sorted({*cls.defaults, *COMMON_OPTIONS}),
+        }
+        for name, (cls, plugin) in metric_table.items()
+    }
     if args.json:
-        print(json.dumps({"plugins": records, "methods": methods, "error": clash}, indent=2))
+        print(
+            json.dumps(
+                {"plugins": records, "methods": methods, "metrics": metrics, "error": clash},
+                indent=2,
+            )
+        )
         return 0
-    for group in ("xai_core.backends", "xai_core.explainers", "runtime"):
+    for group in ("xai_core.backends", "xai_core.explainers", "xai_core.metrics", "runtime"):
         rows = [r for r in records if r["group"] == group]
         if not rows:
             continue
@@ -48,8 +76,66 @@ def _plugins(args: argparse.Namespace) -> int:
         print("methods (needs from the backend; options):")
         for name, info in methods.items():
             print(f"  {name:<22} {', '.join(info['requires']):<22} {', '.join(info['options'])}")
+    if metrics:
+        print("metrics (better; options):")
+        better = {True: "higher", False: "lower", None: "-"}
+        for name, info in metrics.items():
+            print(
+                f"  {name:<26} {better[info['higher_is_better']]:<7} {', '.join(info['options'])}"
+            )
     if clash:
         print(f"error: {clash}")
+    return 0
+
+
+def _parse_value(text: str) -> Any:
+    """An option value from the shell: JSON (numbers, true/false, lists), else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _parse_options(pairs: Sequence[str]) -> dict[str, Any]:
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise XaiError(f"--option takes key=value (e.g. seed=0, steps=50), not {pair!r}.")
+        options[key] = _parse_value(value)
+    return options
+
+
+def _compare(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .evaluation import compare
+    from .loading import load_model
+
+    model = load_model(args.model, trust=args.trust)
+    try:
+        inputs = np.load(args.data, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise XaiError(f"cannot read {args.data!r} as a .npy array: {exc}") from exc
+    methods = [m for m in args.methods.split(",") if m]
+    metrics = [m for m in args.metrics.split(",") if m]
+    target = None if args.target is None else _parse_value(args.target)
+    comparison = compare(
+        model,
+        inputs,
+        methods,
+        metrics,
+        target=target,
+        progress=False,
+        **_parse_options(args.option),
+    )
+    print(comparison.to_markdown())
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        comparison.plot().savefig(args.plot, dpi=110)
+        print(f"figure written to {args.plot}")
     return 0
 
 
@@ -127,6 +213,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="allow files that run code when loaded (pickled PyTorch modules, Keras lambdas)",
     )
     m.set_defaults(func=_summary)
+    c = sub.add_parser("compare", help="score explanation methods on a saved model and inputs")
+    c.add_argument("model", help="a saved model (.pt, .keras, paddle prefix, .onnx)")
+    c.add_argument("data", help="inputs as a .npy array, batch first, in the model's layout")
+    c.add_argument(
+        "--methods", default="saliency,integrated_gradients", help="comma-separated methods"
+    )
+    c.add_argument(
+        "--metrics",
+        default="deletion,insertion,infidelity,sensitivity_max,sparseness",
+        help="comma-separated metrics (xai plugins lists them)",
+    )
+    c.add_argument("--target", help="class to explain (default: each sample's prediction)")
+    c.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        help="key=value for every method and metric with that option, e.g. seed=0",
+    )
+    c.add_argument("--plot", help="write the comparison figure to this PNG")
+    c.add_argument("--trust", action="store_true", help="allow files that run code when loaded")
+    c.set_defaults(func=_compare)
     args = parser.parse_args(argv)
 
     try:

@@ -381,3 +381,69 @@ def plot_text(
     if title:
         ax.text(0.01, 0.97, title, va="top", ha="left", fontsize=10, weight="bold")
     return fig
+
+
+def plot_metric_curves(result: Any, ax: Any = None, label: str | None = None) -> Figure:
+    """A metric's curve: the mean over samples, bold, with one thin line per sample."""
+    if result.curves is None:
+        raise XaiError(f"metric {result.metric!r} has no curve to plot; only scores.")
+    plt = _pyplot()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4.2, 3.2))
+    else:
+        fig = ax.figure
+    x = result.curve_x
+    line = ax.plot(x, result.curves.mean(axis=0), lw=2.2, label=label or result.method)[0]
+    for curve in result.curves:
+        ax.plot(x, curve, lw=0.5, alpha=0.25, color=line.get_color())
+    if result.curve_labels:
+        ax.set_xticks(x, result.curve_labels, rotation=45, ha="right", fontsize=7)
+    ax.set_xlabel(result.x_label)
+    ax.set_ylabel(result.y_label)
+    ax.set_title(f"{result.metric} (score {np.nanmean(result.scores):.3g})", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_comparison_table(comparison: Any) -> Figure:
+    """One bar panel per metric (best method in colour, the better direction in the title),
+    then one panel per curve metric with every method's mean curve."""
+    plt = _pyplot()
+    curve_metrics = [
+        m
+        for m in comparison.metrics
+        if all(comparison.results[meth][m].curves is not None for meth in comparison.methods)
+    ]
+    n_panels = len(comparison.metrics) + len(curve_metrics)
+    cols = min(4, n_panels)
+    rows = -(-n_panels // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.9 * rows), squeeze=False)
+    flat_axes = list(axes.ravel())
+    arrows = {True: "higher is better", False: "lower is better", None: ""}
+    for ax, metric in zip(flat_axes, comparison.metrics):
+        means = [comparison.mean(m, metric) for m in comparison.methods]
+        best = comparison.best(metric)
+        colours = ["tab:orange" if m == best else "tab:gray" for m in comparison.methods]
+        ax.barh(comparison.methods, means, color=colours)
+        finite = np.array([v for v in means if np.isfinite(v)])
+        if len(finite) and finite.min() > 0 and finite.max() / finite.min() > 100:
+            ax.set_xscale("log")  # scores a hundred times apart: keep the small ones visible
+        ax.invert_yaxis()
+        ax.set_title(f"{metric}\n{arrows[comparison.higher_is_better.get(metric)]}", fontsize=9)
+        ax.tick_params(labelsize=8)
+    for ax, metric in zip(flat_axes[len(comparison.metrics) :], curve_metrics):
+        for method in comparison.methods:
+            result = comparison.results[method][metric]
+            x = result.curve_x
+            ax.plot(x, result.curves.mean(axis=0), lw=1.8, label=method)
+        first = comparison.results[comparison.methods[0]][metric]
+        if first.curve_labels:
+            ax.set_xticks(first.curve_x, first.curve_labels, rotation=45, ha="right", fontsize=7)
+        ax.set_xlabel(first.x_label, fontsize=8)
+        ax.set_ylabel(first.y_label, fontsize=8)
+        ax.set_title(f"{metric}: mean curves", fontsize=9)
+        ax.legend(fontsize=7)
+    for ax in flat_axes[n_panels:]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
