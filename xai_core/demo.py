@@ -62,6 +62,66 @@ GRADIENT_METHODS: list[tuple[str, dict[str, Any]]] = [
     ("integrated_gradients", {"n_steps": 50}),
 ]
 
+#: "Which method?": the methods compared on the digits CNN, and the metrics that score them
+COMPARED_METRICS = [
+    "deletion",
+    "insertion",
+    "faithfulness_correlation",
+    "infidelity",
+    "sensitivity_max",
+    "model_randomization",
+    "sparseness",
+]
+N_COMPARED = 24
+
+
+def compared_methods(channels_last: bool) -> dict[str, dict[str, Any]]:
+    window = (2, 2, 1) if channels_last else (1, 2, 2)
+    return {
+        "saliency": {},
+        "smoothgrad": {"n_samples": 20, "stdevs": 0.15},
+        "integrated_gradients": {"n_steps": 32},
+        "occlusion": {"window": window, "strides": window},
+        "rise": {"n_masks": 500, "cell": 4},
+    }
+
+
+def _comparison_part(
+    fw: str, model: Any, x: np.ndarray, target: np.ndarray, save: Any, reference: dict
+) -> list[str]:
+    """Every method scored by every metric, on this framework; the scores must match
+    PyTorch's (the same weights, the same seeded draws)."""
+    import xai_core
+
+    comparison = xai_core.compare(
+        model,
+        x[:N_COMPARED],
+        compared_methods(fw == "tensorflow"),
+        {
+            **dict.fromkeys(COMPARED_METRICS, {}),
+            "deletion": {"softmax": True},  # Petsiuk et al.: the class probability
+            "insertion": {"softmax": True},
+            "faithfulness_correlation": {"subset_size": 16},
+        },
+        target=target[:N_COMPARED],
+        seed=0,
+        progress=False,
+    )
+    save(comparison.plot(), f"compare_{fw}.png")
+    lines = ["", f"[{fw}] which method? mean scores on {N_COMPARED} held-out digits:"]
+    lines += [comparison.to_markdown()]
+    scores = np.array(
+        [[comparison.mean(m, k) for k in comparison.metrics] for m in comparison.methods]
+    )
+    if fw == "torch":
+        reference["comparison"] = scores
+    else:
+        err = np.nanmax(
+            np.abs(scores - reference["comparison"]) / (np.abs(reference["comparison"]) + 1e-12)
+        )
+        lines.append(f"[{fw}] comparison scores: max relative difference to PyTorch {err:.1e}")
+    return lines
+
 
 def run_demo(
     out: str | os.PathLike[str] = "xai-demo",
@@ -134,6 +194,7 @@ def run_demo(
                 scale = np.abs(reference[expl.method]).max()
                 err = np.abs(attr - reference[expl.method]).max() / scale
                 lines.append(f"[{fw}] {expl.method}: max relative difference to PyTorch {err:.1e}")
+        lines += _comparison_part(fw, model, x, labels[test], save, reference)
         cam = xai_core.explain(model, x[:n_images], "grad_cam", layer="conv2")
         save(cam.plot(), f"grad_cam_{fw}.png")
         if fw == "torch":

@@ -154,7 +154,7 @@ class Comparison:
         arrows = {True: " ↑", False: " ↓", None: ""}
         header = ["method", *(f"{m}{arrows[self.higher_is_better.get(m)]}" for m in self.metrics)]
         if self.seconds:
-            header.append("explain s")
+            header.append("explain ms")
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         best = {metric: self.best(metric) for metric in self.metrics}
         for method in self.methods:
@@ -163,7 +163,7 @@ class Comparison:
                 text = f"{self.mean(method, metric):.{digits}g}"
                 cells.append(f"**{text}**" if best[metric] == method else text)
             if self.seconds:
-                cells.append(f"{self.seconds[method]:.2f}")
+                cells.append(f"{1000 * self.seconds[method]:.3g}")
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
