@@ -83,8 +83,13 @@ def run(
     *,
     forward_kwargs: dict[str, Any] | None = None,
     output: Any = None,
+    known_outputs: tuple[int, ...] | None = None,
 ) -> Explanation:
-    """Run a built explainer through an adapter; the model's state is restored however it ends."""
+    """Run a built explainer through an adapter; the model's state is restored however it ends.
+
+    `known_outputs` (one sample's output shape) skips the prediction pass when `target`
+    is given: metrics re-explaining thousands of perturbed rows need the attributions
+    only (the Explanation's `predictions` are then NaN)."""
     layout, arrays = split_inputs(inputs, adapter.to_numpy)
     if layout.packed:
         arrays = [
@@ -113,7 +118,17 @@ def run(
     )
     user_target = None if target is None else _target_array(adapter, target)
     with model_lock(adapter.model):  # one explanation of a model at a time; models in parallel
-        return _run_locked(explainer, adapter, layout, arrays, x, batched, user_target, output)
+        return _run_locked(
+            explainer,
+            adapter,
+            layout,
+            arrays,
+            x,
+            batched,
+            user_target,
+            output,
+            None if user_target is None else known_outputs,
+        )
 
 
 def _run_locked(
@@ -125,11 +140,17 @@ def _run_locked(
     batched: BatchedModel,
     user_target: Any,
     output: Any,
+    known_outputs: tuple[int, ...] | None = None,
 ) -> Explanation:
     previous_output, adapter.output = adapter.output, output
     try:
         with adapter.session():
-            if explainer.needs_target:
+            if explainer.needs_target and known_outputs is not None:
+                batched.output_shape = tuple(known_outputs)
+                predictions = np.full((len(x), int(np.prod(known_outputs))), np.nan, np.float32)
+                resolved = resolve_target(user_target, predictions, batched.output_shape)
+                result = explainer.explain(batched, x, resolved)
+            elif explainer.needs_target:
                 predictions = _predict(batched, x)
                 resolved = resolve_target(user_target, predictions, batched.output_shape)
                 result = explainer.explain(batched, x, resolved)

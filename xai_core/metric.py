@@ -228,6 +228,7 @@ class MetricContext:
                 self.forward_kwargs, len(self.inputs), k, self.adapter.to_numpy
             ),
             output=self.output,
+            known_outputs=self._output_shape(),
         )
         attributions = result.attributions
         if isinstance(attributions, (dict, tuple, list)):
@@ -236,8 +237,19 @@ class MetricContext:
         attributions = np.asarray(attributions, np.float64)
         return attributions.reshape(k, len(self.inputs), *attributions.shape[1:])
 
-    def _targets_for(self, k: int) -> Any:
+    def _output_shape(self) -> tuple[int, ...]:
+        """One sample's output shape, known from the explanation (no extra forward pass)."""
         shape = self.model.output_shape
+        if shape is None:
+            shape = (
+                int(
+                    np.asarray(self.explanation.predictions).reshape(len(self.inputs), -1).shape[1]
+                ),
+            )
+        return shape
+
+    def _targets_for(self, k: int) -> Any:
+        shape = self._output_shape()
         tiled = np.tile(self.target, k)
         if shape is not None and len(shape) > 1:
             return [tuple(int(i) for i in np.unravel_index(t, shape)) for t in tiled]
