@@ -17,7 +17,8 @@ def test_plugins_lists_backends_explainers_and_versions():
     result = xai("plugins")
     assert result.returncode == 0, result.stderr
     assert "torch" in result.stdout and "saliency" in result.stdout
-    assert "xai-outsider-numpy 0.3.0" in result.stdout
+    assert "xai-outsider-numpy 0.4.0" in result.stdout
+    assert "xai_core.metrics:" in result.stdout and "top_share" in result.stdout
 
 
 def test_plugins_json():
@@ -29,6 +30,9 @@ def test_plugins_json():
     names = {(r["group"], r["name"]): r["status"] for r in records}
     assert names[("xai_core.backends", "torch")] == "loaded"
     assert names[("xai_core.explainers", "saliency")] == "loaded"
+    assert names[("xai_core.metrics", "deletion")] == "loaded"
+    assert listing["metrics"]["deletion"]["higher_is_better"] is False
+    assert "steps" in listing["metrics"]["deletion"]["options"]
 
 
 def test_demo_writes_figures_and_a_summary(tmp_path):
@@ -49,8 +53,18 @@ def test_demo_writes_figures_and_a_summary(tmp_path):
     differences = [
         float(line.rsplit(" ", 1)[1])
         for line in summary.splitlines()
-        if "difference to PyTorch" in line
+        if "difference to PyTorch" in line and "comparison scores" not in line
     ]
+    # which method? every metric's scores of every method, equal on every framework
+    scores = [
+        float(line.rsplit(" ", 1)[1])
+        for line in summary.splitlines()
+        if "comparison scores: max relative difference to PyTorch" in line
+    ]
+    assert len(scores) == 2 and max(scores) < 1e-3, summary
+    assert summary.count("| integrated_gradients |") == 3, summary
+    for fw in frameworks:
+        assert (out / f"compare_{fw}.png").stat().st_size > 20000
     # 3 gradient methods x 2 frameworks, tokens x 2, 3 forward-only methods on the ONNX export
     assert len(differences) == 11 and max(differences) < 1e-5, summary
     for name in ("perturbation_torch.png", "perturbation_onnx.png", "digits_cnn.onnx"):

@@ -97,3 +97,36 @@ def test_real_models_examples_run(tmp_path, monkeypatch):
         8,
         8,
     )
+
+
+def test_which_method_example_runs(monkeypatch):
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    namespace: dict = {}
+    exec(python_blocks("## Which method?")[0], namespace)
+    table = namespace["table"]
+    assert table.methods == ["saliency", "integrated_gradients", "occlusion"]
+    assert namespace["scores"].shape == (8,)
+    assert namespace["result"].curves.shape[0] == 8
+
+
+def test_metric_plugin_example_runs():
+    import numpy as np
+
+    import xai_core
+    from xai_core.testing.twins import mlp_weights, torch_mlp
+
+    block = next(b for b in python_blocks("## Writing a plugin") if "TopShare" in b)
+    namespace: dict = {}
+    exec(block, namespace)
+    plugin = type("Plugin", (), {"xai_metrics": staticmethod(namespace["xai_metrics"])})
+    model = torch_mlp(mlp_weights())
+    x = np.random.default_rng(0).normal(size=(3, 6)).astype(np.float32)
+    e = xai_core.explain(model, x, "saliency")
+    # the outsider distribution installs the same metric as top_share: rename this copy
+    namespace["TopShare"].name = "top_share_readme"
+    xai_core.register(plugin, name="readme_metric")
+    try:
+        scores = xai_core.evaluate(model, e, "top_share_readme")
+    finally:
+        xai_core.unregister(plugin)
+    np.testing.assert_allclose(scores, e.attributions.max(1) / e.attributions.sum(1))
