@@ -100,6 +100,14 @@ def trapezoid(curves: np.ndarray, x: np.ndarray) -> np.ndarray:
     return ((curves[:, 1:] + curves[:, :-1]) / 2 * np.diff(x)[None]).sum(axis=1)
 
 
+def replacing(context: MetricContext, baseline: object) -> tuple[np.ndarray, ...]:
+    """(inputs, flat attributions, baseline) in channels-first layout, for metrics that
+    replace features by a baseline in attribution order or at random."""
+    x = context.to_canonical(context.inputs)
+    a = flat(context.to_canonical(context.input_attributions()))
+    return x, a, context.to_canonical(broadcast_baselines(baseline, context.inputs))
+
+
 class _Curve(Metric):
     """Deletion and insertion: features in order of decreasing attribution, `steps` at a
     time (ceil(d / steps) features per step, as Quantus's `features_in_step`)."""
@@ -114,12 +122,8 @@ class _Curve(Metric):
         check_bool("softmax", self.options["softmax"])
 
     def score(self, context: MetricContext) -> MetricResult:
-        x = context.to_canonical(context.inputs)
-        a = flat(context.to_canonical(context.input_attributions()))
+        x, a, baseline = replacing(context, self.options["baseline"])
         n, d = a.shape
-        baseline = context.to_canonical(
-            broadcast_baselines(self.options["baseline"], context.inputs)
-        )
         per_step = math.ceil(d / min(self.options["steps"], d))
         counts = np.minimum(np.arange(math.ceil(d / per_step) + 1) * per_step, d)
         order = np.argsort(-a, axis=1)  # Quantus's order, ties included
@@ -175,8 +179,7 @@ class FaithfulnessCorrelation(Metric):
         check_bool("softmax", self.options["softmax"])
 
     def score(self, context: MetricContext) -> MetricResult:
-        x = context.to_canonical(context.inputs)
-        a = flat(context.to_canonical(context.input_attributions()))
+        x, a, baseline = replacing(context, self.options["baseline"])
         n, d = a.shape
         size, runs = self.options["subset_size"], self.options["n_runs"]
         if size > d:
@@ -189,9 +192,6 @@ class FaithfulnessCorrelation(Metric):
         subsets = np.array(
             [[draws.choice(d, size, replace=False) for _ in range(n)] for _ in range(runs)]
         )  # (runs, n, size)
-        baseline = context.to_canonical(
-            broadcast_baselines(self.options["baseline"], context.inputs)
-        )
         softmax = self.options["softmax"]
 
         def perturbed(start: int, stop: int) -> np.ndarray:
