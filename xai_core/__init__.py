@@ -26,6 +26,11 @@ _EXPORTS = {
     "unregister": "api",
     "summary": "summary",
     "evaluate": "evaluation",
+    "explain_dataset": "dataset",
+    "open_results": "dataset",
+    "Results": "dataset",
+    "Engine": "engine",
+    "DatasetJob": "engine",
     "compare": "evaluation",
     "metrics": "evaluation",
     "get_metric": "evaluation",
@@ -57,13 +62,18 @@ _EXPORTS = {
 __all__ = [
     "Attribution",
     "Comparison",
+    "DatasetJob",
+    "Engine",
     "Metric",
+    "Results",
     "MetricContext",
     "MetricResult",
     "UnknownMetricError",
     "compare",
     "evaluate",
+    "explain_dataset",
     "get_metric",
+    "open_results",
     "metrics",
     "BatchedModel",
     "CapabilityError",
@@ -125,6 +135,8 @@ if TYPE_CHECKING:
         unregister,
     )
     from .batching import BatchedModel
+    from .dataset import Results, explain_dataset, open_results
+    from .engine import DatasetJob, Engine
     from .errors import (
         CapabilityError,
         InputError,

@@ -40,3 +40,9 @@ def xai_metrics() -> Any:
 
     Each class carries its metric name in `name`, as explainers do.
     """
+
+
+@hookspec
+def xai_engines() -> Any:
+    """Return an iterable of `xai_core.Engine` subclasses (how `explain_dataset` runs
+    its batches: in this process, on a cluster)."""

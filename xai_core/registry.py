@@ -24,7 +24,8 @@ from .errors import PluginError, UnknownMethodError, UnknownMetricError
 BACKEND_GROUP = "xai_core.backends"
 EXPLAINER_GROUP = "xai_core.explainers"
 METRIC_GROUP = "xai_core.metrics"
-GROUPS = (BACKEND_GROUP, EXPLAINER_GROUP, METRIC_GROUP)
+ENGINE_GROUP = "xai_core.engines"
+GROUPS = (BACKEND_GROUP, EXPLAINER_GROUP, METRIC_GROUP, ENGINE_GROUP)
 #: Comma-separated plugin names that must not load (like tox's PYTEST_DISABLE_PLUGIN_AUTOLOAD).
 DISABLE_ENV = "XAI_CORE_DISABLE_PLUGINS"
 
@@ -287,6 +288,12 @@ class Registry:
     def metric_class(self, metric: str) -> type:
         return self._class("metric", metric, UnknownMetricError)
 
+    def engine_table(self) -> dict[str, tuple[type, str]]:
+        return self._table("engine")
+
+    def engine_class(self, engine: str) -> type:
+        return self._class("engine", engine, UnknownMethodError)
+
     def _class(self, kind: str, name: str, error: type[Exception]) -> type:
         table = self._table(kind)
         if name in self._clashes[kind]:
@@ -313,8 +320,18 @@ def _metric_base() -> type:
     return Metric
 
 
+def _engine_base() -> type:
+    from .engine import Engine
+
+    return Engine
+
+
 #: plugin kinds with a name table: kind -> (hook name, base class getter)
-_KINDS = {"explainer": ("xai_explainers", _explainer_base), "metric": ("xai_metrics", _metric_base)}
+_KINDS = {
+    "explainer": ("xai_explainers", _explainer_base),
+    "metric": ("xai_metrics", _metric_base),
+    "engine": ("xai_engines", _engine_base),
+}
 
 
 REGISTRY = Registry()
