@@ -64,7 +64,7 @@ class RayEngine(Engine):
                 address=self.options["address"],
                 include_dashboard=False,
                 log_to_driver=False,
-                configure_logging=False,
+                logging_level="ERROR",
             )
         try:
             if isinstance(todo, list):
@@ -93,7 +93,7 @@ class RayEngine(Engine):
             fn_constructor_kwargs={"job": job, "source": source},
             batch_size=1,
             batch_format="numpy",
-            concurrency=self.options["num_workers"],
+            compute=ray.data.ActorPoolStrategy(size=self.options["num_workers"]),
             **self._actor_options(),
         )
         for row in dataset.iter_rows():

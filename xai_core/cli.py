@@ -1,4 +1,4 @@
-"""The `xai` command: `xai plugins`, `xai demo`, `xai summary` and `xai compare`."""
+"""The `xai` command: `xai plugins`, `xai demo`, `xai summary`, `xai compare`, `xai explain`."""
 
 from __future__ import annotations
 
@@ -104,6 +104,45 @@ def _parse_options(pairs: Sequence[str]) -> dict[str, Any]:
             raise XaiError(f"--option takes key=value (e.g. seed=0, steps=50), not {pair!r}.")
         options[key] = _parse_value(value)
     return options
+
+
+def _explain(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .dataset import explain_dataset
+
+    engine_options = {}
+    if args.engine == "ray":
+        engine_options = {"address": args.address, "num_workers": args.workers}
+    target = None if args.target is None else _parse_value(args.target)
+    results = explain_dataset(
+        args.model,
+        args.data,
+        args.method,
+        out=args.out,
+        target=target,
+        batch_size=args.batch_size,
+        engine=args.engine,
+        engine_options=engine_options,
+        overwrite=args.overwrite,
+        trust=args.trust,
+        **_parse_options(args.option),
+    )
+    a = results.attributions
+    shape = tuple(a.shape) if a is not None and hasattr(a, "shape") else None
+    last = results[max(len(results) - 1, 0) : len(results)]
+    mean_abs = (
+        float(np.abs(np.asarray(last.attributions)).mean())
+        if isinstance(last.attributions, np.ndarray) and last.attributions.size
+        else float("nan")
+    )
+    print(f"results in {args.out}")
+    print(
+        f"{results.method}: {len(results)} rows, attributions {shape}, "
+        f"{'complete' if results.complete else 'incomplete (rerun to resume)'}; "
+        f"last row mean |attribution| {mean_abs:.3g}"
+    )
+    return 0
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -213,6 +252,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="allow files that run code when loaded (pickled PyTorch modules, Keras lambdas)",
     )
     m.set_defaults(func=_summary)
+    e = sub.add_parser("explain", help="explain a whole dataset into a Zarr store (resumable)")
+    e.add_argument("model", help="a saved model (.pt, .keras, paddle prefix, .onnx)")
+    e.add_argument("data", help=".npy/.npz file, folder of images or Parquet table")
+    e.add_argument("--method", required=True, help="explanation method (xai plugins lists them)")
+    e.add_argument("--out", required=True, help="Zarr store: a path or an fsspec URL")
+    e.add_argument(
+        "--option", action="append", default=[], help="key=value for the method, e.g. seed=0"
+    )
+    e.add_argument("--target", help="class to explain, or a Parquet column of targets")
+    e.add_argument("--batch-size", type=int, default=256, help="rows per batch (and chunk)")
+    e.add_argument("--engine", default="local", help="local (default) or ray")
+    e.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    e.add_argument("--workers", type=int, default=2, help="Ray workers (actors)")
+    e.add_argument("--overwrite", action="store_true", help="replace a store of another run")
+    e.add_argument("--trust", action="store_true", help="allow files that run code when loaded")
+    e.set_defaults(func=_explain)
     c = sub.add_parser("compare", help="score explanation methods on a saved model and inputs")
     c.add_argument("model", help="a saved model (.pt, .keras, paddle prefix, .onnx)")
     c.add_argument("data", help="inputs as a .npy array, batch first, in the model's layout")

@@ -86,6 +86,8 @@ class Source:
     n_rows: int | None = None
     #: True when workers can read any batch by index (Ray engine, resume without replay)
     random_access = True
+    #: targets given next to the data (one per row), for sources that carry none
+    row_target: np.ndarray | None = None
 
     def rows(self, start: int, stop: int) -> tuple[Any, np.ndarray | None]:
         raise NotImplementedError
@@ -105,7 +107,12 @@ class Source:
         start = index * batch_size
         stop = start + batch_size if self.n_rows is None else min(start + batch_size, self.n_rows)
         inputs, target = self.rows(start, stop)
-        return Batch(index, start, inputs, target)
+        return self._with_target(Batch(index, start, inputs, target))
+
+    def _with_target(self, batch: Batch) -> Batch:
+        if batch.target is None and self.row_target is not None:
+            batch.target = np.asarray(self.row_target[batch.start : batch.start + len(batch)])
+        return batch
 
     def batches(self, batch_size: int, skip: frozenset[int] = frozenset()) -> Iterator[Batch]:
         """Every batch in order; those in `skip` are not materialised where the source
@@ -115,7 +122,8 @@ class Source:
                 if index not in skip:
                     yield self.batch(index, batch_size)
             return
-        yield from _rebatch(self.stream(), batch_size, skip)
+        for batch in _rebatch(self.stream(), batch_size, skip):
+            yield self._with_target(batch)
 
 
 def _rebatch(
@@ -211,6 +219,12 @@ class ArraySource(Source):
         if target is not None and len(target) != self.n_rows:
             raise InputError(f"{len(target)} targets for {self.n_rows} rows.")
 
+    def __reduce__(self) -> Any:
+        """A memory-mapped file travels to workers as its path, never as its contents."""
+        if self.path and isinstance(self.inputs, np.memmap):
+            return (_reopen, (self.path, self.target))
+        return (ArraySource, (self.inputs, self.target, self.path))
+
     def rows(self, start: int, stop: int) -> tuple[Any, np.ndarray | None]:
         inputs = _map(self.inputs, lambda a: np.array(a[start:stop]))  # memmap -> memory
         return inputs, None if self.target is None else np.array(self.target[start:stop])
@@ -228,6 +242,12 @@ class ArraySource(Source):
                 parts + ([] if self.target is None else [np.asarray(self.target)])
             ),
         }
+
+
+def _reopen(path: str, target: np.ndarray | None) -> Source:
+    if path.endswith(".npy"):
+        return ArraySource(np.load(path, mmap_mode="r"), target, path=path)
+    return npz_source(path.rsplit(":", 1)[0])
 
 
 class StreamedNpzMember(Source):
@@ -459,6 +479,20 @@ def open_source(data: Any, *, target: Any = None, channels_last: bool = False) -
     """The `Source` for whatever `explain_dataset` was given."""
     if isinstance(data, Source):
         return data
+    source = _open(data, target, channels_last)
+    given = _row_target(target)
+    if given is not None and source.row_target is None and not _carries_target(source):
+        if source.n_rows is not None and len(given) != source.n_rows:
+            raise InputError(f"{len(given)} targets for {source.n_rows} rows of data.")
+        source.row_target = given
+    return source
+
+
+def _carries_target(source: Source) -> bool:
+    return getattr(source, "target", None) is not None
+
+
+def _open(data: Any, target: Any, channels_last: bool) -> Source:
     if isinstance(data, (str, os.PathLike)):
         path = os.fspath(data)
         if os.path.isdir(path):

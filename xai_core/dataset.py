@@ -151,6 +151,7 @@ def _identity(job: DatasetJob, source: Source, seed: Any) -> dict[str, Any]:
         "target": _json_safe(job.target),
         "batch_size": job.batch_size,
         "data": _json_safe(source.describe()),
+        "row_target": _json_safe(source.row_target),
         "output": _json_safe(job.output),
         "forward_kwargs": _json_safe(job.forward_kwargs),
         "store_inputs": job.store_inputs,
