@@ -88,7 +88,8 @@ class RayEngine(Engine):
             return
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the driver's one bar counts rows
-        dataset = ray.data.from_items([{"index": i} for i in todo]).map_batches(
+        items = [{"index": i} for i in todo]
+        dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
             _Worker,
             fn_constructor_kwargs={"job": job, "source": source},
             batch_size=1,

@@ -404,3 +404,17 @@ def test_xai_explain_from_the_shell(cnn, images, tmp_path):
     stored = xai_core.open_results(tmp_path / "s")
     _check(stored, _by_hand(cnn, images, "smoothgrad", seed=2, n_samples=3), rtol=1e-6)
     assert json.loads(json.dumps(stored.attrs["options"])) == {"n_samples": 3}
+
+
+def test_an_fsspec_url_store_resumes_too(cnn, images):
+    pytest.importorskip("fsspec")
+    url = "memory://xai-core-test-store"
+    first = xai_core.explain_dataset(
+        cnn, images, "saliency", out=url, batch_size=BATCH, progress=False, overwrite=True
+    )
+    first.group["_done"][1] = False  # as if the run had stopped before batch 1's commit
+    again = xai_core.explain_dataset(
+        cnn, images, "saliency", out=url, batch_size=BATCH, progress=False
+    )
+    assert again.complete
+    _check(xai_core.open_results(url), _by_hand(cnn, images, "saliency"))

@@ -61,7 +61,8 @@ def _plugins(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    for group in ("xai_core.backends", "xai_core.explainers", "xai_core.metrics", "runtime"):
+    groups = ("xai_core.backends", "xai_core.explainers", "xai_core.metrics", "xai_core.engines")
+    for group in (*groups, "runtime"):
         rows = [r for r in records if r["group"] == group]
         if not rows:
             continue

@@ -158,17 +158,29 @@ def _identity(job: DatasetJob, source: Source, seed: Any) -> dict[str, Any]:
     }
 
 
+def _location(out: Any) -> str:
+    """A local path, or an fsspec URL for any other filesystem (s3://, gs://, memory://)."""
+    location = os.fspath(out) if isinstance(out, os.PathLike) else str(out)
+    if location.startswith("file://"):
+        return location[len("file://") :]
+    return location
+
+
 class ResultStore:
     """The Zarr group being written: arrays created from the first batch's results."""
 
     def __init__(self, group: Any) -> None:
         self.group = group
+        identity = dict(group.attrs)["identity"]
+        self.batch_size = identity["batch_size"]
+        self.n_rows = identity["data"].get("rows")
+        self._arrays: dict[str, Any] = {}  # handles, opened once (each lookup reads metadata)
 
     @classmethod
     def open(cls, out: Any, identity: dict[str, Any], overwrite: bool) -> ResultStore:
         import zarr
 
-        location = os.fspath(out) if isinstance(out, os.PathLike) else out
+        location = _location(out)
         try:
             existing = zarr.open_group(location, mode="r")
             attrs = dict(existing.attrs)
@@ -220,26 +232,29 @@ class ResultStore:
         flags = self.group[DONE][:]
         return {int(i) for i in np.nonzero(flags)[0]}
 
-    def _array(self, path: str, value: np.ndarray, n_rows: int | None, chunk: int) -> Any:
-        if path in self.group:
-            return self.group[path]
-        return self.group.create_array(
-            path,
-            shape=(n_rows or 0, *value.shape[1:]),
-            chunks=(chunk, *value.shape[1:]),
-            dtype=value.dtype,
-            fill_value=0,
-        )
+    def _array(self, path: str, value: np.ndarray) -> Any:
+        array = self._arrays.get(path)
+        if array is None:
+            if path in self.group:
+                array = self.group[path]
+            else:
+                array = self.group.create_array(
+                    path,
+                    shape=(self.n_rows or 0, *value.shape[1:]),
+                    chunks=(self.batch_size, *value.shape[1:]),
+                    dtype=value.dtype,
+                    fill_value=0,
+                )
+            self._arrays[path] = array
+        return array
 
     def write(
         self, index: int, start: int, arrays: dict[str, np.ndarray], n_batches: int | None
     ) -> None:
         """Write one batch's arrays, then flag it done (the commit)."""
-        batch_size = self.group.attrs["identity"]["batch_size"]
-        n_rows = self.group.attrs["identity"]["data"].get("rows")
         stop = start + len(arrays["predictions"])
         for path, value in arrays.items():
-            array = self._array(path, value, n_rows, batch_size)
+            array = self._array(path, value)
             if array.shape[0] < stop:
                 array.resize((stop, *array.shape[1:]))
             array[start:stop] = value
@@ -249,11 +264,16 @@ class ResultStore:
         flags[index] = True
 
     def _done_array(self, n_batches: int | None) -> Any:
-        if DONE in self.group:
-            return self.group[DONE]
-        return self.group.create_array(
-            DONE, shape=(n_batches or 0,), chunks=(1,), dtype="bool", fill_value=False
-        )
+        array = self._arrays.get(DONE)
+        if array is None:
+            if DONE in self.group:
+                array = self.group[DONE]
+            else:
+                array = self.group.create_array(
+                    DONE, shape=(n_batches or 0,), chunks=(1,), dtype="bool", fill_value=False
+                )
+            self._arrays[DONE] = array
+        return array
 
     def finish(self, source: Source, batch_size: int) -> None:
         """Mark the store complete once every batch is flagged."""
@@ -357,7 +377,7 @@ def open_results(path: str | os.PathLike[str]) -> Results:
     """Reopen a store written by `explain_dataset`."""
     import zarr
 
-    location = os.fspath(path) if isinstance(path, os.PathLike) else path
+    location = _location(path)
     try:
         group = zarr.open_group(location, mode="r")
     except Exception as exc:  # noqa: BLE001 - any reason it is not a store
