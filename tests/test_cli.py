@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import xai_core
+
 
 def xai(*args: str, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run(
@@ -49,6 +51,8 @@ def test_demo_writes_figures_and_a_summary(tmp_path):
         accuracy = float(summary.split(f"[{fw}] held-out accuracy: ")[1].split()[0])
         assert accuracy > 0.85, summary
         assert (out / f"gradients_{fw}.png").stat().st_size > 5000
+        stored = xai_core.open_results(out / f"ig_{fw}.zarr")  # written by explain_dataset
+        assert stored.complete and len(stored) == int(summary.split(" on ")[1].split()[0])
     # the same weights gave the same explanations on every framework
     differences = [
         float(line.rsplit(" ", 1)[1])
