@@ -130,3 +130,13 @@ def test_metric_plugin_example_runs():
     finally:
         xai_core.unregister(plugin)
     np.testing.assert_allclose(scores, e.attributions.max(1) / e.attributions.sum(1))
+
+
+def test_explaining_a_dataset_example_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(python_blocks("## Explaining a dataset")[0], namespace)
+    results = namespace["results"]
+    assert results.complete and len(results) == 1000
+    assert namespace["first"].attributions.shape == (10, 1, 12, 12)
+    assert (tmp_path / "val-smoothgrad.zarr").is_dir()
