@@ -87,11 +87,15 @@ def _write_png_folder(folder: Path, images: np.ndarray) -> None:
         Image.fromarray(np.round(image[0] * 255).astype(np.uint8)).save(folder / f"{i:03d}.png")
 
 
-def _data_kinds(images: np.ndarray, labels: np.ndarray, tmp: Path):
+def _data_kinds(images: np.ndarray, labels: np.ndarray, tmp: Path, framework: str = "torch"):
+    """Every kind of data holding `images` (NCHW; in the framework's layout where the data
+    is arrays, as PNG files in the folder)."""
+    pngs = tmp / "pngs"
+    _write_png_folder(pngs, images)
+    images = to_layout(images, framework)
     np.save(tmp / "x.npy", images)
     np.savez(tmp / "xy.npz", x=images, y=labels)
     np.savez_compressed(tmp / "xyc.npz", x=images, y=labels)
-    _write_png_folder(tmp / "pngs", images)
 
     def pairs():
         for i in range(0, N, 5):  # batches of another size than the store's
@@ -108,7 +112,7 @@ def _data_kinds(images: np.ndarray, labels: np.ndarray, tmp: Path):
         "npy": (tmp / "x.npy", labels),
         "npz": (tmp / "xy.npz", None),
         "npz_compressed": (tmp / "xyc.npz", None),
-        "image_folder": (tmp / "pngs", labels),
+        "image_folder": (pngs, labels),
         "generator_pairs": (pairs(), None),
         "torch_dataloader": (loader, None),
     }
@@ -154,6 +158,26 @@ def test_parquet_table_with_a_target_column(tmp_path):
     )
     _check(results, _by_hand(model, x, "saliency", target=y))
     assert results.attrs["data"]["columns"] == [f"f{i}" for i in range(6)]
+
+
+@pytest.mark.parametrize("framework", ["tensorflow", "paddle"])
+def test_every_data_kind_on_keras_and_paddle(framework, images, tmp_path):
+    pytest.importorskip(framework)
+    model = twin(framework, "cnn", cnn_weights(channels=1, seed=3))
+    labels = np.random.default_rng(1).integers(0, 10, N)
+    x = to_layout(images, framework)
+    reference = _by_hand(model, x, "saliency", target=labels)
+    for kind, (data, target) in _data_kinds(images, labels, tmp_path, framework).items():
+        results = xai_core.explain_dataset(
+            model,
+            data,
+            "saliency",
+            out=tmp_path / f"store_{kind}",
+            target=target,
+            batch_size=BATCH,
+            progress=False,
+        )
+        _check(results, reference, rtol=1e-5, what=f"{framework} {kind}")
 
 
 @pytest.mark.parametrize("framework", ["tensorflow", "paddle"])
