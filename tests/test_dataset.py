@@ -136,11 +136,13 @@ def test_every_data_kind_gives_the_same_store(cnn, images, tmp_path):
         assert results.attrs["data"]["rows"] in (N, None), kind
 
 
-def test_parquet_table_with_a_target_column(tmp_path):
+@pytest.mark.parametrize("framework", ["torch", "tensorflow", "paddle"])
+def test_parquet_table_with_a_target_column(framework, tmp_path):
     pa = pytest.importorskip("pyarrow")
+    pytest.importorskip(framework)
     import pyarrow.parquet as pq
 
-    model = twin("torch", "mlp", mlp_weights())
+    model = twin(framework, "mlp", mlp_weights())
     x = np.random.default_rng(2).normal(size=(N, 6)).astype(np.float32)
     y = np.random.default_rng(3).integers(0, 3, N)
     table = {f"f{i}": x[:, i] for i in range(6)}
@@ -427,7 +429,7 @@ def test_xai_explain_from_the_shell(cnn, images, tmp_path):
     assert "row/s" in result.stderr  # one progress bar: rows, rate, ETA
     stored = xai_core.open_results(tmp_path / "s")
     _check(stored, _by_hand(cnn, images, "smoothgrad", seed=2, n_samples=3), rtol=1e-6)
-    assert json.loads(json.dumps(stored.attrs["options"])) == {"n_samples": 3}
+    assert json.loads(json.dumps(stored.attrs["options"])) == {"n_samples": 3, "seed": 2}
 
 
 def test_an_fsspec_url_store_resumes_too(cnn, images):
@@ -442,3 +444,57 @@ def test_an_fsspec_url_store_resumes_too(cnn, images):
     )
     assert again.complete
     _check(xai_core.open_results(url), _by_hand(cnn, images, "saliency"))
+
+
+def test_captured_activations_and_convergence_deltas_are_stored(cnn, images, tmp_path):
+    captured = xai_core.explain_dataset(
+        cnn,
+        images,
+        "activations",
+        out=tmp_path / "a",
+        layers=["conv2"],
+        batch_size=BATCH,
+        progress=False,
+    )
+    whole = xai_core.explain(cnn, images, "activations", layers=["conv2"])
+    np.testing.assert_allclose(
+        captured.activations["conv2"][:], whole.activations["conv2"], rtol=1e-6, atol=1e-7
+    )
+    assert captured.attributions is None
+    ig = xai_core.explain_dataset(
+        cnn,
+        images,
+        "integrated_gradients",
+        out=tmp_path / "ig",
+        batch_size=BATCH,
+        progress=False,
+    )
+    reference = xai_core.explain(cnn, images, "integrated_gradients")
+    np.testing.assert_allclose(
+        ig.convergence_delta[:], reference.convergence_delta, rtol=1e-4, atol=1e-6
+    )
+    assert ig[3:5].convergence_delta.shape == (2,)
+    seeded = xai_core.explain_dataset(
+        cnn,
+        images,
+        "smoothgrad",
+        out=tmp_path / "s",
+        n_samples=2,
+        batch_size=BATCH,
+        progress=False,
+    )
+    drawn = seeded.attrs["run_seed"]
+    assert seeded.attrs["options"] == {"n_samples": 2, "seed": drawn}
+    # a rerun without a seed resumes with the drawn one instead of refusing or redrawing
+    seeded.group["_done"][0] = False
+    seeded.group["attributions"][0:BATCH] = 0
+    again = xai_core.explain_dataset(
+        cnn,
+        images,
+        "smoothgrad",
+        out=tmp_path / "s",
+        n_samples=2,
+        batch_size=BATCH,
+        progress=False,
+    )
+    _check(again, _by_hand(cnn, images, "smoothgrad", seed=drawn, n_samples=2), rtol=0)

@@ -224,7 +224,8 @@ class ResultStore:
 
     def record_seed(self, seed: int) -> None:
         if self.group.attrs.get("run_seed") != seed:
-            self.group.attrs["run_seed"] = seed
+            options = {**dict(self.group.attrs.get("options", {})), "seed": seed}
+            self.group.attrs.update({"run_seed": seed, "options": options})
 
     def done(self) -> set[int]:
         if DONE not in self.group:
