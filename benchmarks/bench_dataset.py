@@ -69,7 +69,14 @@ def main() -> None:
 
     factory = functools.partial(twin, "torch", "cnn", cnn_weights(channels=1))
     started = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    # address="local": a new cluster even if one is running on this machine
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level="ERROR",
+    )
     init = time.perf_counter() - started
     print(f"\nray.init (local, 2 CPUs): {init:.1f} s")
     for workers in (1, 2):

@@ -60,8 +60,8 @@ class RayEngine(Engine):
             ) from exc
         started = not ray.is_initialized()
         if started:
-            ray.init(
-                address=self.options["address"],
+            ray.init(  # no address: a new local Ray, never one found running by chance
+                address=self.options["address"] or "local",
                 include_dashboard=False,
                 log_to_driver=False,
                 logging_level="ERROR",
