@@ -31,3 +31,18 @@ def images(n: int = 4, seed: int = 1) -> np.ndarray:
 
 def tabular(n: int = 4, d: int = 6, seed: int = 1) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
+
+
+def export_twin_cnn_to_onnx(path, channels: int = 1, seed: int = 0) -> None:
+    """The PyTorch CNN twin (`cnn_weights(channels, seed)`) exported to ONNX at `path`, in a
+    subprocess: exporters must not share a process with TensorFlow (see test_onnx_backend)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch; from xai_core.testing.twins import cnn_weights, torch_cnn;"
+        f"m = torch_cnn(cnn_weights(channels={channels}, seed={seed})).eval();"
+        f"torch.onnx.export(m, torch.zeros(1, {channels}, 10, 10), {str(path)!r}, dynamo=False,"
+        "input_names=['x'], output_names=['y'], dynamic_axes={'x': {0: 'n'}, 'y': {0: 'n'}})"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)

@@ -15,6 +15,8 @@ import xai_core
 from xai_core.engine import DatasetJob, batch_seed
 from xai_core.testing.twins import cnn_weights, mlp_weights, to_layout, twin
 
+from models import export_twin_cnn_to_onnx
+
 pytest.importorskip("zarr")
 
 N, BATCH = 37, 8
@@ -241,13 +243,7 @@ def test_several_inputs_and_a_saved_onnx_model(tmp_path):
 
     pytest.importorskip("onnxruntime")
     path = tmp_path / "cnn.onnx"
-    code = (
-        "import torch; from xai_core.testing.twins import cnn_weights, torch_cnn;"
-        "m = torch_cnn(cnn_weights(channels=1, seed=3)).eval();"
-        f"torch.onnx.export(m, torch.zeros(1, 1, 10, 10), {str(path)!r}, dynamo=False,"
-        "input_names=['x'], output_names=['y'], dynamic_axes={'x': {0: 'n'}, 'y': {0: 'n'}})"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    export_twin_cnn_to_onnx(path, channels=1, seed=3)
     x = np.random.default_rng(6).normal(size=(N, 1, 10, 10)).astype(np.float32)
     onnx_results = xai_core.explain_dataset(
         path,

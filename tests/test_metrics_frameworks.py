@@ -10,6 +10,8 @@ import pytest
 import xai_core
 from xai_core.testing.twins import cnn_weights, to_layout, twin
 
+from models import export_twin_cnn_to_onnx
+
 pytest.importorskip("tensorflow")
 pytest.importorskip("paddle")
 
@@ -137,17 +139,8 @@ def test_metric_needing_gradients_on_a_forward_only_backend(twins, images, tmp_p
     """sensitivity_max re-explains with the explanation's method: a gradient method on an
     ONNX export is refused, pointing to forward-only methods."""
     pytest.importorskip("onnxruntime")
-    import subprocess
-    import sys
-
     path = tmp_path / "cnn.onnx"
-    code = (
-        "import torch; from xai_core.testing.twins import cnn_weights, torch_cnn;"
-        "m = torch_cnn(cnn_weights(channels=3, seed=2)).eval();"
-        f"torch.onnx.export(m, torch.zeros(1, 3, 10, 10), {str(path)!r}, dynamo=False,"
-        "input_names=['x'], output_names=['y'], dynamic_axes={'x': {0: 'n'}, 'y': {0: 'n'}})"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    export_twin_cnn_to_onnx(path, channels=3, seed=2)
     onnx_model = xai_core.load_model(path)
     e = xai_core.explain(twins["torch"], images, "saliency")
     with pytest.raises(xai_core.CapabilityError, match="gradients"):
