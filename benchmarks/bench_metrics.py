@@ -16,6 +16,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
 import paddle  # noqa: F401, E402 - quantus imports tensorflow; paddle must come first
 import torch  # noqa: E402
@@ -24,6 +25,78 @@ import xai_core  # noqa: E402
 from xai_core.testing.twins import cnn_weights, torch_cnn  # noqa: E402
 
 from timing import interleaved, report  # noqa: E402
+
+
+def resnet_rows() -> None:
+    """The same metrics on a ResNet-18 at 64 x 64 (tests/real_models.py), 8 images, 10 draws:
+    the size people evaluate at. Captum runs every perturbed row in one call (its default),
+    xai_core in its 1 MiB chunks."""
+    from captum.attr import IntegratedGradients, Saliency
+    from captum.metrics import infidelity, sensitivity_max
+
+    from real_models import resnet18
+
+    model = resnet18().eval()
+    x = np.random.default_rng(0).uniform(size=(8, 3, 64, 64)).astype(np.float32)
+    k = 10
+    e_ig = xai_core.explain(model, x, "integrated_gradients", n_steps=16)
+    noise = np.random.default_rng(1).normal(0, 0.05, (k, *x.shape)).astype(np.float32)
+    uniform = np.random.default_rng(2).uniform(-0.02, 0.02, (k, *x.shape)).astype(np.float32)
+    tx, target = torch.from_numpy(x), torch.from_numpy(e_ig.target)
+
+    def sample_major(a):
+        return torch.from_numpy(np.ascontiguousarray(a.transpose(1, 0, 2, 3, 4))).reshape(
+            -1, *x.shape[1:]
+        )
+
+    noise_t, uniform_t = sample_major(noise), sample_major(uniform)
+    report(
+        "infidelity, ResNet-18 64x64, 8 images, 10 draws",
+        interleaved(
+            {
+                "xai_core": lambda: xai_core.evaluate(
+                    model, e_ig, "infidelity", perturbations=noise
+                ),
+                "captum": lambda: infidelity(
+                    model,
+                    lambda inputs: (noise_t, inputs - noise_t),
+                    tx,
+                    torch.from_numpy(e_ig.attributions),
+                    target=target,
+                    n_perturb_samples=k,
+                ),
+            },
+            repeats=7,
+            warmup=1,
+        ),
+        "captum",
+    )
+    for method, explain_func, options in (
+        ("saliency", Saliency(model).attribute, {}),
+        ("integrated_gradients", IntegratedGradients(model).attribute, {"n_steps": 16}),
+    ):
+        e = xai_core.explain(model, x, method, **options)
+        report(
+            f"sensitivity_max of {method}, ResNet-18 64x64, 8 images, 10 draws",
+            interleaved(
+                {
+                    "xai_core": lambda e=e: xai_core.evaluate(
+                        model, e, "sensitivity_max", perturbations=uniform
+                    ),
+                    "captum": lambda f=explain_func, o=options: sensitivity_max(
+                        f,
+                        tx,
+                        perturb_func=lambda inputs, perturb_radius=0.0: inputs + uniform_t,
+                        n_perturb_samples=k,
+                        target=torch.from_numpy(e.target),
+                        **o,
+                    ),
+                },
+                repeats=5,
+                warmup=1,
+            ),
+            "captum",
+        )
 
 
 def main() -> None:
@@ -121,3 +194,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    resnet_rows()
