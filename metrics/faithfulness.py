@@ -76,16 +76,24 @@ class Infidelity(Metric):
         dots = np.empty((k, len(x)), np.float64)
 
         def perturbed(start: int, stop: int) -> np.ndarray:
+            # block 0 is x itself: f(x) rides along with its perturbed copies (one call)
+            first = max(start, 1) - 1
+            draws = [draw(j) for j in range(first, stop - 1)] if given is None else None
             noise = (
-                given[start:stop]
+                given[first : stop - 1]
                 if given is not None
-                else np.stack([draw(j) for j in range(start, stop)])
+                else np.stack(draws)
+                if draws
+                else np.empty((0, *x.shape), x.dtype)
             )
-            dots[start:stop] = np.einsum("knd,nd->kn", noise.reshape(stop - start, len(x), -1), a)
-            return x[None] - noise
+            dots[first : stop - 1] = np.einsum(
+                "knd,nd->kn", noise.reshape(len(noise), len(x), a.shape[1]), a
+            )
+            blocks = x[None] - noise
+            return np.concatenate([x[None], blocks]) if start == 0 else blocks
 
-        f_x = context.target_outputs(x)
-        diffs = f_x[None] - context.target_outputs_of_blocks(k, perturbed)
+        outputs = context.target_outputs_of_blocks(k + 1, perturbed)
+        diffs = outputs[:1] - outputs[1:]
         if self.options["normalize"]:  # Captum: the best scaling beta of the attributions
             aa, ab, bb = (dots * dots).sum(0), (dots * diffs).sum(0), (diffs * diffs).sum(0)
             beta = ab / np.where(aa == 0, 1.0, aa)

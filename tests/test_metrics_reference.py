@@ -236,3 +236,15 @@ def test_sparseness_and_complexity_equal_quantus_defaults(cnn, digits, quantus, 
         one = xai_core.explain(cnn, digits[i : i + 1], "integrated_gradients")
         ours = xai_core.evaluate(cnn, one, name.lower())
         np.testing.assert_allclose(ours, np.array(theirs), rtol=1e-6)
+
+
+@pytest.mark.parametrize("metric", ["infidelity", "deletion", "sensitivity_max"])
+def test_scores_do_not_depend_on_how_the_rows_are_cut(cnn, digits, metric):
+    """One block per model call, a few, or all at once: the same numbers (the rows of a
+    sample's copies travel side by side, and f(x) rides in the first call)."""
+    e = xai_core.explain(cnn, digits, "saliency", abs=False)
+    options = {"seed": 1} if metric != "deletion" else {"steps": 20}
+    whole = xai_core.evaluate(cnn, e, metric, **options)
+    for rows in (len(digits), 3 * len(digits), 7):
+        cut = xai_core.evaluate(cnn, e, metric, internal_batch_size=rows, **options)
+        np.testing.assert_allclose(cut, whole, rtol=1e-5, atol=1e-9, err_msg=str(rows))

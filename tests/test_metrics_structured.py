@@ -50,3 +50,44 @@ def test_two_inputs_score_as_one_concatenated_input(metric, options):
     np.testing.assert_allclose(
         ours, expected, rtol=1e-4, atol=1e-5 if metric == "completeness" else 1e-7
     )
+
+
+class Scaled(torch.nn.Module):
+    """A linear model whose output each sample scales by its own keyword argument."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(6, 3)
+        torch.nn.init.normal_(self.fc.weight, generator=torch.Generator().manual_seed(0))
+
+    def forward(self, x, scale):
+        return torch.tanh(self.fc(x)) * scale[:, None]
+
+
+NOISE = np.random.default_rng(8).normal(0, 0.1, (5, 4, 6)).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "metric, options",
+    [
+        ("sensitivity_max", {"perturbations": NOISE}),
+        ("infidelity", {"perturbations": NOISE}),
+        ("deletion", {"steps": 6}),
+    ],
+)
+def test_batch_first_forward_kwargs_follow_their_samples(metric, options):
+    """Each sample scored with the others equals it scored alone with its own scale."""
+    model = Scaled()
+    x = np.random.default_rng(7).normal(size=(4, 6)).astype(np.float32)
+    scale = np.array([1.0, 2.0, -1.0, 0.5], np.float32)
+    e = xai_core.explain(model, x, "saliency", abs=False, forward_kwargs={"scale": scale})
+    together = xai_core.evaluate(model, e, metric, forward_kwargs={"scale": scale}, **options)
+    for i in range(4):
+        one = xai_core.explain(
+            model, x[i : i + 1], "saliency", abs=False, forward_kwargs={"scale": scale[i : i + 1]}
+        )
+        own = {k: (v[:, i : i + 1] if k == "perturbations" else v) for k, v in options.items()}
+        alone = xai_core.evaluate(
+            model, one, metric, forward_kwargs={"scale": scale[i : i + 1]}, **own
+        )
+        np.testing.assert_allclose(alone[0], together[i], rtol=1e-5, err_msg=f"sample {i}")
