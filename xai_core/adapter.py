@@ -100,9 +100,13 @@ class ModelAdapter(ABC):
         on them mean the same in every framework (`model_randomization`)."""
         raise self.missing("randomised copies of the model (model_randomization)")
 
-    def with_parameters(self, replaced: dict[str, list[np.ndarray]]) -> ModelAdapter:
+    def with_parameters(
+        self, replaced: dict[str, list[np.ndarray]], in_place: bool = False
+    ) -> ModelAdapter:
         """An adapter over a copy of the model whose named layers' parameters are replaced
-        (arrays as `layer_parameters` gives them). The model itself is never modified."""
+        (arrays as `layer_parameters` gives them). The model itself is never modified;
+        `in_place=True` replaces them in this adapter's model and returns it — the core
+        only asks that of a copy it made (a cascade re-draws one more layer per step)."""
         raise self.missing("randomised copies of the model (model_randomization)")
 
     # -- lifecycle -----------------------------------------------------------

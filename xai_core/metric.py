@@ -269,7 +269,7 @@ class MetricContext:
         +-1/sqrt(fan_in) as PyTorch's default initialisation, from a generator seeded by
         (seed, layer position); the adapter puts them into a copy of the model. The
         user's model is never touched."""
-        replaced: dict[str, list[np.ndarray]] = {}
+        copy: ModelAdapter | None = None
         for position in range(len(layers) - 1, -1, -1):
             layer = layers[position]
             params = self.adapter.layer_parameters(layer)
@@ -277,10 +277,17 @@ class MetricContext:
             weights = [p for p in params if p.ndim > 1]
             fan_in = int(np.prod(weights[0].shape[1:])) if weights else max(params[0].size, 1)
             bound = 1.0 / np.sqrt(fan_in)
-            replaced[layer] = [
-                rng.uniform(-bound, bound, p.shape).astype(p.dtype, copy=False) for p in params
-            ]
-            yield layer, self.adapter.with_parameters(dict(replaced))
+            drawn = {
+                layer: [
+                    rng.uniform(-bound, bound, p.shape).astype(p.dtype, copy=False) for p in params
+                ]
+            }
+            # one copy for the whole cascade, each step re-drawing one more layer in it
+            if copy is None:
+                copy = self.adapter.with_parameters(drawn)
+            else:
+                copy = copy.with_parameters(drawn, in_place=True)
+            yield layer, copy
 
 
 def _at_target(outputs: np.ndarray, target: np.ndarray) -> np.ndarray:

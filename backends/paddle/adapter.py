@@ -147,9 +147,11 @@ class PaddleAdapter(ModelAdapter):
             for p, transposed in self._learnable(layer)
         ]
 
-    def with_parameters(self, replaced: dict[str, list[np.ndarray]]) -> PaddleAdapter:
+    def with_parameters(
+        self, replaced: dict[str, list[np.ndarray]], in_place: bool = False
+    ) -> PaddleAdapter:
         self.check_layers(list(replaced))
-        copy = PaddleAdapter(copy_of(self.model, "Paddle"))
+        copy = self if in_place else PaddleAdapter(copy_of(self.model, "Paddle"))
         for name, arrays in replaced.items():
             params = copy._learnable(name)
             shapes = [tuple(p.shape[::-1] if t else p.shape) for p, t in params]

@@ -214,9 +214,11 @@ class TorchAdapter(ModelAdapter):
         self.check_layers([layer])
         return [_numpy(p.detach()).copy() for p in self._modules()[layer].parameters()]
 
-    def with_parameters(self, replaced: dict[str, list[np.ndarray]]) -> TorchAdapter:
+    def with_parameters(
+        self, replaced: dict[str, list[np.ndarray]], in_place: bool = False
+    ) -> TorchAdapter:
         self.check_layers(list(replaced))
-        model = copy_of(self.model, "PyTorch")
+        model = self.model if in_place else copy_of(self.model, "PyTorch")
         modules = dict(model.named_modules())
         with torch.no_grad():
             for name, arrays in replaced.items():
@@ -224,7 +226,7 @@ class TorchAdapter(ModelAdapter):
                 check_parameter_shapes(name, [tuple(p.shape) for p in params], arrays)
                 for p, value in zip(params, arrays):
                     p.copy_(torch.as_tensor(np.asarray(value), dtype=p.dtype, device=p.device))
-        return TorchAdapter(model)
+        return self if in_place else TorchAdapter(model)
 
     def check_layers(self, names: Sequence[str]) -> None:
         # any named module may be captured, not only leaves

@@ -279,9 +279,7 @@ class KerasAdapter(ModelAdapter):
             elif conv and nd >= 3:
                 order = (nd - 1, nd - 2, *range(nd - 2))
                 back = tuple(np.argsort(order))
-                out.append(
-                    (v, lambda a, o=order: a.transpose(o), lambda a, b=back: a.transpose(b))
-                )
+                out.append((v, lambda a, o=order: a.transpose(o), lambda a, b=back: a.transpose(b)))
             else:
                 out.append((v, np.asarray, np.asarray))
         return out
@@ -290,9 +288,11 @@ class KerasAdapter(ModelAdapter):
         self.check_layers([layer])
         return [np.array(to(np.asarray(v.numpy()))) for v, to, _ in self._learnable(layer)]
 
-    def with_parameters(self, replaced: dict[str, list[np.ndarray]]) -> KerasAdapter:
+    def with_parameters(
+        self, replaced: dict[str, list[np.ndarray]], in_place: bool = False
+    ) -> KerasAdapter:
         self.check_layers(list(replaced))
-        copy = KerasAdapter(_copy_model(self.model))
+        copy = self if in_place else KerasAdapter(_copy_model(self.model))
         for name, arrays in replaced.items():
             params = copy._learnable(name)
             shapes = [tuple(to(np.zeros(tuple(v.shape))).shape) for v, to, _ in params]
