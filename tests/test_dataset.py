@@ -241,6 +241,26 @@ def test_several_inputs_and_a_saved_onnx_model(tmp_path):
     for part, expected in zip(got, whole.attributions, strict=True):
         np.testing.assert_allclose(part, expected, rtol=1e-5, atol=1e-7)
 
+    def two_inputs():  # an iterable of several inputs: tuples whose second part is not labels
+        for i in range(0, N, 6):
+            yield a[i : i + 6], b[i : i + 6]
+
+    def with_labels():  # ((a, b), labels) pairs
+        for i in range(0, N, 6):
+            yield (a[i : i + 6], b[i : i + 6]), whole.target[i : i + 6]
+
+    for name, data in (("tuples", two_inputs()), ("pairs", with_labels())):
+        streamed = xai_core.explain_dataset(
+            model,
+            data,
+            "integrated_gradients",
+            out=tmp_path / name,
+            batch_size=BATCH,
+            progress=False,
+        )
+        for part, expected in zip(streamed[0:N].attributions, whole.attributions, strict=True):
+            np.testing.assert_allclose(part, expected, rtol=1e-5, atol=1e-7, err_msg=name)
+
     pytest.importorskip("onnxruntime")
     path = tmp_path / "cnn.onnx"
     export_twin_cnn_to_onnx(path, channels=1, seed=3)
