@@ -76,24 +76,19 @@ class Infidelity(Metric):
         dots = np.empty((k, len(x)), np.float64)
 
         def perturbed(start: int, stop: int) -> np.ndarray:
-            # block 0 is x itself: f(x) rides along with its perturbed copies (one call)
-            first = max(start, 1) - 1
-            draws = [draw(j) for j in range(first, stop - 1)] if given is None else None
             noise = (
-                given[first : stop - 1]
+                given[start:stop]
                 if given is not None
-                else np.stack(draws)
-                if draws
-                else np.empty((0, *x.shape), x.dtype)
+                else np.stack([draw(j) for j in range(start, stop)])
             )
-            dots[first : stop - 1] = np.einsum(
+            dots[start:stop] = np.einsum(
                 "knd,nd->kn", noise.reshape(len(noise), len(x), a.shape[1]), a
             )
-            blocks = x[None] - noise
-            return np.concatenate([x[None], blocks]) if start == 0 else blocks
+            return x[None] - noise
 
-        outputs = context.target_outputs_of_blocks(k + 1, perturbed)
-        diffs = outputs[:1] - outputs[1:]
+        # f(x) from the explanation, verified on one sample: only the copies run
+        f_x = context.explained_outputs()
+        diffs = f_x[None] - context.target_outputs_of_blocks(k, perturbed)
         if self.options["normalize"]:  # Captum: the best scaling beta of the attributions
             aa, ab, bb = (dots * dots).sum(0), (dots * diffs).sum(0), (diffs * diffs).sum(0)
             beta = ab / np.where(aa == 0, 1.0, aa)
@@ -208,9 +203,9 @@ class FaithfulnessCorrelation(Metric):
             blocks = np.where(mask.reshape(stop - start, *x.shape), baseline[None], x[None])
             return context.from_canonical(blocks, 2)
 
-        drops = context.target_outputs(context.inputs, softmax)[
-            None
-        ] - context.target_outputs_of_blocks(runs, perturbed, softmax)
+        drops = context.explained_outputs(softmax)[None] - context.target_outputs_of_blocks(
+            runs, perturbed, softmax
+        )
         sums = np.take_along_axis(a[None], subsets, axis=2).sum(axis=2)  # (runs, n)
         return MetricResult(pearson(sums.T, drops.T), options={"seed": seed})
 
@@ -246,7 +241,7 @@ class Completeness(Metric):
                 "evaluate integrated_gradients, gradient_shap, deep_shap, kernel_shap, "
                 "occlusion or feature_ablation",
             )
-        change = context.target_outputs(x) - reference
+        change = context.explained_outputs() - reference
         gap = np.abs(sums - change)
         if self.options["relative"]:
             scale = np.abs(change)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -248,3 +250,22 @@ def test_scores_do_not_depend_on_how_the_rows_are_cut(cnn, digits, metric):
     for rows in (len(digits), 3 * len(digits), 7):
         cut = xai_core.evaluate(cnn, e, metric, internal_batch_size=rows, **options)
         np.testing.assert_allclose(cut, whole, rtol=1e-5, atol=1e-9, err_msg=str(rows))
+
+
+@pytest.mark.parametrize("metric", ["infidelity", "completeness", "faithfulness_correlation"])
+def test_an_explanation_scored_on_another_model_uses_that_models_outputs(digits, metric):
+    """f(x) comes from the explanation only when the model still gives it: scored on a
+    model with other weights, the scores are those of that model's own outputs."""
+    a = torch_cnn(cnn_weights(seed=4)).eval()
+    b = torch_cnn(cnn_weights(seed=5)).eval()
+    e = xai_core.explain(a, digits, "integrated_gradients")
+    options = {"completeness": {}, "infidelity": {"seed": 0}}.get(
+        metric, {"seed": 0, "n_runs": 8, "subset_size": 10}
+    )
+    own = copy.copy(e)
+    own.predictions = xai_core.explain(b, digits, "saliency", target=e.target).predictions
+    np.testing.assert_allclose(
+        xai_core.evaluate(b, e, metric, **options),
+        xai_core.evaluate(b, own, metric, **options),
+        rtol=1e-6,
+    )
