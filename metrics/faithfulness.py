@@ -86,9 +86,9 @@ class Infidelity(Metric):
             )
             return x[None] - noise
 
-        # f(x) from the explanation, verified on one sample: only the copies run
-        f_x = context.explained_outputs()
-        diffs = f_x[None] - context.target_outputs_of_blocks(k, perturbed)
+        # f(x) from the explanation, checked on one sample: only the copies run
+        f_x, outputs = context.explained_and_blocks(k, perturbed)
+        diffs = f_x[None] - outputs
         if self.options["normalize"]:  # Captum: the best scaling beta of the attributions
             aa, ab, bb = (dots * dots).sum(0), (dots * diffs).sum(0), (diffs * diffs).sum(0)
             beta = ab / np.where(aa == 0, 1.0, aa)
@@ -203,9 +203,8 @@ class FaithfulnessCorrelation(Metric):
             blocks = np.where(mask.reshape(stop - start, *x.shape), baseline[None], x[None])
             return context.from_canonical(blocks, 2)
 
-        drops = context.explained_outputs(softmax)[None] - context.target_outputs_of_blocks(
-            runs, perturbed, softmax
-        )
+        f_x, outputs = context.explained_and_blocks(runs, perturbed, softmax)
+        drops = f_x[None] - outputs
         sums = np.take_along_axis(a[None], subsets, axis=2).sum(axis=2)  # (runs, n)
         return MetricResult(pearson(sums.T, drops.T), options={"seed": seed})
 

@@ -181,30 +181,49 @@ class MetricContext:
         out = self.model.forward(inputs)
         return _at_target(_maybe_softmax(out[None], softmax), self.target)[0]
 
-    def explained_outputs(self, softmax: bool = False) -> np.ndarray:
+    def explained_outputs(
+        self, softmax: bool = False, first: np.ndarray | None = None
+    ) -> np.ndarray:
         """f(x)[target] per sample for the explained inputs, from the explanation's own
-        predictions once the model is seen to still give them (one sample's forward
-        pass); else computed. Saves the batch's forward pass, as reusing the explanation's
-        attributions saves recomputing them."""
+        predictions once the model is seen to still give them on the first sample (its
+        output `first` when a call already computed it); else computed. Saves the
+        batch's forward pass, as reusing the explanation's attributions saves
+        recomputing them."""
         recorded = np.asarray(self.explanation.predictions)
         if recorded.ndim >= 1 and len(recorded) == len(self.inputs) and not self.model.batch_kwargs:
             recorded = recorded.reshape(len(self.inputs), -1)
-            first = self.model.forward(self.inputs[:1])
+            if first is None:
+                first = self.model.forward(self.inputs[:1])
             if (
                 first.shape[1:] == recorded.shape[1:]
                 and np.isfinite(recorded).all()
-                and np.allclose(
-                    first[0], recorded[0], rtol=1e-4, atol=1e-6 * (1 + np.abs(recorded[0]).max())
+                and bool(
+                    np.all(
+                        np.abs(first[0] - recorded[0])
+                        <= 1e-4 * np.abs(recorded[0]) + 1e-6 * (1 + np.abs(recorded[0]).max())
+                    )
                 )
             ):
                 return _at_target(_maybe_softmax(recorded[None], softmax), self.target)[0]
         return self.target_outputs(self.inputs, softmax)
+
+    def explained_and_blocks(
+        self,
+        n_blocks: int,
+        make_block: Callable[[int, int], np.ndarray],
+        softmax: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(`explained_outputs`, `target_outputs_of_blocks`) with the first sample's check
+        riding in the copies' first model call."""
+        scores = self.target_outputs_of_blocks(n_blocks, make_block, softmax, self.inputs[:1])
+        return self.explained_outputs(softmax, self.model.extra_outputs), scores
 
     def target_outputs_of_blocks(
         self,
         n_blocks: int,
         make_block: Callable[[int, int], np.ndarray],
         softmax: bool = False,
+        extra: np.ndarray | None = None,
     ) -> np.ndarray:
         """f[target] on `n_blocks` perturbed copies of the batch: (n_blocks, samples).
 
@@ -212,7 +231,8 @@ class MetricContext:
         *sample shape); the core sizes the groups so that no call exceeds its budget and
         the copies never all exist at once."""
         scores = np.empty((n_blocks, len(self.inputs)), np.float64)
-        for start, stop, out in self.model.forward_groups(n_blocks, make_block, self.inputs):
+        groups = self.model.forward_groups(n_blocks, make_block, self.inputs, extra)
+        for start, stop, out in groups:
             scores[start:stop] = _at_target(_maybe_softmax(out, softmax), self.target)
         return scores
 
