@@ -490,27 +490,23 @@ def test_captured_activations_and_convergence_deltas_are_stored(cnn, images, tmp
         ig.convergence_delta[:], reference.convergence_delta, rtol=1e-4, atol=1e-6
     )
     assert ig[3:5].convergence_delta.shape == (2,)
-    seeded = xai_core.explain_dataset(
-        cnn,
-        images,
-        "smoothgrad",
-        out=tmp_path / "s",
-        n_samples=2,
-        batch_size=BATCH,
-        progress=False,
-    )
+
+    def unseeded():
+        return xai_core.explain_dataset(
+            cnn,
+            images,
+            "smoothgrad",
+            out=tmp_path / "s",
+            n_samples=2,
+            batch_size=BATCH,
+            progress=False,
+        )
+
+    seeded = unseeded()
     drawn = seeded.attrs["run_seed"]
     assert seeded.attrs["options"] == {"n_samples": 2, "seed": drawn}
     # a rerun without a seed resumes with the drawn one instead of refusing or redrawing
     seeded.group["_done"][0] = False
     seeded.group["attributions"][0:BATCH] = 0
-    again = xai_core.explain_dataset(
-        cnn,
-        images,
-        "smoothgrad",
-        out=tmp_path / "s",
-        n_samples=2,
-        batch_size=BATCH,
-        progress=False,
-    )
+    again = unseeded()
     _check(again, _by_hand(cnn, images, "smoothgrad", seed=drawn, n_samples=2), rtol=0)
