@@ -18,12 +18,8 @@ import numpy as np
 
 from xai_core import Attribution, BatchedModel, Explainer, hookimpl
 from xai_core.errors import OptionError
+from xai_core.outputs import at_target
 from xai_core.validation import broadcast_baselines
-
-
-def selected(outputs: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """outputs (k, n, n_out) -> (k, n) at each sample's target, as float64."""
-    return np.take_along_axis(outputs, target[None, :, None], axis=2)[..., 0].astype(np.float64)
 
 
 def ablate(
@@ -38,7 +34,7 @@ def ablate(
 
     `masks(start, stop)` gives features start..stop-1 as boolean masks of one sample's
     shape, (stop - start, *inputs.shape[1:])."""
-    initial = selected(model.forward(inputs)[None], target)[0]
+    initial = at_target(model.forward(inputs)[None], target)[0]
     total = np.zeros(inputs.shape, np.float64)
     counts = np.zeros(inputs.shape[1:], np.float64)
     current: dict[str, np.ndarray] = {}
@@ -48,7 +44,7 @@ def ablate(
         return np.where(current["masks"][:, None], baselines[None], inputs[None])
 
     for _, _, outputs in model.forward_groups(n_features, perturbed, like=inputs):
-        drops = initial[None] - selected(outputs, target)  # (k, n)
+        drops = initial[None] - at_target(outputs, target)  # (k, n)
         group = current["masks"].astype(np.float64)
         total += np.einsum("kn,k...->n...", drops, group)
         counts += group.sum(axis=0)

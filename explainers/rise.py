@@ -21,8 +21,8 @@ import numpy as np
 from xai_core import Attribution, BatchedModel, Explainer, hookimpl
 from xai_core.errors import OptionError
 from xai_core.explainer import check_number, check_positive_int, resolve_seed
+from xai_core.outputs import at_target
 from xai_core_explainers.grad_cam import resize_bilinear
-from xai_core_explainers.perturbation import selected
 
 
 def spatial_axes(shape: tuple[int, ...], channels_last: bool) -> tuple[int, ...]:
@@ -87,7 +87,7 @@ class Rise(Explainer):
 
         saliency = np.zeros((len(inputs), *size), np.float64)
         for _, _, outputs in model.forward_groups(n_masks, perturbed, like=inputs):
-            scores = selected(outputs, target)  # (k, n)
+            scores = at_target(outputs, target)  # (k, n)
             saliency += np.einsum("kn,k...->n...", scores, current["masks"].astype(np.float64))
         saliency /= n_masks * p
         attributions = np.broadcast_to(saliency.reshape(len(inputs), *view), inputs.shape)

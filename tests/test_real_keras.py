@@ -13,6 +13,7 @@ import tensorflow as tf  # noqa: E402
 import xai_core  # noqa: E402
 
 from conftest import keras_state  # noqa: E402
+from explainers_helpers import check_output_pick_and_chunking  # noqa: E402
 
 
 def images(n=2, size=32, seed=0):
@@ -155,23 +156,7 @@ def test_forward_kwargs_dict_outputs_and_pixel_targets_on_keras():
     np.testing.assert_allclose(
         expl.attributions, tape.gradient(y, xt).numpy(), rtol=1e-5, atol=1e-7
     )
-    aux = xai_core.explain(
-        model, x, "saliency", abs=False, target=(2, 3, 1), output="aux", forward_kwargs=kwargs
-    )
-    np.testing.assert_allclose(aux.attributions, 2 * expl.attributions, rtol=1e-5, atol=1e-7)
-    ig = [
-        xai_core.explain(
-            model,
-            x,
-            "integrated_gradients",
-            target=(1, 1, 0),
-            n_steps=6,
-            forward_kwargs=kwargs,
-            internal_batch_size=size,
-        ).attributions
-        for size in (None, 4)
-    ]
-    np.testing.assert_allclose(ig[0], ig[1], rtol=1e-5, atol=1e-7)
+    check_output_pick_and_chunking(model, x, expl, (2, 3, 1), (1, 1, 0), kwargs)
 
 
 def test_a_float16_keras_model_is_explained_in_float32():

@@ -10,6 +10,7 @@ paddle = pytest.importorskip("paddle")
 import xai_core  # noqa: E402
 
 from conftest import paddle_state  # noqa: E402
+from explainers_helpers import check_output_pick_and_chunking  # noqa: E402
 
 
 def images(n=2, size=32, seed=0):
@@ -134,20 +135,4 @@ def test_forward_kwargs_dict_outputs_and_pixel_targets_on_paddle():
     y = model(xt, mask=paddle.to_tensor(mask))["logits"][:, 1, 2, 3].sum()
     (g,) = paddle.grad(y, xt)
     np.testing.assert_allclose(expl.attributions, g.numpy(), rtol=1e-5, atol=1e-7)
-    aux = xai_core.explain(
-        model, x, "saliency", abs=False, target=(1, 2, 3), output="aux", forward_kwargs=kwargs
-    )
-    np.testing.assert_allclose(aux.attributions, 2 * expl.attributions, rtol=1e-5, atol=1e-7)
-    ig = [
-        xai_core.explain(
-            model,
-            x,
-            "integrated_gradients",
-            target=(0, 1, 1),
-            n_steps=6,
-            forward_kwargs=kwargs,
-            internal_batch_size=size,
-        ).attributions
-        for size in (None, 4)
-    ]
-    np.testing.assert_allclose(ig[0], ig[1], rtol=1e-5, atol=1e-7)
+    check_output_pick_and_chunking(model, x, expl, (1, 2, 3), (0, 1, 1), kwargs)

@@ -67,9 +67,8 @@ def evaluate(
     layout, arrays = split_inputs(explanation.inputs, adapter.to_numpy)
     x = layout.pack(arrays)
     attributions = explanation.attributions
-    if isinstance(attributions, (dict, tuple, list)):
-        parts = list(attributions.values()) if isinstance(attributions, dict) else attributions
-        attributions = layout.pack(list(parts), np.float64)
+    if attributions is not None:
+        attributions = layout.pack_structure(attributions, np.float64)
     batch_kwargs, constant_kwargs = split_forward_kwargs(forward_kwargs, len(x), adapter.to_numpy)
     batched = BatchedModel(
         adapter,

@@ -97,6 +97,15 @@ class InputLayout:
         rows = [np.asarray(p).reshape(n, -1) for p in parts]
         return np.concatenate(rows, axis=1).astype(dtype or self.packed_dtype, copy=False)
 
+    def pack_structure(self, value: Any, dtype: Any = None) -> np.ndarray:
+        """`pack` for arrays in the inputs' structure (a dict, tuple or list of parts, as
+        `Explanation.attributions` holds them for several inputs); one array as it is."""
+        if isinstance(value, Mapping):
+            return self.pack(list(value.values()), dtype)
+        if isinstance(value, (tuple, list)):
+            return self.pack(list(value), dtype)
+        return value
+
     @property
     def packed_dtype(self) -> np.dtype:
         floats = {d for d in self.dtypes if d.kind == "f"}

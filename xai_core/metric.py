@@ -20,6 +20,7 @@ import numpy as np
 from .batching import BatchedModel
 from .errors import CapabilityError, XaiError
 from .explainer import COMMON_OPTIONS, settle_options
+from .outputs import at_target
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -179,7 +180,7 @@ class MetricContext:
     def target_outputs(self, inputs: np.ndarray, softmax: bool = False) -> np.ndarray:
         """f(inputs)[target] per sample, float64: `inputs` holds one row per sample."""
         out = self.model.forward(inputs)
-        return _at_target(_maybe_softmax(out[None], softmax), self.target)[0]
+        return at_target(_maybe_softmax(out[None], softmax), self.target)[0]
 
     def explained_outputs(
         self, softmax: bool = False, first: np.ndarray | None = None
@@ -204,7 +205,7 @@ class MetricContext:
                     )
                 )
             ):
-                return _at_target(_maybe_softmax(recorded[None], softmax), self.target)[0]
+                return at_target(_maybe_softmax(recorded[None], softmax), self.target)[0]
         return self.target_outputs(self.inputs, softmax)
 
     def explained_and_blocks(
@@ -233,7 +234,7 @@ class MetricContext:
         scores = np.empty((n_blocks, len(self.inputs)), np.float64)
         groups = self.model.forward_groups(n_blocks, make_block, self.inputs, extra)
         for start, stop, out in groups:
-            scores[start:stop] = _at_target(_maybe_softmax(out, softmax), self.target)
+            scores[start:stop] = at_target(_maybe_softmax(out, softmax), self.target)
         return scores
 
     def reexplain(self, blocks: np.ndarray, adapter: ModelAdapter | None = None) -> np.ndarray:
@@ -268,11 +269,9 @@ class MetricContext:
             output=self.output,
             known_outputs=self._output_shape(),
         )
-        attributions = result.attributions
-        if isinstance(attributions, (dict, tuple, list)):
-            parts = list(attributions.values()) if isinstance(attributions, dict) else attributions
-            attributions = self.layout.pack(list(parts), np.float64)
-        attributions = np.asarray(attributions, np.float64)
+        attributions = np.asarray(
+            self.layout.pack_structure(result.attributions, np.float64), np.float64
+        )
         return attributions.reshape(n, k, *attributions.shape[1:]).swapaxes(0, 1)
 
     def _output_shape(self) -> tuple[int, ...]:
@@ -327,11 +326,6 @@ class MetricContext:
             else:
                 copy = copy.with_parameters(drawn, in_place=True)
             yield layer, copy
-
-
-def _at_target(outputs: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """outputs (k, n, n_out) -> (k, n) at each sample's target, as float64."""
-    return np.take_along_axis(outputs, target[None, :, None], axis=2)[..., 0].astype(np.float64)
 
 
 def _maybe_softmax(outputs: np.ndarray, softmax: bool) -> np.ndarray:

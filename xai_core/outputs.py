@@ -16,6 +16,14 @@ from typing import Any
 from .errors import InputError
 
 
+def at_target(outputs: Any, target: Any) -> Any:
+    """outputs (k, n, n_out) -> (k, n) at each sample's target (flat output index), as
+    float64: perturbation methods and metrics read their k perturbed copies this way."""
+    import numpy as np
+
+    return np.take_along_axis(outputs, target[None, :, None], axis=2)[..., 0].astype(np.float64)
+
+
 def describe(raw: Any) -> str:
     if isinstance(raw, Mapping):
         return f"a {type(raw).__name__} with keys {list(raw)}"
