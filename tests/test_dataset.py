@@ -378,20 +378,27 @@ def test_a_killed_run_resumes_to_the_store_of_an_uninterrupted_one(
 
 
 MEMORY_CHILD = """
-import resource, sys, numpy as np, torch, xai_core
+import sys, numpy as np, torch, xai_core
+
+def peak_rss():  # this process's own high-water mark (ru_maxrss would carry the parent's
+    # across fork + exec, and pytest's 600 MB hid any growth below it)
+    status = open("/proc/self/status").read()
+    return int(status.split("VmHWM:")[1].split()[0]) * 1024
+
 model = torch.nn.Sequential(torch.nn.Linear(2000, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
 warm = np.zeros((512, 2000), np.float32)
 xai_core.explain(model, warm, "saliency")
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak_rss()
 results = xai_core.explain_dataset(model, sys.argv[1], "saliency", out=sys.argv[2],
                                    batch_size=512, progress=False)
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(len(results), (after - before) * 1024)
+print(len(results), peak_rss() - before)
 """
 
 
-def test_memory_stays_bounded_on_a_memmapped_file_larger_than_the_budget(tmp_path):
-    """200 MB of rows, a budget of 64 MB of growth: only a batch is ever in memory."""
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_memory_stays_bounded_on_a_npy_file_larger_than_the_budget(tmp_path):
+    """200 MB of rows, a budget of 64 MB of growth: only a batch is ever in memory.
+    (Failed at 185 MB with the .npy memory-mapped: a map's touched pages are resident.)"""
     rows = 25_000
     data = np.lib.format.open_memmap(tmp_path / "big.npy", "w+", np.float32, (rows, 2000))
     for start in range(0, rows, 5000):
@@ -407,6 +414,7 @@ def test_memory_stays_bounded_on_a_memmapped_file_larger_than_the_budget(tmp_pat
     assert out.returncode == 0, out.stderr
     n, growth = map(int, out.stdout.split())
     assert n == rows
+    print(f"peak RSS growth {growth / 2**20:.1f} MiB")
     assert growth < 64 * 2**20, f"peak RSS grew by {growth / 2**20:.0f} MB"
 
 
