@@ -51,9 +51,9 @@ def explain_dataset(
 
     `model` is a model, a saved model's path (`load_model` formats; `trust` as there),
     or a zero-argument function that builds it (what remote workers call). `data` is an
-    array (or a tuple/dict of arrays for several inputs), a .npy/.npz path
-    (read by row ranges, never whole), a folder of images, a Parquet table, or an iterable of batches
-    (DataLoader, tf.data, generator; items are arrays, several inputs, or (inputs,
+    array (or a tuple/dict of arrays for several inputs), a .npy/.npz path (read by
+    row ranges, never whole), a folder of images, a Parquet table, or an iterable of
+    batches (DataLoader, tf.data, generator; items are arrays, several inputs, or (inputs,
     target) pairs). `target` is None, an int, one per row, or for Parquet the target
     column's name. Rerunning the same call resumes; other options or data are refused
     unless `overwrite=True`. `options` go to the method (a `seed` is per run: each batch
