@@ -85,22 +85,13 @@ def resnet_ig(repeats: int) -> None:
 
 def bert_layer_ig(repeats: int) -> None:
     import torch
-    import transformers
     from captum.attr import LayerIntegratedGradients
 
     import xai_core
 
-    torch.manual_seed(0)
-    config = transformers.BertConfig(
-        vocab_size=1000,
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=128,
-        max_position_embeddings=64,
-        num_labels=2,
-    )
-    bert = transformers.BertForSequenceClassification(config).eval()
+    from real_models import tiny_bert
+
+    bert = tiny_bert(vocab=1000, hidden=64, heads=4, max_len=64, labels=2)
     rng = np.random.default_rng(0)
     ids = rng.integers(1, 1000, (8, 32))
     mask = np.ones_like(ids)

@@ -143,3 +143,23 @@ class TinyViT(nn.Module):
 def vit(seed: int = 0) -> TinyViT:
     torch.manual_seed(seed)
     return TinyViT().eval()
+
+
+def tiny_bert(
+    vocab: int = 60, hidden: int = 16, heads: int = 2, max_len: int = 16, labels: int = 3
+):
+    """A randomly initialised HuggingFace BERT classifier (token ids + attention mask in,
+    a `SequenceClassifierOutput` out), small enough for tests; seeded."""
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.BertConfig(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        num_hidden_layers=2,
+        num_attention_heads=heads,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=max_len,
+        num_labels=labels,
+    )
+    return transformers.BertForSequenceClassification(config).eval()

@@ -10,7 +10,7 @@ import torch
 
 import xai_core
 
-from real_models import resnet18
+from real_models import resnet18, tiny_bert
 
 pytest.importorskip("zarr")
 BATCH = 4
@@ -48,18 +48,8 @@ def test_a_resnet18_store_equals_explaining_each_batch_and_leaves_the_model(tmp_
 
 @pytest.fixture(scope="module")
 def bert():
-    transformers = pytest.importorskip("transformers")
-    torch.manual_seed(0)
-    config = transformers.BertConfig(
-        vocab_size=60,
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=16,
-        num_labels=3,
-    )
-    return transformers.BertForSequenceClassification(config).eval()
+    pytest.importorskip("transformers")
+    return tiny_bert()
 
 
 def _tokens(n=9, length=10):

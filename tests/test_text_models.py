@@ -9,22 +9,14 @@ from captum.attr import LayerGradientXActivation, LayerIntegratedGradients
 
 import xai_core
 
+from real_models import tiny_bert
+
 transformers = pytest.importorskip("transformers")
 
 
 @pytest.fixture(scope="module")
 def bert():
-    torch.manual_seed(0)
-    config = transformers.BertConfig(
-        vocab_size=60,
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=16,
-        num_labels=3,
-    )
-    return transformers.BertForSequenceClassification(config).eval()
+    return tiny_bert()
 
 
 @pytest.fixture
