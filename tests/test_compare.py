@@ -97,6 +97,7 @@ def test_xai_compare_prints_the_table_for_a_saved_model(model, x, tmp_path):
             "seed=0",
             "--plot",
             str(tmp_path / "c.png"),
+            "--trust",  # TorchScript is a program: our own file
         ],
         capture_output=True,
         text=True,
@@ -116,7 +117,15 @@ def test_xai_compare_prints_the_table_for_a_saved_model(model, x, tmp_path):
     assert (tmp_path / "c.png").is_file()
 
     bad = subprocess.run(
-        [sys.executable, "-m", "xai_core.cli", "compare", str(tmp_path / "cnn.pt"), "nope.npy"],
+        [
+            sys.executable,
+            "-m",
+            "xai_core.cli",
+            "compare",
+            str(tmp_path / "cnn.pt"),
+            "nope.npy",
+            "--trust",
+        ],
         capture_output=True,
         text=True,
         timeout=300,

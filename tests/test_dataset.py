@@ -443,6 +443,7 @@ def test_xai_explain_from_the_shell(cnn, images, tmp_path):
             "n_samples=3",
             "--batch-size",
             str(BATCH),
+            "--trust",  # TorchScript is a program: our own file
         ],
         capture_output=True,
         text=True,

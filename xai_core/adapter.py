@@ -109,6 +109,22 @@ class ModelAdapter(ABC):
         only asks that of a copy it made (a cascade re-draws one more layer per step)."""
         raise self.missing("randomised copies of the model (model_randomization)")
 
+    def fingerprint(self) -> str | None:
+        """A hash of everything that decides the model's outputs (weights and buffers such
+        as BatchNorm statistics), so that `explain_dataset` never resumes a store with
+        other weights. The default hashes `layer_parameters` of every layer; backends
+        override it with their framework's full state. None: the backend cannot tell."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        try:
+            for layer in self.layers():
+                for array in self.layer_parameters(layer.name) if layer.n_params else ():
+                    digest.update(np.ascontiguousarray(array).tobytes())
+        except CapabilityError:
+            return None
+        return digest.hexdigest()[:32]
+
     # -- lifecycle -----------------------------------------------------------
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:

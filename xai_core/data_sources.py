@@ -12,7 +12,6 @@ yields, so a store's chunks are the same for every source and every engine, and 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping
@@ -23,13 +22,12 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
+from .fingerprint import array_digest, file_digest
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 #: keys of an .npz that hold the inputs, and the targets, in order of preference
 NPZ_INPUT_KEYS = ("x", "inputs", "X", "data", "images")
 NPZ_TARGET_KEYS = ("y", "target", "targets", "labels", "label")
-#: rows hashed to fingerprint a large source (first, last and evenly spaced between)
-FINGERPRINT_ROWS = 16
 
 
 @dataclass
@@ -192,18 +190,6 @@ def _concat(parts: list[Any]) -> Any:
     return np.concatenate(parts)
 
 
-def _fingerprint_arrays(parts: list[np.ndarray]) -> str:
-    """Shapes, dtypes and a hash of spread-out rows: catches other data without reading it all."""
-    digest = hashlib.sha256()
-    for a in parts:
-        digest.update(json.dumps([list(a.shape), str(a.dtype)]).encode())
-        n = len(a)
-        for i in sorted({int(i) for i in np.linspace(0, max(n - 1, 0), FINGERPRINT_ROWS)}):
-            if n:
-                digest.update(np.ascontiguousarray(a[i]).tobytes())
-    return digest.hexdigest()[:16]
-
-
 class ArraySource(Source):
     """In-memory arrays or `RowFile`s (one, or several inputs), with optional targets."""
 
@@ -233,10 +219,18 @@ class ArraySource(Source):
             "shapes": [list(a.shape[1:]) for a in parts],
             "dtypes": [str(a.dtype) for a in parts],
             "targets": self.target is not None,
-            "fingerprint": _fingerprint_arrays(
-                parts + ([] if self.target is None else [np.asarray(self.target)])
-            ),
+            # a file's every byte, or every row of the arrays: an edit anywhere is seen
+            "fingerprint": _parts_digest(parts),
+            "target_fingerprint": None if self.target is None else array_digest([self.target]),
         }
+
+
+def _parts_digest(parts: list[Any]) -> str:
+    """Arrays by content; rows read from a file by the whole file's bytes (faster, and an
+    edit outside the rows read, in a header or another .npz member, is seen too)."""
+    return "/".join(
+        file_digest([p.path]) if isinstance(p, RowFile) else array_digest([p]) for p in parts
+    )
 
 
 class RowFile:
@@ -308,7 +302,7 @@ class StreamedNpzMember(Source):
             "dtypes": [str(self.dtype)],
             "targets": self.target is not None,
             "size": os.path.getsize(self.path),
-            "mtime_ns": os.stat(self.path).st_mtime_ns,
+            "fingerprint": file_digest([self.path]),
         }
 
 
@@ -397,7 +391,7 @@ class ImageFolderSource(Source):
         digest = hashlib.sha256()
         for f in self.files:
             digest.update(str(f.relative_to(self.path)).encode())
-            digest.update(str(f.stat().st_size).encode())
+            digest.update(file_digest([f]).encode())
         return {
             "kind": self.kind,
             "path": self.path,
@@ -448,7 +442,7 @@ class ParquetSource(Source):
             "shapes": [[len(self.columns)]],
             "dtypes": ["float32"],
             "size": os.path.getsize(self.path),
-            "mtime_ns": os.stat(self.path).st_mtime_ns,
+            "fingerprint": file_digest([self.path]),
         }
 
 

@@ -12,7 +12,6 @@ index, the store ends identical to an uninterrupted run.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -21,11 +20,12 @@ import numpy as np
 
 from .data_sources import Batch, Source, open_source
 from .engine import DatasetJob, is_factory
-from .errors import XaiError
-from .explanation import Explanation
+from .errors import InputError, OptionError
+from .fingerprint import model_digest
+from .result_store import Results, ResultStore, open_results, store_location
 
-FORMAT = "xai_core.dataset/1"
-DONE = "_done"
+__all__ = ["Results", "explain_dataset", "open_results"]
+
 
 
 def explain_dataset(
@@ -61,14 +61,28 @@ def explain_dataset(
     """
     from .api import adapt, get_explainer
     from .explainer import check_positive_int, resolve_seed
+    from .loading import load_model
     from .registry import REGISTRY
 
     check_positive_int("batch_size", batch_size)
     explainer = get_explainer(method, **options)  # checks the method and its options now
+    if engine_options is not None and not isinstance(engine_options, dict):
+        raise OptionError(
+            f"engine_options must be a dict of the engine's options, got "
+            f"{type(engine_options).__name__}."
+        )
     engine_impl = REGISTRY.engine_class(engine)(**(engine_options or {}))
-    probe = None if isinstance(model, (str, os.PathLike)) or is_factory(model) else model
-    channels_last = bool(adapt(probe).channels_last) if probe is not None else False
-    source = open_source(data, target=target, channels_last=channels_last)
+    location = store_location(out)  # refuses a bad out= before any work
+    # the model is built here once (a path is loaded, trust checked; a factory is called):
+    # its layout decides how images are read, its weights' hash goes in the identity
+    path = model if isinstance(model, (str, os.PathLike)) else None
+    built = load_model(model, trust=trust) if path is not None else None
+    if built is None:
+        built = model() if is_factory(model) else model
+    adapter = adapt(built)
+    source = open_source(data, target=target, channels_last=bool(adapter.channels_last))
+    if source.n_rows == 0:
+        raise InputError("the data holds no rows: there is nothing to explain.")
     seeded = "seed" in explainer.options
     job = DatasetJob(
         model=model,
@@ -83,8 +97,9 @@ def explain_dataset(
         trust=trust,
         store_inputs=store_inputs,
     )
-    identity = _identity(job, source, options.get("seed"))
-    store = ResultStore.open(out, identity, overwrite)
+    job.prebuilt = built  # the local engine uses it; remote workers build their own
+    identity = _identity(job, source, options.get("seed"), model_digest(adapter, path))
+    store = ResultStore.open(location, identity, overwrite, shown=out)
     if seeded:
         job.seed = store.seed if store.seed is not None else resolve_seed(options.get("seed"))
         store.record_seed(job.seed)
@@ -104,7 +119,7 @@ def explain_dataset(
         else:
             todo = source.batches(batch_size, frozenset(done))
         engine_impl.run(job, source, todo, commit)
-        store.finish(source, batch_size)
+        store.finish(n_batches)
     finally:
         if bar is not None:
             bar.close()
@@ -142,9 +157,10 @@ def _json_safe(value: Any) -> Any:
     return repr(value)
 
 
-def _identity(job: DatasetJob, source: Source, seed: Any) -> dict[str, Any]:
+def _identity(job: DatasetJob, source: Source, seed: Any, model: str | None) -> dict[str, Any]:
     """What must match for a rerun to resume into an existing store."""
     return {
+        "model": model,
         "method": job.method,
         "options": _json_safe({k: v for k, v in job.options.items()}),
         "seed": seed,
@@ -156,233 +172,3 @@ def _identity(job: DatasetJob, source: Source, seed: Any) -> dict[str, Any]:
         "forward_kwargs": _json_safe(job.forward_kwargs),
         "store_inputs": job.store_inputs,
     }
-
-
-def _location(out: Any) -> str:
-    """A local path, or an fsspec URL for any other filesystem (s3://, gs://, memory://)."""
-    location = os.fspath(out) if isinstance(out, os.PathLike) else str(out)
-    if location.startswith("file://"):
-        return location[len("file://") :]
-    return location
-
-
-class ResultStore:
-    """The Zarr group being written: arrays created from the first batch's results."""
-
-    def __init__(self, group: Any) -> None:
-        self.group = group
-        identity = dict(group.attrs)["identity"]
-        self.batch_size = identity["batch_size"]
-        self.n_rows = identity["data"].get("rows")
-        self._arrays: dict[str, Any] = {}  # handles, opened once (each lookup reads metadata)
-
-    @classmethod
-    def open(cls, out: Any, identity: dict[str, Any], overwrite: bool) -> ResultStore:
-        import zarr
-
-        location = _location(out)
-        try:
-            existing = zarr.open_group(location, mode="r")
-            attrs = dict(existing.attrs)
-        except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError, ValueError):
-            attrs = None
-        if attrs is not None and not overwrite:
-            if attrs.get("format") != FORMAT:
-                raise XaiError(
-                    f"{out} exists and is not an explain_dataset store; pick another out= or "
-                    "pass overwrite=True to replace it."
-                )
-            stored = json.loads(json.dumps(attrs.get("identity")))
-            wanted = json.loads(json.dumps(identity))
-            if stored != wanted:
-                changed = sorted(k for k in wanted if stored.get(k) != wanted.get(k))
-                raise XaiError(
-                    f"{out} holds results of another run (different {', '.join(changed)}); "
-                    "resuming would mix them. Pick another out=, or pass overwrite=True to "
-                    "start again."
-                )
-            return cls(zarr.open_group(location, mode="a"))
-        from . import __version__
-
-        group = zarr.open_group(location, mode="w")
-        group.attrs.update(
-            {
-                "format": FORMAT,
-                "identity": identity,
-                "method": identity["method"],
-                "options": identity["options"],
-                "data": identity["data"],
-                "versions": {"xai_core": __version__, "numpy": np.__version__},
-                "complete": False,
-            }
-        )
-        return cls(group)
-
-    @property
-    def seed(self) -> int | None:
-        return self.group.attrs.get("run_seed")
-
-    def record_seed(self, seed: int) -> None:
-        if self.group.attrs.get("run_seed") != seed:
-            options = {**dict(self.group.attrs.get("options", {})), "seed": seed}
-            self.group.attrs.update({"run_seed": seed, "options": options})
-
-    def done(self) -> set[int]:
-        if DONE not in self.group:
-            return set()
-        flags = self.group[DONE][:]
-        return {int(i) for i in np.nonzero(flags)[0]}
-
-    def _array(self, path: str, value: np.ndarray) -> Any:
-        array = self._arrays.get(path)
-        if array is None:
-            if path in self.group:
-                array = self.group[path]
-            else:
-                array = self.group.create_array(
-                    path,
-                    shape=(self.n_rows or 0, *value.shape[1:]),
-                    chunks=(self.batch_size, *value.shape[1:]),
-                    dtype=value.dtype,
-                    fill_value=0,
-                )
-            self._arrays[path] = array
-        return array
-
-    def write(
-        self, index: int, start: int, arrays: dict[str, np.ndarray], n_batches: int | None
-    ) -> None:
-        """Write one batch's arrays, then flag it done (the commit)."""
-        stop = start + len(arrays["predictions"])
-        for path, value in arrays.items():
-            array = self._array(path, value)
-            if array.shape[0] < stop:
-                array.resize((stop, *array.shape[1:]))
-            array[start:stop] = value
-        flags = self._done_array(n_batches)
-        if flags.shape[0] <= index:
-            flags.resize((index + 1,))
-        flags[index] = True
-
-    def _done_array(self, n_batches: int | None) -> Any:
-        array = self._arrays.get(DONE)
-        if array is None:
-            if DONE in self.group:
-                array = self.group[DONE]
-            else:
-                array = self.group.create_array(
-                    DONE, shape=(n_batches or 0,), chunks=(1,), dtype="bool", fill_value=False
-                )
-            self._arrays[DONE] = array
-        return array
-
-    def finish(self, source: Source, batch_size: int) -> None:
-        """Mark the store complete once every batch is flagged."""
-        n_batches = source.n_batches(batch_size)
-        done = self.done()
-        if n_batches is None:  # an iterable: complete when it was read to its end
-            complete = bool(done) and len(done) == max(done) + 1
-        else:
-            complete = len(done) == n_batches
-        if complete:
-            self.group.attrs["complete"] = True
-
-
-class Results:
-    """An `explain_dataset` store, read lazily: arrays stay on disk until sliced.
-
-    `attributions`, `predictions`, `target` (and `convergence_delta`, `activations`)
-    are Zarr arrays; `results[i:j]` is an `Explanation` of those rows."""
-
-    def __init__(self, group: Any) -> None:
-        self.group = group
-
-    @property
-    def attrs(self) -> dict[str, Any]:
-        return dict(self.group.attrs)
-
-    @property
-    def method(self) -> str:
-        return self.group.attrs["method"]
-
-    @property
-    def complete(self) -> bool:
-        return bool(self.group.attrs.get("complete"))
-
-    def _get(self, name: str) -> Any:
-        return self.group[name] if name in self.group else None
-
-    @property
-    def attributions(self) -> Any:
-        return self._get("attributions")
-
-    @property
-    def predictions(self) -> Any:
-        return self.group["predictions"]
-
-    @property
-    def target(self) -> Any:
-        return self.group["target"]
-
-    @property
-    def convergence_delta(self) -> Any:
-        return self._get("convergence_delta")
-
-    @property
-    def activations(self) -> dict[str, Any]:
-        if "activations" not in self.group:
-            return {}
-        group = self.group["activations"]
-        return {name: group[name] for name in group.array_keys()}
-
-    def __len__(self) -> int:
-        return int(self.predictions.shape[0])
-
-    def _structured(self, name: str, rows: slice) -> Any:
-        node = self._get(name)
-        if node is None:
-            return None
-        if hasattr(node, "array_keys"):  # several inputs: one array per input
-            keys = sorted(
-                node.array_keys(), key=lambda k: (not k.isdigit(), int(k) if k.isdigit() else k)
-            )
-            parts = {k: node[k][rows] for k in keys}
-            return tuple(parts.values()) if all(k.isdigit() for k in keys) else parts
-        return node[rows]
-
-    def __getitem__(self, item: int | slice) -> Explanation:
-        rows = slice(item, item + 1) if isinstance(item, (int, np.integer)) else item
-        if not isinstance(rows, slice):
-            raise XaiError("index results with an int or a slice, e.g. results[100:200].")
-        delta = self.convergence_delta
-        return Explanation(
-            method=self.method,
-            inputs=self._structured("inputs", rows),
-            target=self.target[rows],
-            predictions=self.predictions[rows],
-            attributions=self._structured("attributions", rows),
-            activations={k: v[rows] for k, v in self.activations.items()},
-            convergence_delta=None if delta is None else delta[rows],
-            backend="",
-            options=dict(self.group.attrs.get("options", {})),
-            versions=dict(self.group.attrs.get("versions", {})),
-        )
-
-    def __repr__(self) -> str:
-        state = "complete" if self.complete else "incomplete (rerun the call to resume)"
-        shape = None if self.attributions is None else getattr(self.attributions, "shape", None)
-        return f"Results(method={self.method!r}, rows={len(self)}, attributions={shape}, {state})"
-
-
-def open_results(path: str | os.PathLike[str]) -> Results:
-    """Reopen a store written by `explain_dataset`."""
-    import zarr
-
-    location = _location(path)
-    try:
-        group = zarr.open_group(location, mode="r")
-    except Exception as exc:  # noqa: BLE001 - any reason it is not a store
-        raise XaiError(f"{path} is not a Zarr store written by explain_dataset: {exc}") from exc
-    if group.attrs.get("format") != FORMAT:
-        raise XaiError(f"{path} is a Zarr store but not one written by explain_dataset.")
-    return Results(group)

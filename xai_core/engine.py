@@ -55,8 +55,19 @@ class DatasetJob:
     store_inputs: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled for remote workers without the model the caller built: they build
+        their own from the path or factory."""
+        state = dict(self.__dict__)
+        state.pop("prebuilt", None)
+        return state
+
     def build_model(self) -> Any:
-        """The model: loaded from a path, built by a factory, or the object itself."""
+        """The model: the one the caller already built in this process, else loaded from a
+        path, built by a factory, or the object itself."""
+        prebuilt = self.__dict__.get("prebuilt")
+        if prebuilt is not None:
+            return prebuilt
         if isinstance(self.model, (str, os.PathLike)):
             from .loading import load_model
 

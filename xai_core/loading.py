@@ -1,11 +1,16 @@
 """Load a model saved in its framework's own format, importing only that framework.
 
 Safe by default: a file may come from anyone, so nothing in it runs unless the
-user says they trust it. TorchScript, `torch.load(weights_only=True)`, Keras
-with `safe_mode=True` and Paddle's static format execute no code from the
-file; a fully pickled PyTorch module or a Keras file with Python lambdas needs
-`trust=True` (`xai ... --trust`), and the error without it says so. ONNX files
-are protobufs: reading one runs nothing.
+user says they trust it. Without `trust` only formats that are data load: ONNX
+(a protobuf), `.keras` and `.h5` files under Keras' `safe_mode` (a JSON config of
+built-in layers and the weights; Keras refuses a Lambda's marshalled bytecode and
+a TFSMLayer there) and a `paddle.jit.save`
+prefix under Paddle's PIR format (a JSON program of operators and a parameter
+file; its pickled `.pdiparams.info` is never read). Everything that carries a
+program needs `trust=True` (`xai ... --trust`): TorchScript (its `__setstate__`
+and methods are TorchScript code that runs at load and can read and write files),
+pickled PyTorch modules, Keras files with Lambda layers or TFSMLayers, and
+Paddle's legacy (non-PIR) loader, which unpickles `.pdiparams.info`.
 """
 
 from __future__ import annotations
@@ -23,8 +28,8 @@ FORMATS = (
 UNTRUSTED = (
     "Loading it would run code stored in the file, which can do anything on this machine. "
     "If you made the file yourself or trust its source, pass trust=True "
-    "(`xai ... --trust`); otherwise ask for a TorchScript export (torch.jit.save), "
-    "a .keras file without Python lambdas, or a paddle.jit.save prefix."
+    "(`xai ... --trust`); otherwise ask for a format that is only data: an ONNX export, a "
+    ".keras file without Python lambdas, or a paddle.jit.save prefix (PIR format)."
 )
 
 
@@ -32,8 +37,11 @@ def load_model(path: str | Path, *, trust: bool = False) -> Any:
     """The model stored at `path`, chosen by file extension; code inside runs only if `trust`."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix in (".pt", ".pth", ".keras", ".h5", ".onnx") and not path.is_file():
-        raise XaiError(f"no such file: {str(path)!r}")
+    if suffix in (".pt", ".pth", ".keras", ".h5", ".onnx"):
+        if not path.is_file():
+            raise XaiError(f"no such file: {str(path)!r}")
+        if path.stat().st_size == 0:
+            raise XaiError(f"{str(path)!r} is empty (0 bytes): it holds no model.")
     if suffix in (".pt", ".pth"):
         return _load_torch(path, trust)
     if suffix in (".keras", ".h5"):
@@ -42,9 +50,7 @@ def load_model(path: str | Path, *, trust: bool = False) -> Any:
         return _load_onnx(path)
     prefix = path.with_suffix("") if suffix in (".pdiparams", ".pdmodel", ".json") else path
     if prefix.with_suffix(".pdiparams").exists():
-        import paddle
-
-        return paddle.jit.load(str(prefix))
+        return _load_paddle(prefix, trust)
     raise XaiError(f"cannot tell the format of {str(path)!r}. Supported: {FORMATS}.")
 
 
@@ -55,24 +61,70 @@ def _load_onnx(path: Path) -> Any:
     except ImportError as exc:
         raise XaiError("reading .onnx files needs onnx: pip install 'xai-core[onnx]'") from exc
     try:
-        return onnx.load(str(path))
+        model = onnx.load(str(path))
     except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and friends
         raise XaiError(f"{str(path)!r} is not an ONNX model onnx can read: {exc}") from exc
+    if not model.graph.node or not model.graph.output:
+        raise XaiError(
+            f"{str(path)!r} parses as ONNX but holds no graph (no nodes or no outputs): it is "
+            "not an exported model. Export it again (torch.onnx.export, tf2onnx, paddle2onnx)."
+        )
+    return model
 
 
 def _load_keras(path: Path, trust: bool) -> Any:
     import keras
 
+    unreadable = f"{str(path)!r} is not a Keras model file Keras can read"
     try:
         return keras.models.load_model(path, safe_mode=not trust)
-    except ValueError as exc:
-        if "safe_mode" in str(exc) or "lambda" in str(exc).lower():
+    except RecursionError as exc:
+        raise XaiError(f"{unreadable}: its config is nested too deeply.") from exc
+    except Exception as exc:  # noqa: BLE001 - Keras raises ValueError, TypeError, OSError...
+        text = str(exc)
+        if not trust and "TFSMLayer" in text:
+            raise XaiError(
+                f"{str(path)!r} holds a TFSMLayer, which loads a TensorFlow SavedModel (a "
+                f"program) from disk. {UNTRUSTED}"
+            ) from exc
+        if not trust and ("safe_mode" in text or "lambda" in text.lower()):
             raise XaiError(
                 f"{str(path)!r} holds Python code (a Lambda layer). {UNTRUSTED}"
             ) from exc
-        raise XaiError(f"{str(path)!r} is not a Keras model file Keras can read: {exc}") from exc
-    except OSError as exc:
-        raise XaiError(f"{str(path)!r} is not a Keras model file Keras can read: {exc}") from exc
+        raise XaiError(f"{unreadable}: {type(exc).__name__}: {text[:300]}") from exc
+
+
+def _load_paddle(prefix: Path, trust: bool) -> Any:
+    """A `paddle.jit.save` prefix. Paddle's PIR loader reads a JSON program and the
+    parameter file; the legacy loader (`FLAGS_enable_pir_api=0`) also unpickles
+    `PREFIX.pdiparams.info`, so it needs trust."""
+    import paddle
+
+    if not trust and not paddle.framework.use_pir_api():
+        raise XaiError(
+            f"{str(prefix)!r}: Paddle's legacy program format is loaded (FLAGS_enable_pir_api "
+            f"is off), and that loader unpickles {prefix.name}.pdiparams.info. {UNTRUSTED}"
+        )
+    try:
+        return paddle.jit.load(str(prefix))
+    except Exception as exc:  # noqa: BLE001 - Paddle raises RuntimeError, ValueError, OSError...
+        reason = str(exc).strip().splitlines()[-1:] or [type(exc).__name__]
+        raise XaiError(
+            f"{str(prefix)!r} is not a paddle.jit.save model Paddle can read: {reason[0][:300]}"
+        ) from exc
+
+
+def _is_torchscript(path: Path) -> bool:
+    """TorchScript archives are zip files with a `code/` folder (the program) and
+    `constants.pkl`; torch.save's archives have neither."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
+    return any(n.endswith("constants.pkl") or "/code/" in n for n in names)
 
 
 def _load_torch(path: Path, trust: bool) -> Any:
@@ -80,10 +132,16 @@ def _load_torch(path: Path, trust: bool) -> Any:
 
     import torch
 
-    try:
-        return torch.jit.load(str(path), map_location="cpu")
-    except RuntimeError:
-        pass  # not TorchScript
+    if _is_torchscript(path):
+        if not trust:
+            raise XaiError(
+                f"{str(path)!r} is TorchScript: a program whose methods (and __setstate__) "
+                f"run when it is loaded. {UNTRUSTED}"
+            )
+        try:
+            return torch.jit.load(str(path), map_location="cpu")
+        except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError and friends
+            raise XaiError(f"{str(path)!r} is not TorchScript torch can read: {_why(exc)}") from exc
     try:
         model = torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as exc:
@@ -91,12 +149,18 @@ def _load_torch(path: Path, trust: bool) -> Any:
             raise XaiError(
                 f"{str(path)!r} is a pickled Python object, not TorchScript. {UNTRUSTED}"
             ) from exc
-        raise XaiError(f"{str(path)!r} is not a file torch can read: {exc}") from exc
-    except (RuntimeError, EOFError, ValueError, OSError) as exc:
-        raise XaiError(f"{str(path)!r} is not a file torch can read: {exc}") from exc
+        raise XaiError(f"{str(path)!r} is not a file torch can read: {_why(exc)}") from exc
+    except Exception as exc:  # noqa: BLE001 - RuntimeError, EOFError, ValueError, OSError...
+        raise XaiError(f"{str(path)!r} is not a file torch can read: {_why(exc)}") from exc
     if not isinstance(model, torch.nn.Module):
         raise XaiError(
             f"{str(path)!r} holds a {type(model).__name__}, not a model: a state_dict needs "
-            "the model's class; save a TorchScript (torch.jit.save) or the full module."
+            "the model's class; build the model and load_state_dict it, or export it to ONNX."
         )
     return model
+
+
+def _why(exc: BaseException) -> str:
+    """A one-line reason, never empty (some torch errors have no message)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__

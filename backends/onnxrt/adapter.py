@@ -12,6 +12,7 @@ too. A session built from bytes cannot be read back: give the `ModelProto` (or
 from __future__ import annotations
 
 import copy
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -97,6 +98,12 @@ class OnnxAdapter(ModelAdapter):
     def _select(self, outputs: list[np.ndarray]) -> np.ndarray:
         raw: Any = outputs[0] if len(outputs) == 1 else dict(zip(self._outputs, outputs))
         return np.asarray(self.select_output(raw))
+
+    def fingerprint(self) -> str | None:
+        """The serialised graph: its initializers are the weights."""
+        if self.proto is None:
+            return None
+        return hashlib.sha256(self.proto.SerializeToString()).hexdigest()[:32]
 
     def forward(self, inputs: Any) -> np.ndarray:
         return self._select(self._run(self._ort, inputs))

@@ -9,6 +9,7 @@ Eval mode during an explanation and each sublayer's own mode restored after;
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -146,6 +147,15 @@ class PaddleAdapter(ModelAdapter):
             (_numpy(p).T if transposed else _numpy(p)).copy()
             for p, transposed in self._learnable(layer)
         ]
+
+    def fingerprint(self) -> str:
+        """Every parameter and buffer (BatchNorm statistics too), in order; names are left
+        out, so a wrapper around the same weights is the same model."""
+        digest = hashlib.sha256()
+        for tensor in self.model.state_dict().values():
+            digest.update(repr(tuple(tensor.shape)).encode())
+            digest.update(np.ascontiguousarray(_numpy(tensor)).tobytes())
+        return digest.hexdigest()[:32]
 
     def with_parameters(
         self, replaced: dict[str, list[np.ndarray]], in_place: bool = False

@@ -9,6 +9,7 @@ back, every hook we added is gone (removed in `finally`), no parameter has a
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -213,6 +214,15 @@ class TorchAdapter(ModelAdapter):
     def layer_parameters(self, layer: str) -> list[np.ndarray]:
         self.check_layers([layer])
         return [_numpy(p.detach()).copy() for p in self._modules()[layer].parameters()]
+
+    def fingerprint(self) -> str:
+        """Every parameter and buffer (BatchNorm statistics too), in order; names are left
+        out, so a wrapper around the same weights is the same model."""
+        digest = hashlib.sha256()
+        for tensor in self.model.state_dict(keep_vars=False).values():
+            digest.update(repr(tuple(tensor.shape)).encode())
+            digest.update(_numpy(tensor.detach()).tobytes())
+        return digest.hexdigest()[:32]
 
     def with_parameters(
         self, replaced: dict[str, list[np.ndarray]], in_place: bool = False

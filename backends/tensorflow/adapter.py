@@ -11,6 +11,7 @@ kind of model, subclassed ones included, where no graph is known.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -287,6 +288,15 @@ class KerasAdapter(ModelAdapter):
     def layer_parameters(self, layer: str) -> list[np.ndarray]:
         self.check_layers([layer])
         return [np.array(to(np.asarray(v.numpy()))) for v, to, _ in self._learnable(layer)]
+
+    def fingerprint(self) -> str:
+        """Every weight, trainable or not (BatchNorm statistics too), in order; names are left
+        out, so a wrapper around the same weights is the same model."""
+        digest = hashlib.sha256()
+        for variable in self.model.weights:
+            digest.update(repr(tuple(variable.shape)).encode())
+            digest.update(np.ascontiguousarray(variable.numpy()).tobytes())
+        return digest.hexdigest()[:32]
 
     def with_parameters(
         self, replaced: dict[str, list[np.ndarray]], in_place: bool = False
