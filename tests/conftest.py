@@ -47,7 +47,7 @@ def _spy_rows(monkeypatch, method: str) -> list[int]:
 @pytest.fixture
 def gradient_rows(monkeypatch) -> list[int]:
     """Row counts of every call the PyTorch backend gets for input gradients."""
-    return _spy_rows(monkeypatch, "gradients")
+    return _spy_rows(monkeypatch, "gradients_and_outputs")
 
 
 @pytest.fixture

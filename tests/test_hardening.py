@@ -216,3 +216,38 @@ def test_partition_shap_with_one_background_row_is_exact():
     expl = xai_core.explain(linear, x, "kernel_shap", background=reference, algorithm="partition")
     w = linear.weight.detach().numpy()[0]
     np.testing.assert_allclose(expl.attributions, w * (x - reference), rtol=1e-4, atol=1e-6)
+
+
+# -- outputs that change between calls (issue 18, item 4) ------------------------------
+class WidthChanges(torch.nn.Module):
+    """`before` outputs on the first call, `after` on every later one."""
+
+    def __init__(self, before: int, after: int) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = torch.nn.Linear(6, max(before, after))
+        self.before, self.after, self.calls = before, after, 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.fc(x)[:, : self.before if self.calls == 1 else self.after]
+
+
+CHANGING = {
+    **NEEDS,
+    "occlusion": {"window": (2,)},
+    "feature_ablation": {},
+    "rise": {"n_masks": 8, "cell": 3, "seed": 0},
+}
+
+
+@pytest.mark.parametrize("before, after", [(3, 4), (4, 3)])
+@pytest.mark.parametrize("method", list(CHANGING))
+def test_a_model_whose_outputs_change_between_calls_is_a_model_output_error(
+    method, before, after
+):
+    model = WidthChanges(before, after).eval()
+    state = torch_state(model)
+    with pytest.raises(xai_core.ModelOutputError, match="same outputs on every call"):
+        xai_core.explain(model, tabular(3), method, target=0, **CHANGING[method])
+    assert torch_state(model) == state

@@ -64,6 +64,16 @@ class ModelAdapter(ABC):
         """d output[i, target[i]] / d inputs[i], same shape as `inputs`."""
         raise self.missing("gradients", f"use a forward-only method such as {FORWARD_ONLY_METHODS}")
 
+    def gradients_and_outputs(
+        self, inputs: np.ndarray, target: np.ndarray
+    ) -> tuple[Any, np.ndarray | None]:
+        """(`gradients(inputs, target)`, the model outputs of that same pass), so that the
+        core can check every gradient call's outputs against the first call's (a model
+        whose number of outputs changes between calls is an error, not a silent answer).
+        Backends that compute the outputs anyway return them; the default returns None
+        for the outputs (nothing checked)."""
+        return self.gradients(inputs, target), None
+
     def layers(self) -> list[LayerInfo]:
         """Leaf layers in execution order, named as the framework names them."""
         raise self.missing("layer inspection")

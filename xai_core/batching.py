@@ -166,15 +166,28 @@ class BatchedModel:
         def check(value: Any, rows: slice) -> np.ndarray:
             n = rows.stop - rows.start
             expected = None if shape is None else (n, *shape)
-            return check_returned(
-                f"the model's {call} (backend {self.backend!r})",
-                value,
-                n,
-                expected,
-                inputs[rows],
-            )
+            name = f"the model's {call} (backend {self.backend!r})"
+            arr = check_returned(name, value, n, expected, inputs[rows])
+            if call == "forward" and self.output_shape is not None:
+                self._check_output_shape(name, arr)
+            return arr
 
         return check
+
+    def _check_output_shape(self, call: str, out: np.ndarray) -> None:
+        """Every call's outputs have the first call's shape per sample: a model whose
+        number of outputs changes between calls cannot be explained (a target would
+        mean another output on each call)."""
+        first = self.output_shape
+        row = tuple(out.shape[1:]) or (1,)
+        # targets index the flattened outputs: their number is what must not change (a
+        # backend may hand the gradient pass's outputs back flattened)
+        if int(np.prod(row)) != int(np.prod(first)):
+            raise ModelOutputError(
+                f"{call} returned outputs of shape {row} per sample, but {first} on its first "
+                "call: a model must return the same outputs on every call. Is it stateful "
+                "(a counter, a cache, a train-mode layer that changes shape)?"
+            )
 
     # -- computation -------------------------------------------------------------
     def forward(self, inputs: np.ndarray) -> np.ndarray:
@@ -221,11 +234,20 @@ class BatchedModel:
 
     def gradients(self, inputs: np.ndarray, target: np.ndarray) -> np.ndarray:
         self.check_differentiable()
-        parts = self._map(
-            lambda call, r: self._pack(self.adapter.gradients(call, target[r]), inputs),
-            inputs,
-            self._checked("input gradients", inputs, inputs.shape[1:]),
-        )
+        grads_check = self._checked("input gradients", inputs, inputs.shape[1:])
+        out_check = self._checked("forward", inputs)
+
+        def check(pair: Any, rows: slice) -> np.ndarray:
+            grads, outputs = pair
+            if outputs is not None:  # the outputs of the gradient pass itself
+                out_check(outputs, rows)
+            return grads_check(grads, rows)
+
+        def call(inputs_of_call: Any, r: slice) -> tuple[np.ndarray, Any]:
+            grads, outputs = self.adapter.gradients_and_outputs(inputs_of_call, target[r])
+            return self._pack(grads, inputs), outputs
+
+        parts = self._map(call, inputs, check)
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
     def capture(self, inputs: np.ndarray, layers: Sequence[str]) -> dict[str, np.ndarray]:

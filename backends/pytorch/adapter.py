@@ -174,6 +174,9 @@ class TorchAdapter(ModelAdapter):
             return _numpy(self._call(*self._prepare(inputs)))
 
     def gradients(self, inputs: Any, target: np.ndarray) -> Any:
+        return self.gradients_and_outputs(inputs, target)[0]
+
+    def gradients_and_outputs(self, inputs: Any, target: np.ndarray) -> tuple[Any, np.ndarray]:
         args, kwargs, attributed = self._prepare(inputs, requires_grad=True)
         with torch.enable_grad():
             out = self._flat(self._call(args, kwargs, attributed))
@@ -184,7 +187,7 @@ class TorchAdapter(ModelAdapter):
             np.zeros(tuple(t.shape), np.float32) if g is None else _numpy(g)
             for g, t in zip(grads, attributed)
         )
-        return result[0] if isinstance(inputs, np.ndarray) else result
+        return (result[0] if isinstance(inputs, np.ndarray) else result), _numpy(out.detach())
 
     # -- layers ------------------------------------------------------------------
     def _leaves(self) -> dict[str, torch.nn.Module]:

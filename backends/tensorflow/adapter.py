@@ -27,7 +27,7 @@ from xai_core.backend_utils import (
     replacement_mismatch,
     stored_output,
 )
-from xai_core.errors import InputError
+from xai_core.errors import InputError, TargetError
 from xai_core.inputs import ModelInputs
 from xai_core.outputs import pick_output
 
@@ -98,11 +98,12 @@ def _compile(model: Any, kind: str, output: Any, sample_shape: tuple, dtype: tf.
     if kind == "forward":
         return tf.function(lambda x: _outputs_of(model_ref, x, output), input_signature=[spec])
 
-    def input_gradients(x: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+    def input_gradients(x: tf.Tensor, target: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(x)
-            selected = _selected(_outputs_of(model_ref, x, output), target)
-        return tape.gradient(selected, x)
+            out = _flat(_outputs_of(model_ref, x, output))
+            selected = _selected(out, target)
+        return tape.gradient(selected, x), out
 
     target_spec = tf.TensorSpec((None,), tf.int32)
     return tf.function(input_gradients, input_signature=[spec, target_spec])
@@ -197,20 +198,32 @@ class KerasAdapter(ModelAdapter):
         return _numpy(self._function("forward", inputs)(self._tensor(inputs)))
 
     def gradients(self, inputs: Any, target: np.ndarray) -> Any:
+        return self.gradients_and_outputs(inputs, target)[0]
+
+    def gradients_and_outputs(self, inputs: Any, target: np.ndarray) -> tuple[Any, np.ndarray]:
+        self._check_target(target)
         if isinstance(inputs, ModelInputs):
             call = self._eager(inputs)
             watched = [call.get(slot) for slot in call.attributed]
             with tf.GradientTape(watch_accessed_variables=False) as tape:
                 for t in watched:
                     tape.watch(t)
-                selected = _selected(self._outputs(call), tf.constant(target, tf.int32))
+                out = _flat(self._outputs(call))
+                selected = _selected(out, tf.constant(target, tf.int32))
             grads = tape.gradient(selected, watched)
             return tuple(
                 np.zeros(t.shape, np.float32) if g is None else _numpy(g)
                 for g, t in zip(grads, watched)
-            )
+            ), _numpy(out)
         fn = self._function("gradients", inputs)
-        return _numpy(fn(self._tensor(inputs), tf.constant(target, tf.int32)))
+        grads, out = fn(self._tensor(inputs), tf.constant(target, tf.int32))
+        return _numpy(grads), _numpy(out)
+
+    @staticmethod
+    def _check_target(target: np.ndarray) -> None:
+        """tf.gather on the CPU fails on an index beyond int32 with a raw error."""
+        if len(target) and (np.min(target) < 0 or np.max(target) > np.iinfo(np.int32).max):
+            raise TargetError(f"target {np.max(target)} is not an output index.")
 
     # -- layers ------------------------------------------------------------------
     def _leaves(self) -> dict[str, keras.layers.Layer]:
