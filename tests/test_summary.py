@@ -85,7 +85,7 @@ def summary_cli(path: str, *args: str) -> tuple[str, list[str]]:
 def test_cli_summary_of_torchscript_and_full_torch_models(tmp_path):
     scripted = tmp_path / "cnn.pt"
     torch.jit.script(torch_cnn()).save(str(scripted))
-    text, loaded = summary_cli(str(scripted))
+    text, loaded = summary_cli(str(scripted), "--trust")  # TorchScript is a program
     assert "CNN (torch)" in text and "total parameters: 1,418" in text and loaded == ["torch"]
     full = tmp_path / "mlp.pth"
     torch.save(torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.ReLU()), full)

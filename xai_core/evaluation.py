@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .batching import BatchedModel
-from .errors import OptionError, PluginError, XaiError
+from .errors import InputError, OptionError, PluginError, XaiError
 from .explanation import Explanation
 from .inputs import split_forward_kwargs, split_inputs
 from .locks import model_lock
@@ -64,11 +64,18 @@ def evaluate(
         )
     scorer = get_metric(metric, **options)
     adapter = adapt(model)
+    if explanation.inputs is None:
+        raise InputError(
+            "the explanation carries no inputs, so nothing can be perturbed and scored (a "
+            "slice of explain_dataset results stored without store_inputs=True?). Explain "
+            "the inputs with xai_core.explain, or store them with store_inputs=True."
+        )
     layout, arrays = split_inputs(explanation.inputs, adapter.to_numpy)
     x = layout.pack(arrays)
     attributions = explanation.attributions
     if attributions is not None:
         attributions = layout.pack_structure(attributions, np.float64)
+    _check_explanation(explanation, x, attributions)
     batch_kwargs, constant_kwargs = split_forward_kwargs(forward_kwargs, len(x), adapter.to_numpy)
     batched = BatchedModel(
         adapter,
@@ -94,6 +101,37 @@ def evaluate(
     result.metric, result.method = metric, explanation.method
     result.options = {**scorer.options, **result.options}
     return result if details else result.scores
+
+
+def _check_explanation(explanation: Explanation, x: np.ndarray, attributions: Any) -> None:
+    """What a metric trusts: one target and one attribution row per input row, finite
+    attributions (a NaN would score as a perfectly sparse or faithful explanation)."""
+    n = len(x)
+    target = np.asarray(explanation.target)
+    if target.ndim == 0 or len(target) != n:
+        raise InputError(
+            f"the explanation has {target.size} target value(s) for {n} input rows: it does "
+            "not fit its inputs (was it edited, or cut from another explanation?)."
+        )
+    if attributions is None:
+        return
+    values = np.asarray(attributions)
+    if values.ndim == 0 or len(values) != n:
+        raise InputError(
+            f"the explanation has attributions of shape {values.shape} for {n} input rows: "
+            "they do not fit its inputs."
+        )
+    if values.dtype.kind not in "fiub":
+        raise InputError(f"the explanation's attributions are {values.dtype}, not numbers.")
+    with np.errstate(over="ignore", invalid="ignore"):
+        finite = np.isfinite(values).all()
+    if not finite:
+        rows = np.unique(np.nonzero(~np.isfinite(values))[0])[:5].tolist()
+        raise InputError(
+            f"the explanation's attributions contain NaN or inf (samples {rows}): a metric "
+            "would score them as if they meant something. Explain again (a model that "
+            "returns NaN gradients is refused by explain) or drop those samples."
+        )
 
 
 def _check_scores(scorer: Metric, result: Any, n: int) -> None:
@@ -245,8 +283,22 @@ def _named_options(
     if isinstance(names, str):
         names = [names]
     if isinstance(names, Mapping):
+        bad = [
+            k
+            for k, v in names.items()
+            if not isinstance(k, str) or not (v is None or isinstance(v, Mapping))
+        ]
+        if bad:
+            raise OptionError(
+                f"{what} as a dict maps each name to a dict of its options; {bad[0]!r:.40} "
+                "does not."
+            )
         return {str(k): dict(v or {}) for k, v in names.items()}
-    if not names or not all(isinstance(n, str) for n in names):
+    if (
+        not isinstance(names, (list, tuple))
+        or not names
+        or not all(isinstance(n, str) for n in names)
+    ):
         raise OptionError(
             f"{what} must be a list of names or a dict of name -> options, got {names!r:.80}."
         )
