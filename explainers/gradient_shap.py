@@ -17,7 +17,13 @@ from __future__ import annotations
 import numpy as np
 
 from xai_core import Attribution, BatchedModel, Explainer, hookimpl
-from xai_core.explainer import check_layer_option, check_number, check_positive_int, resolve_seed
+from xai_core.explainer import (
+    check_held,
+    check_layer_option,
+    check_number,
+    check_positive_int,
+    resolve_seed,
+)
 from xai_core.validation import check_background
 
 
@@ -39,6 +45,7 @@ class GradientShap(Explainer):
         background = check_background(self.options["background"], inputs, self.name)
         seed = resolve_seed(self.options["seed"])
         n_samples, n, stdevs = self.options["n_samples"], len(inputs), self.options["stdevs"]
+        check_held("n_samples", n_samples, 16 * n, "the reference and path draws")
         rng = np.random.default_rng(seed)
         rows = rng.integers(0, len(background), (n_samples, n))
         alphas = rng.uniform(0.0, 1.0, (n_samples, n)).astype(inputs.dtype)

@@ -33,6 +33,7 @@ from xai_core.errors import OptionError
 from xai_core.explainer import (
     check_choice,
     check_feature_names,
+    check_held,
     check_number,
     check_positive_int,
     legacy_seed,
@@ -129,6 +130,9 @@ class Lime(Explainer):
             discretize_continuous=False,
             random_state=legacy_seed(seed),
         )
+        check_held(
+            "n_samples", self.options["n_samples"], 32 * inputs.shape[1] + 64, "lime's samples"
+        )
         predict = flat_predict(model, inputs.shape[1:], inputs.dtype)
         weights = np.zeros(inputs.shape, np.float64)
         intercepts = np.zeros(len(inputs))
@@ -171,6 +175,8 @@ class Lime(Explainer):
         )
         random_state = np.random.RandomState(legacy_seed(seed))
         n_samples, g = self.options["n_samples"], len(groups)
+        row_bytes = int(np.prod(inputs.shape[1:])) * inputs.dtype.itemsize
+        check_held("n_samples", n_samples, 9 * g + row_bytes + 64, "the perturbed copies")
         attributions = np.zeros(inputs.shape, np.float64)
         intercepts = np.zeros(len(inputs))
         for i, t in enumerate(target):
@@ -251,6 +257,7 @@ class Lime(Explainer):
         off to the hide colour 0 in one array operation, the model called in batches."""
         n_samples, batch = self.options["n_samples"], self.options["batch_size"]
         n_segments = np.unique(segments).shape[0]
+        check_held("n_samples", n_samples, 16 * n_segments + 64, "the on/off rows")
         data = explainer.random_state.randint(0, 2, n_samples * n_segments).reshape(
             (n_samples, n_segments)
         )

@@ -20,7 +20,7 @@ import numpy as np
 
 from xai_core import Attribution, BatchedModel, Explainer, hookimpl
 from xai_core.errors import OptionError
-from xai_core.explainer import check_number, check_positive_int, resolve_seed
+from xai_core.explainer import check_held, check_number, check_positive_int, resolve_seed
 from xai_core.outputs import at_target
 from xai_core_explainers.grad_cam import resize_bilinear
 
@@ -58,6 +58,7 @@ class Rise(Explainer):
         if any(cell > s for s in size):
             raise OptionError(f"cell={cell} is finer than the sample's size {tuple(size)}.")
         cell_size = [int(np.ceil(s / cell)) for s in size]
+        check_held("n_masks", n_masks, 12 * cell ** len(axes) + 16 * len(axes), "the mask grids")
         rng = np.random.default_rng(seed)
         grids = (rng.random((n_masks, *[cell] * len(axes))) < p).astype(np.float32)
         shifts = rng.integers(0, cell_size, (n_masks, len(axes)))

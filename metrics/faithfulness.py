@@ -24,6 +24,7 @@ from xai_core import hookimpl
 from xai_core.errors import OptionError
 from xai_core.explainer import (
     check_bool,
+    check_held,
     check_number,
     check_positive_int,
     legacy_seed,
@@ -73,6 +74,7 @@ class Infidelity(Metric):
             noise = np.random.default_rng([seed, j]).normal(0.0, scale, shape)
             return context.from_canonical(noise).astype(x.dtype)
 
+        check_held("n_perturb_samples", k, 16 * len(x), "the perturbation products")
         dots = np.empty((k, len(x)), np.float64)
 
         def perturbed(start: int, stop: int) -> np.ndarray:

@@ -16,6 +16,7 @@ import numpy as np
 
 from .batching import BatchedModel
 from .errors import OptionError
+from .memory import available_memory
 
 #: options every explainer accepts; the core consumes them
 COMMON_OPTIONS: dict[str, Any] = {"internal_batch_size": None, "progress": True}
@@ -120,6 +121,21 @@ def check_positive_int(name: str, value: Any, minimum: int = 1) -> None:
         raise OptionError(f"{name} must be an integer >= {minimum}, got {value!r}.")
     if value > MAX_COUNT:
         raise OptionError(f"{name} must be at most {MAX_COUNT}, got {value!r}.")
+
+
+def check_held(name: str, count: int, bytes_each: int, what: str) -> None:
+    """Refuse a count whose arrays must be held at once and cannot fit in memory: an
+    `OptionError` now instead of a raw MemoryError (or swapping) later. Only what a
+    method keeps for all `count` draws together is counted here; what it cuts into
+    `internal_batch_size` chunks is not."""
+    needed = int(count) * int(bytes_each)
+    free = available_memory()
+    if free is not None and needed > free:
+        raise OptionError(
+            f"{name}={count} needs {needed / 2**30:.1f} GiB at once for {what}, more than "
+            f"the {free / 2**30:.1f} GiB this machine has free (internal_batch_size does "
+            f"not cut it). Use a smaller {name}."
+        )
 
 
 def check_choice(name: str, value: Any, choices: Sequence[str]) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError, ModelOutputError, OptionError, TargetError
+from .memory import available_memory
 
 #: the largest float32: float64 inputs beyond it are inf in a float32 model
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -34,6 +35,14 @@ def check_inputs(inputs: np.ndarray, name: str = "inputs") -> np.ndarray:
         )
     if inputs.shape[0] == 0:
         raise InputError(f"{name} hold an empty batch (0 samples): pass at least one sample.")
+    needed = inputs.size * inputs.dtype.itemsize  # what the model's tensor will take
+    free = available_memory() if needed > 1 << 30 else None
+    if free is not None and needed > free:
+        raise InputError(
+            f"{name} of shape {inputs.shape} take {needed / 2**30:.1f} GiB as a tensor, more "
+            f"than the {free / 2**30:.1f} GiB free (a broadcast or zero-stride view is "
+            "materialised when the model reads it). Pass fewer or smaller samples."
+        )
     if kind != "f":
         return inputs  # integers are finite
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is settled below
