@@ -71,6 +71,15 @@ class RayEngine(Engine):
                 self._run_indexed(ray, job, source, todo, commit)
             else:
                 self._run_streamed(ray, job, todo, commit)
+        except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, XaiError):  # the worker's own clear error: as it was
+                raise cause from exc
+            raise XaiError(
+                f"a Ray worker failed or died ({type(exc).__name__}: "
+                f"{str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}). The "
+                "batches finished before are committed: rerun the same call to resume."
+            ) from exc
         finally:
             if started:
                 ray.shutdown()

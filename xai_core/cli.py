@@ -152,6 +152,7 @@ def _compare(args: argparse.Namespace) -> int:
     from .evaluation import compare
     from .loading import load_model
 
+    _check_writable(args.plot, "--plot")  # before the whole run, not after it
     model = load_model(args.model, trust=args.trust)
     try:
         inputs = np.load(args.data, allow_pickle=False)
@@ -193,7 +194,7 @@ def _summary(args: argparse.Namespace) -> int:
     from .loading import load_model
     from .summary import summary
 
-    model = load_model(args.path, trust=args.trust)
+    _check_writable(args.plot, "--plot")
     inputs = None
     if args.input_shape:
         try:
@@ -202,6 +203,13 @@ def _summary(args: argparse.Namespace) -> int:
             raise XaiError(
                 f"--input-shape takes integers like 1,28,28, not {args.input_shape!r}"
             ) from exc
+        if not shape or any(d < 1 for d in shape) or int(np.prod(shape, dtype=object)) > 2**28:
+            raise XaiError(
+                f"--input-shape {args.input_shape!r} is not the shape of one sample: give "
+                "positive sizes (at most 2**28 values in all), like 1,28,28."
+            )
+    model = load_model(args.path, trust=args.trust)
+    if args.input_shape:
         inputs = np.zeros((1, *shape), dtype=np.float32)
     result = summary(model, inputs)
     print(result)
@@ -212,6 +220,18 @@ def _summary(args: argparse.Namespace) -> int:
         result.plot().savefig(args.plot, dpi=110)
         print(f"drawing written to {args.plot}")
     return 0
+
+
+def _check_writable(path: str | None, flag: str) -> None:
+    """A figure's folder must exist before the run that draws it starts."""
+    import os
+
+    if path:
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise XaiError(f"{flag} {path!r}: the folder {folder!r} does not exist.")
+        if not os.access(folder, os.W_OK):
+            raise XaiError(f"{flag} {path!r}: the folder {folder!r} is not writable.")
 
 
 def _quiet_frameworks() -> None:

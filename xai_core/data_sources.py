@@ -11,6 +11,7 @@ yields, so a store's chunks are the same for every source and every engine, and 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import zipfile
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, XaiError
 from .fingerprint import array_digest, file_digest
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -105,7 +106,8 @@ class Source:
     def batch(self, index: int, batch_size: int) -> Batch:
         start = index * batch_size
         stop = start + batch_size if self.n_rows is None else min(start + batch_size, self.n_rows)
-        inputs, target = self.rows(start, stop)
+        with reading(getattr(self, "path", None) or self.kind):
+            inputs, target = self.rows(start, stop)
         return self._with_target(Batch(index, start, inputs, target))
 
     def _with_target(self, batch: Batch) -> Batch:
@@ -121,7 +123,12 @@ class Source:
                 if index not in skip:
                     yield self.batch(index, batch_size)
             return
-        for batch in _rebatch(self.stream(), batch_size, skip):
+        batches = _rebatch(self.stream(), batch_size, skip)
+        while True:
+            with reading(getattr(self, "path", None) or self.kind):
+                batch = next(batches, None)
+            if batch is None:
+                return
             yield self._with_target(batch)
 
 
@@ -249,7 +256,20 @@ class RowFile:
     def npy(cls, path: str) -> RowFile:
         with open(path, "rb") as f:
             shape, dtype = _npy_header(f)
-            return cls(path, f.tell(), shape, dtype)
+            offset = f.tell()
+        rows = cls(path, offset, shape, dtype)
+        rows.check_size(os.path.getsize(path) - offset)
+        return rows
+
+    def check_size(self, available: int) -> None:
+        """The header's shape must fit the bytes that follow it (a truncated file, or a
+        header edited to claim more rows, is refused before any row is read)."""
+        needed = self.shape[0] * self._row_items * self.dtype.itemsize
+        if needed != available:
+            raise InputError(
+                f"{self.path}: its header says {self.shape} {self.dtype} ({needed} bytes), but "
+                f"{available} bytes follow it: the file is truncated or damaged."
+            )
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -316,7 +336,15 @@ def _npy_header(f: Any) -> tuple[tuple[int, ...], np.dtype]:
     shape, fortran, dtype = reader(f)
     if fortran:
         raise InputError("Fortran-ordered arrays cannot be read by rows; save them C-ordered.")
-    return tuple(shape), dtype
+    if dtype.hasobject or dtype.kind not in "biuf":
+        raise InputError(
+            f"the array holds {dtype} values, not numbers"
+            + (" (Python objects: reading them would unpickle code)" if dtype.hasobject else "")
+            + ". Save a numeric array."
+        )
+    if not shape or any(int(n) < 0 for n in shape):
+        raise InputError(f"the array has shape {shape}: batch first, at least one axis.")
+    return tuple(int(n) for n in shape), dtype
 
 
 def _npz_member(path: str, zf: zipfile.ZipFile, key: str) -> RowFile | None:
@@ -329,10 +357,13 @@ def _npz_member(path: str, zf: zipfile.ZipFile, key: str) -> RowFile | None:
         local = raw.read(30)
         name_len = int.from_bytes(local[26:28], "little")
         extra_len = int.from_bytes(local[28:30], "little")
-        raw.seek(info.header_offset + 30 + name_len + extra_len)
+        start = info.header_offset + 30 + name_len + extra_len
+        raw.seek(start)
         shape, dtype = _npy_header(raw)
         offset = raw.tell()
-    return RowFile(path, offset, shape, dtype)
+    rows = RowFile(path, offset, shape, dtype)
+    rows.check_size(info.file_size - (offset - start))
+    return rows
 
 
 def npz_source(path: str) -> Source:
@@ -492,11 +523,34 @@ def split_item(item: Any) -> tuple[Any, np.ndarray | None]:
     return to_numpy(item), None
 
 
+@contextlib.contextmanager
+def reading(what: Any) -> Iterator[None]:
+    """Whatever a reader raises on damaged or odd data (NumPy's ValueError, zipfile's
+    BadZipFile, Arrow's ArrowInvalid, PIL's UnidentifiedImageError and
+    DecompressionBombError, an OverflowError from a crafted header, a ragged batch) is
+    an `InputError` naming the data."""
+    try:
+        yield
+    except XaiError:
+        raise
+    except (Exception, RecursionError) as exc:  # noqa: BLE001 - every reader's own errors
+        shown = what if isinstance(what, (str, os.PathLike)) else type(what).__name__
+        raise InputError(
+            f"cannot read the data ({shown}): {type(exc).__name__}: {str(exc)[:300]}"
+        ) from exc
+
+
 def open_source(data: Any, *, target: Any = None, channels_last: bool = False) -> Source:
     """The `Source` for whatever `explain_dataset` was given."""
     if isinstance(data, Source):
         return data
-    source = _open(data, target, channels_last)
+    if isinstance(data, (bytes, bytearray, memoryview, int, float, complex, np.generic)):
+        raise InputError(
+            f"data is {type(data).__name__}, not a dataset: give an array (rows first), a "
+            ".npy/.npz path, a folder of images, a Parquet table or an iterable of batches."
+        )
+    with reading(data):
+        source = _open(data, target, channels_last)
     given = _row_target(target)
     if given is not None and source.row_target is None and not _carries_target(source):
         if source.n_rows is not None and len(given) != source.n_rows:
@@ -527,15 +581,28 @@ def _open(data: Any, target: Any, channels_last: bool) -> Source:
             f"cannot read {path!r}: give a .npy/.npz file, a folder of images, a Parquet "
             "table, an array, or an iterable of batches."
         )
+    if isinstance(data, Mapping) and data:  # several named inputs: each one an array
+        return ArraySource(
+            {k: _numeric(to_numpy(v), k) for k, v in data.items()}, _row_target(target)
+        )
     if isinstance(data, np.ndarray) or (
-        isinstance(data, (tuple, list, Mapping))
+        isinstance(data, (tuple, list))
         and data
         and all(isinstance(v, np.ndarray) for v in _parts(data))
     ):
         return ArraySource(data, _row_target(target))
     if hasattr(data, "__iter__") and not hasattr(data, "shape"):
         return IterableSource(data)
-    return ArraySource(to_numpy(data), _row_target(target))
+    return ArraySource(_numeric(to_numpy(data), "data"), _row_target(target))
+
+
+def _numeric(array: np.ndarray, name: Any) -> np.ndarray:
+    if array.dtype.kind not in "biuf" or array.ndim == 0:
+        raise InputError(
+            f"{name} is {array.dtype} of shape {array.shape}, not rows of numbers: give an "
+            "array with one row per sample."
+        )
+    return array
 
 
 def _row_target(target: Any) -> np.ndarray | None:

@@ -66,6 +66,11 @@ def explain_dataset(
 
     check_positive_int("batch_size", batch_size)
     explainer = get_explainer(method, **options)  # checks the method and its options now
+    if forward_kwargs is not None and not isinstance(forward_kwargs, dict):
+        raise OptionError(
+            f"forward_kwargs must be a dict of keyword arguments, got "
+            f"{type(forward_kwargs).__name__}."
+        )
     if engine_options is not None and not isinstance(engine_options, dict):
         raise OptionError(
             f"engine_options must be a dict of the engine's options, got "

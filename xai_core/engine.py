@@ -104,7 +104,7 @@ class DatasetJob:
         if explanation.convergence_delta is not None:
             arrays["convergence_delta"] = np.asarray(explanation.convergence_delta)
         for layer, value in explanation.activations.items():
-            arrays[f"activations/{layer}"] = np.asarray(value)
+            arrays[f"activations/{store_key(layer)}"] = np.asarray(value)
         return arrays
 
     def _kwargs_for(self, batch: Batch) -> dict[str, Any] | None:
@@ -121,12 +121,20 @@ class DatasetJob:
         return cut
 
 
+def store_key(name: Any) -> str:
+    """A layer's or an input's name as one Zarr key: '/' would nest groups and '..'
+    is refused by zarr (an ONNX node is often named '/conv1/Conv_output_0'), so they are
+    percent-encoded; `urllib.parse.unquote` gives the name back."""
+    key = str(name).replace("%", "%25").replace("/", "%2F").replace("\\", "%5C")
+    return "%2E" + key[1:] if key.startswith(".") else key or "%00"
+
+
 def _put_structured(arrays: dict[str, np.ndarray], name: str, value: Any) -> None:
     if value is None:
         return
     if isinstance(value, Mapping):
         for key, part in value.items():
-            arrays[f"{name}/{key}"] = np.asarray(part)
+            arrays[f"{name}/{store_key(key)}"] = np.asarray(part)
     elif isinstance(value, (tuple, list)):
         for i, part in enumerate(value):
             arrays[f"{name}/{i}"] = np.asarray(part)

@@ -154,6 +154,7 @@ class Explanation:
                 f"{where} holds a single array (.npy), not a saved Explanation (.npz from "
                 "Explanation.save)."
             )
+        _check_inflated_size(data, where)
         try:
             with data:
                 return cls._from_npz(data)
@@ -176,6 +177,7 @@ class Explanation:
                 f"it has file format {version!r}; this xai_core reads format {FORMAT_VERSION}. "
                 "Load it with the xai_core version that wrote it."
             )
+        _check_meta_types(meta)
         options = dict(meta["options"])
         for name in meta["array_options"]:
             options[name] = data[f"option_{name}"]
@@ -290,3 +292,48 @@ def _split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, n
         except (TypeError, ValueError):  # a function or an object: its description only
             plain[name] = repr(value)
     return plain, arrays
+
+
+#: the types `_from_npz` relies on, by metadata key (JSON can hold anything)
+META_TYPES: dict[str, tuple[type, ...]] = {
+    "method": (str,),
+    "options": (dict,),
+    "array_options": (list,),
+    "activations": (list,),
+    "extras": (list,),
+    "backend": (str,),
+    "versions": (dict,),
+    "structures": (dict,),
+    "layer": (str, type(None)),
+}
+
+
+def _check_meta_types(meta: dict[str, Any]) -> None:
+    """Type-confused metadata (a list where a dict belongs, a number for a name) is an
+    XaiError naming the key, not an AttributeError deep inside."""
+    for key, types in META_TYPES.items():
+        if key in meta and not isinstance(meta[key], types):
+            raise XaiError(
+                f"its metadata {key!r} is a {type(meta[key]).__name__}, not "
+                f"{' or '.join(t.__name__ for t in types)}: written by something else."
+            )
+    for key in ("array_options", "activations", "extras"):
+        if not all(isinstance(n, str) for n in meta.get(key, [])):
+            raise XaiError(f"its metadata {key!r} holds names that are not strings.")
+
+
+def _check_inflated_size(data: Any, where: str) -> None:
+    """The arrays' size once decompressed, checked against free memory before any is
+    read: a small crafted file must not inflate into gigabytes (a zip bomb)."""
+    from .memory import available_memory
+
+    infos = data.zip.infolist()
+    total = sum(info.file_size for info in infos)
+    free = available_memory()
+    if free is not None and total > free // 2:
+        raise XaiError(
+            f"{where} would decompress to {total / 2**30:.1f} GiB (the file is "
+            f"{sum(i.compress_size for i in infos) / 2**20:.1f} MiB), more than half the "
+            f"{free / 2**30:.1f} GiB free: refused. A real explanation that large is read "
+            "with explain_dataset's store instead."
+        )

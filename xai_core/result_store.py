@@ -23,6 +23,7 @@ import json
 import os
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import unquote
 
 import numpy as np
 
@@ -424,7 +425,7 @@ class Results:
         if "activations" not in self.group:
             return {}
         group = self.group["activations"]
-        return {name: group[name] for name in group.array_keys()}
+        return {unquote(name): group[name] for name in group.array_keys()}
 
     def __len__(self) -> int:
         if "predictions" not in self.group:
@@ -439,7 +440,7 @@ class Results:
             keys = sorted(
                 node.array_keys(), key=lambda k: (not k.isdigit(), int(k) if k.isdigit() else k)
             )
-            parts = {k: node[k][rows] for k in keys}
+            parts = {unquote(k): node[k][rows] for k in keys}
             return tuple(parts.values()) if all(k.isdigit() for k in keys) else parts
         return node[rows]
 

@@ -94,6 +94,12 @@ def resolve_target(
     arr = np.asarray(target)
     if arr.dtype.kind not in "iu":  # bool is kind "b"
         if arr.dtype.kind == "f" and np.all(np.mod(arr, 1) == 0):
+            if np.abs(arr).max(initial=0) >= k:
+                raise TargetError(
+                    f"target {arr.reshape(-1)[np.abs(arr.reshape(-1)).argmax()]:g} out of "
+                    f"range: the model has {k} output{'s' if k != 1 else ''}, so targets "
+                    f"must be in 0..{k - 1}."
+                )
             arr = arr.astype(np.int64)
         else:
             raise TargetError(

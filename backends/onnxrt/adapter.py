@@ -21,7 +21,7 @@ import onnx
 import onnxruntime as ort
 
 from xai_core import LayerInfo, ModelAdapter
-from xai_core.errors import InputError
+from xai_core.errors import InputError, UnsupportedModelError
 
 #: ONNX tensor element types -> NumPy, for casting what the user passes
 _NUMPY = {
@@ -40,9 +40,17 @@ FORWARD_ONLY = "occlusion, feature_ablation, rise, kernel_shap or lime"
 def _session(proto: onnx.ModelProto) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    return ort.InferenceSession(
-        proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
+    try:
+        return ort.InferenceSession(
+            proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's Fail, InvalidGraph, ...
+        # an XaiError: the registry passes it on instead of marking the backend failed
+        raise UnsupportedModelError(
+            f"onnxruntime {ort.__version__} cannot run this ONNX model: "
+            f"{str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__}"
+            ". Check the export (onnx.checker.check_model) and its opset."
+        ) from exc
 
 
 class OnnxAdapter(ModelAdapter):
