@@ -13,11 +13,11 @@ from .batching import BatchedModel
 from .errors import InputError, UnsupportedModelError, XaiError
 from .explainer import Explainer
 from .explanation import Explanation
-from .inputs import pack_reference, split_forward_kwargs, split_inputs
+from .inputs import pack_reference, split_forward_kwargs
 from .locks import model_lock
 from .progress import Progress
 from .registry import REGISTRY
-from .validation import check_inputs, check_predictions, resolve_target
+from .validation import check_predictions, checked_inputs, resolve_target
 
 T = TypeVar("T")
 
@@ -90,16 +90,7 @@ def run(
     `known_outputs` (one sample's output shape) skips the prediction pass when `target`
     is given: metrics re-explaining thousands of perturbed rows need the attributions
     only (the Explanation's `predictions` are then NaN)."""
-    layout, arrays = split_inputs(inputs, adapter.to_numpy)
-    if layout.packed:
-        arrays = [
-            check_inputs(a.reshape(len(a), -1) if a.ndim == 1 else a, f"input {k!r}").reshape(
-                a.shape
-            )
-            for k, a in zip(layout.keys, arrays)
-        ]
-    else:
-        arrays = [check_inputs(arrays[0])]
+    layout, arrays = checked_inputs(inputs, adapter.to_numpy)
     x = layout.pack(arrays)
     batch_kwargs, constant_kwargs = split_forward_kwargs(forward_kwargs, len(x), adapter.to_numpy)
     for name, value in explainer.options.items():  # tensors as options (baselines, background)

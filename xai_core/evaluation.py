@@ -17,11 +17,12 @@ import numpy as np
 from .batching import BatchedModel
 from .errors import InputError, OptionError, PluginError, XaiError
 from .explanation import Explanation
-from .inputs import split_forward_kwargs, split_inputs
+from .inputs import split_forward_kwargs
 from .locks import model_lock
 from .metric import Metric, MetricContext, MetricResult
 from .progress import Progress
 from .registry import REGISTRY
+from .validation import checked_inputs
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -70,7 +71,7 @@ def evaluate(
             "slice of explain_dataset results stored without store_inputs=True?). Explain "
             "the inputs with xai_core.explain, or store them with store_inputs=True."
         )
-    layout, arrays = split_inputs(explanation.inputs, adapter.to_numpy)
+    layout, arrays = checked_inputs(explanation.inputs, adapter.to_numpy)
     x = layout.pack(arrays)
     attributions = explanation.attributions
     if attributions is not None:

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError, ModelOutputError, OptionError, TargetError
+from .inputs import InputLayout, split_inputs
 from .memory import available_memory
 
 #: the largest float32: float64 inputs beyond it are inf in a float32 model
@@ -236,3 +237,19 @@ def broadcast_baselines(baselines: Any, inputs: np.ndarray) -> np.ndarray:
     if not np.isfinite(b).all():
         raise OptionError("baselines contain NaN or inf.")
     return np.array(np.broadcast_to(b, inputs.shape))  # writable: frameworks warn on views
+
+
+def checked_inputs(inputs: Any, to_numpy: Any) -> tuple[InputLayout, list[np.ndarray]]:
+    """`split_inputs`, then `check_inputs` on every part: what `explain` and `evaluate`
+    both accept as inputs."""
+    layout, arrays = split_inputs(inputs, to_numpy)
+    if layout.packed:
+        arrays = [
+            check_inputs(a.reshape(len(a), -1) if a.ndim == 1 else a, f"input {k!r}").reshape(
+                a.shape
+            )
+            for k, a in zip(layout.keys, arrays)
+        ]
+    else:
+        arrays = [check_inputs(arrays[0])]
+    return layout, arrays
