@@ -103,15 +103,29 @@ def test_evaluate_gives_finite_scores_or_an_xai_error(metric, field, value, opti
 # -- compare ------------------------------------------------------------------------------
 NAMES = st.one_of(
     st.sampled_from(
-        [3, None, [], [3], "saliency", ["saliency"], {"saliency": 3}, {"saliency": None},
-         {3: {}}, ["nope"], ("saliency", "integrated_gradients")]
+        [
+            3,
+            None,
+            [],
+            [3],
+            "saliency",
+            ["saliency"],
+            {"saliency": 3},
+            {"saliency": None},
+            {3: {}},
+            ["nope"],
+            ("saliency", "integrated_gradients"),
+        ]
     ),
     st.lists(st.sampled_from(["saliency", "integrated_gradients", "x"]), max_size=2),
 )
 
 
-@given(methods=NAMES, metrics=st.one_of(NAMES, st.lists(st.sampled_from(METRICS), max_size=2)),
-       x=ARRAYS)
+@given(
+    methods=NAMES,
+    metrics=st.one_of(NAMES, st.lists(st.sampled_from(METRICS), max_size=2)),
+    x=ARRAYS,
+)
 def test_compare_gives_a_table_or_an_xai_error(methods, metrics, x):
     model = mlp()
     before = torch_state(model)
@@ -143,8 +157,15 @@ OUTS = st.sampled_from(["fresh", "user_folder", "user_file", "", 3, None, "nosuc
     batch_size=st.sampled_from([1, 2, 0, -1, 2.5, "2", None]),
     overwrite=st.booleans(),
     extra=st.sampled_from(
-        [{}, {"forward_kwargs": [1]}, {"engine_options": [1]}, {"engine_options": {"x": 1}},
-         {"target": 7}, {"target": "a"}, {"store_inputs": True}]
+        [
+            {},
+            {"forward_kwargs": [1]},
+            {"engine_options": [1]},
+            {"engine_options": {"x": 1}},
+            {"target": 7},
+            {"target": "a"},
+            {"store_inputs": True},
+        ]
     ),
 )
 def test_explain_dataset_never_deletes_a_users_file_and_raises_only_xai_errors(
@@ -159,8 +180,14 @@ def test_explain_dataset_never_deletes_a_users_file_and_raises_only_xai_errors(
         source = ragged() if isinstance(data, str) and data == "ragged" else data
         only_xai_errors(
             lambda: xai_core.explain_dataset(
-                mlp(), source, "saliency", out=where, batch_size=batch_size,
-                overwrite=overwrite, progress=False, **extra
+                mlp(),
+                source,
+                "saliency",
+                out=where,
+                batch_size=batch_size,
+                overwrite=overwrite,
+                progress=False,
+                **extra,
             )
         )
         assert (tmp / "user_folder" / "thesis.tex").read_text() == "mine"
@@ -171,12 +198,16 @@ def test_explain_dataset_never_deletes_a_users_file_and_raises_only_xai_errors(
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
     out = tmp_path_factory.mktemp("template") / "store"
-    xai_core.explain_dataset(
-        mlp(), rows(10), "integrated_gradients", out=out, batch_size=4, n_steps=4, progress=False
-    )
+    rerun(out)
     results = xai_core.open_results(out)
     written = {n: results.group[n][:] for n in ("attributions", "predictions", "target")}
     return out, written
+
+
+def rerun(out):
+    return xai_core.explain_dataset(
+        mlp(), rows(10), "integrated_gradients", out=out, batch_size=4, n_steps=4, progress=False
+    )
 
 
 def _damage(path: Path, how: str, where: int) -> None:
@@ -200,8 +231,10 @@ def _damage(path: Path, how: str, where: int) -> None:
 
 @given(
     damages=st.lists(
-        st.tuples(st.sampled_from(["delete", "truncate", "garbage", "flip", "empty"]),
-                  st.integers(0, 10_000)),
+        st.tuples(
+            st.sampled_from(["delete", "truncate", "garbage", "flip", "empty"]),
+            st.integers(0, 10_000),
+        ),
         min_size=1,
         max_size=2,
     )
@@ -214,12 +247,22 @@ def test_a_damaged_store_is_refused_or_read_back_exactly(template, damages):
         for how, where in damages:
             _damage(out, how, where)
         results = only_xai_errors(lambda: xai_core.open_results(out))
-        if results is None:
-            return
+        if results is not None:
+            _read_back_exactly(results, written)
+        resumed = only_xai_errors(lambda: rerun(out))  # resuming repairs, or refuses
+        if resumed is not None:
+            assert resumed.complete
+            _read_back_exactly(xai_core.open_results(out), written, errors=False)
+
+
+def _read_back_exactly(results, written, errors=True):
+    """Each batch reads back as written; with `errors`, a batch may instead be an error."""
+    for start, stop in itertools.pairwise([0, 4, 8, 10]):
+        try:
+            part = results[start:stop]
+        except xai_core.XaiError:
+            if not errors:
+                raise
+            continue
         for name, values in written.items():
-            for start, stop in itertools.pairwise([0, 4, 8, 10]):
-                part = only_xai_errors(lambda s=start, e=stop: results[s:e])
-                if part is not None:  # what is read is what was written, or an error
-                    got = {"attributions": part.attributions, "predictions": part.predictions,
-                           "target": part.target}[name]
-                    np.testing.assert_array_equal(got, values[start:stop])
+            np.testing.assert_array_equal(getattr(part, name), values[start:stop])

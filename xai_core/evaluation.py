@@ -109,6 +109,11 @@ def _check_explanation(explanation: Explanation, x: np.ndarray, attributions: An
     attributions (a NaN would score as a perfectly sparse or faithful explanation)."""
     n = len(x)
     target = np.asarray(explanation.target)
+    if target.dtype.kind not in "iu":
+        raise InputError(
+            f"the explanation's target is {target.dtype}, not output indices: it was not made "
+            "by xai_core.explain (or was edited)."
+        )
     if target.ndim == 0 or len(target) != n:
         raise InputError(
             f"the explanation has {target.size} target value(s) for {n} input rows: it does "

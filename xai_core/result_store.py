@@ -192,8 +192,10 @@ class ResultStore:
 
     # -- verification -------------------------------------------------------------
     @property
-    def schema(self) -> dict[str, Any]:
-        return dict(self.group.attrs.get("schema") or {})
+    def schema(self) -> Any:
+        """{array path: {"dtype", "shape"}}; whatever is there if damaged (see problems)."""
+        value = self.group.attrs.get("schema") or {}
+        return dict(value) if isinstance(value, dict) else value
 
     def problems(self, deep: bool = False) -> tuple[list[str], set[int] | None]:
         """(what is wrong, the flagged batches to recompute; None = every batch)."""
@@ -201,6 +203,10 @@ class ResultStore:
         if done is None:
             return ["the _done flags cannot be read"], None
         schema = self.schema
+        if not isinstance(schema, dict) or not all(
+            isinstance(spec, dict) and {"dtype", "shape"} <= set(spec) for spec in schema.values()
+        ):
+            return ["the schema attribute is damaged"], None
         if done and not {"predictions", "target"} <= set(schema):
             return ["arrays listed in the schema are missing"], None
         problems: list[str] = []
@@ -221,6 +227,12 @@ class ResultStore:
             if array.shape[0] != rows or (self.n_rows is not None and rows != self.n_rows):
                 wanted = self.n_rows or rows
                 return [f"array {path!r} has {array.shape[0]} rows, not {wanted}"], None
+        if self.group.attrs.get("complete") and rows is not None:
+            missing = sorted(set(range(-(-rows // self.batch_size))) - done)
+            if missing:
+                problems.append(
+                    f"it is marked complete, but batches {missing[:5]} are not flagged done"
+                )
         bad: set[int] = set()
         keys = self._chunk_keys(schema)
         for index in sorted(done):
@@ -266,14 +278,18 @@ class ResultStore:
         problems, bad = self.problems(deep=True)
         if not problems:
             return
-        if bad is None:
-            for name in list(self.group.keys()):
-                del self.group[name]
+        if bad is None:  # by the filesystem: a damaged child's metadata cannot be read
+            fs, root = _filesystem(self.location)
+            for name in _entries(fs, root) or []:
+                if name in STORE_MEMBERS and name != "zarr.json":
+                    fs.rm(f"{root.rstrip('/')}/{name}", recursive=True)
+            self._arrays.clear()
             self.group.attrs.update({"schema": {}, "complete": False})
             return
-        flags = self.group[DONE]
-        for index in bad:
-            flags[index] = False
+        if bad:
+            flags = self.group[DONE]
+            for index in bad:
+                flags[index] = False
         self.group.attrs["complete"] = False
 
     # -- writing ------------------------------------------------------------------
@@ -287,11 +303,11 @@ class ResultStore:
             self.group.attrs.update({"run_seed": seed, "options": options})
 
     def done_or_none(self) -> set[int] | None:
-        if DONE not in self.group:
-            return set()
         try:
+            if DONE not in self.group:
+                return set()
             flags = self.group[DONE][:]
-        except Exception:  # noqa: BLE001 - a damaged flag array
+        except Exception:  # noqa: BLE001 - a damaged flag array or its metadata
             return None
         return {int(i) for i in np.nonzero(flags)[0]}
 
@@ -302,7 +318,8 @@ class ResultStore:
         array = self._arrays.get(path)
         if array is None:
             if path in self.group:
-                array = self.group[path]
+                # the config is not stored with the array: a resumed run sets it again
+                array = self.group[path].with_config({"write_empty_chunks": True})
             else:
                 from zarr.codecs import Crc32cCodec, ZstdCodec
 
@@ -461,9 +478,26 @@ class Results:
             raise StoreError(f"row {int(item)} is out of range: the store has {n} rows.")
         return slice(index, index + 1)
 
+    def _check_finished(self, rows: slice) -> None:
+        """Rows of a batch not flagged done hold no results (zeros, the fill value): an
+        error, never numbers."""
+        if rows.stop <= rows.start:
+            return
+        batch_size = int(self.group.attrs["identity"]["batch_size"])
+        flags = self.group[DONE][:] if DONE in self.group else np.zeros(0, bool)
+        wanted = range(rows.start // batch_size, (rows.stop - 1) // batch_size + 1)
+        missing = [i for i in wanted if i >= len(flags) or not flags[i]]
+        if missing:
+            raise StoreError(
+                f"rows {rows.start}..{rows.stop - 1} include batches {missing[:5]} that are "
+                "not computed (an interrupted run): rerun the same explain_dataset call to "
+                "finish them."
+            )
+
     def __getitem__(self, item: int | slice) -> Explanation:
         rows = self._rows(item)
         try:
+            self._check_finished(rows)
             delta = self.convergence_delta
             return Explanation(
                 method=self.method,
