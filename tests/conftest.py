@@ -25,6 +25,23 @@ if importlib.util.find_spec("paddle") is not None:
     import paddle  # noqa: F401  - must precede tensorflow; see the docstring
 
 
+if importlib.util.find_spec("hypothesis") is not None:
+    from hypothesis import HealthCheck, settings
+
+    # CI runs "ci" (a few seconds per fuzz test); HYPOTHESIS_PROFILE=deep runs many more
+    settings.register_profile(
+        "ci",
+        max_examples=25,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+        derandomize=True,
+    )
+    settings.register_profile(
+        "deep", max_examples=400, deadline=None, suppress_health_check=list(HealthCheck)
+    )
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

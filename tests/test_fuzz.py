@@ -8,29 +8,15 @@ tests/test_fuzz.py` runs many more examples on demand.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import xai_core
 
 from conftest import torch_state
-
-settings.register_profile(
-    "ci",
-    max_examples=25,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-    derandomize=True,
-)
-settings.register_profile(
-    "deep", max_examples=500, deadline=None, suppress_health_check=list(HealthCheck)
-)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 N_FEATURES = 4
 BUILT_IN = [

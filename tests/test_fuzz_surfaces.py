@@ -10,7 +10,6 @@ Same profiles as tests/test_fuzz.py ("ci" by default, HYPOTHESIS_PROFILE=deep fo
 from __future__ import annotations
 
 import itertools
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import xai_core
@@ -27,17 +26,6 @@ from conftest import torch_state
 
 pytest.importorskip("zarr")
 
-settings.register_profile(
-    "ci",
-    max_examples=25,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-    derandomize=True,
-)
-settings.register_profile(
-    "deep", max_examples=400, deadline=None, suppress_health_check=list(HealthCheck)
-)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 D = 4
 WEIRD = [0, -1, 1, 2, 1.5, "x", "", None, [], [1], (2, 2), True, float("nan"), 10**20, {"a": 1}]

@@ -13,6 +13,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hostile_files import WritesAFile
 
 import xai_core
 
@@ -27,11 +28,7 @@ def _victim(tmp_path: Path) -> Path:
 
 def _hostile_torchscript(tmp_path: Path) -> tuple[Path, Path]:
     torch = pytest.importorskip("torch")
-    sys.path.insert(0, str(HERE))
-    try:
-        from hostile_torchscript import OverwritesAFile
-    finally:
-        sys.path.remove(str(HERE))
+    from hostile_files import OverwritesAFile
     victim = _victim(tmp_path)
     path = tmp_path / "evil.pt"
     torch.jit.save(torch.jit.script(OverwritesAFile(str(victim))), str(path))
@@ -88,14 +85,6 @@ def test_explain_dataset_refuses_a_torchscript_path_without_trust(tmp_path):
     assert victim.read_bytes() == b"0000"
 
 
-class _Payload:
-    def __init__(self, marker: str) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
 def test_paddle_legacy_loader_unpickles_so_it_needs_trust(tmp_path):
     pytest.importorskip("paddle")
     prefix, marker = tmp_path / "mlp", tmp_path / "pwned"
@@ -111,7 +100,7 @@ def test_paddle_legacy_loader_unpickles_so_it_needs_trust(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     info = Path(f"{prefix}.pdiparams.info")
     assert info.exists()
-    info.write_bytes(pickle.dumps(_Payload(str(marker))))
+    info.write_bytes(pickle.dumps(WritesAFile(str(marker))))
     load = textwrap.dedent(
         f"""
         import sys
@@ -183,3 +172,36 @@ def test_garbage_paddle_files_are_clear_errors(tmp_path):
     Path(f"{prefix}.json").write_text("{not json")
     with pytest.raises(xai_core.XaiError, match="not a paddle.jit.save model"):
         xai_core.load_model(prefix)
+
+
+def test_a_keras_tfsmlayer_needs_trust_and_is_named(tmp_path):
+    pytest.importorskip("tensorflow")
+    import keras
+
+    inner = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    inner.export(str(tmp_path / "saved"), verbose=False)  # a SavedModel: a TF program
+    outer = keras.Sequential([keras.Input((3,)), keras.layers.TFSMLayer(str(tmp_path / "saved"))])
+    outer.save(tmp_path / "outer.keras")
+    with pytest.raises(xai_core.XaiError, match="TFSMLayer.*trust=True"):
+        xai_core.load_model(tmp_path / "outer.keras")
+
+
+def test_a_keras_file_with_an_unknown_layer_is_a_clear_error(tmp_path):
+    pytest.importorskip("tensorflow")
+    import json
+    import zipfile
+
+    import keras
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.save(tmp_path / "m.keras")
+    with zipfile.ZipFile(tmp_path / "m.keras") as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    config = json.loads(members["config.json"])
+    config["config"]["layers"][-1]["class_name"] = "NoSuchLayer"
+    members["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(tmp_path / "bad.keras", "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    with pytest.raises(xai_core.XaiError, match="not a Keras model file Keras can read"):
+        xai_core.load_model(tmp_path / "bad.keras")

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from hostile_files import WritesAFile
 
 import xai_core
 from xai_core.testing.twins import cnn_weights, mlp_weights, to_layout, twin
@@ -135,19 +136,9 @@ def test_cli_summary_of_an_unknown_format_is_a_clear_error(tmp_path):
     assert result.returncode == 2 and "cannot tell the format" in result.stderr
 
 
-class _WritesAFile:
-    """A pickle that runs code when loaded: what an attacker puts in a `.pt`."""
-
-    def __init__(self, target: str) -> None:
-        self.target = target
-
-    def __reduce__(self):
-        return (open, (self.target, "w"))
-
-
 def test_a_pickled_file_runs_no_code_without_trust(tmp_path):
     evil, marker = tmp_path / "evil.pt", tmp_path / "pwned"
-    torch.save({"model": _WritesAFile(str(marker))}, evil)
+    torch.save({"model": WritesAFile(str(marker))}, evil)
     result = subprocess.run(
         [sys.executable, "-m", "xai_core.cli", "summary", str(evil)], capture_output=True, text=True
     )

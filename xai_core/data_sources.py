@@ -583,7 +583,7 @@ def _open(data: Any, target: Any, channels_last: bool) -> Source:
         )
     if isinstance(data, Mapping) and data:  # several named inputs: each one an array
         return ArraySource(
-            {k: _numeric(to_numpy(v), k) for k, v in data.items()}, _row_target(target)
+            {k: _numeric_rows(to_numpy(v), k) for k, v in data.items()}, _row_target(target)
         )
     if isinstance(data, np.ndarray) or (
         isinstance(data, (tuple, list))
@@ -593,10 +593,10 @@ def _open(data: Any, target: Any, channels_last: bool) -> Source:
         return ArraySource(data, _row_target(target))
     if hasattr(data, "__iter__") and not hasattr(data, "shape"):
         return IterableSource(data)
-    return ArraySource(_numeric(to_numpy(data), "data"), _row_target(target))
+    return ArraySource(_numeric_rows(to_numpy(data), "data"), _row_target(target))
 
 
-def _numeric(array: np.ndarray, name: Any) -> np.ndarray:
+def _numeric_rows(array: np.ndarray, name: Any) -> np.ndarray:
     if array.dtype.kind not in "biuf" or array.ndim == 0:
         raise InputError(
             f"{name} is {array.dtype} of shape {array.shape}, not rows of numbers: give an "

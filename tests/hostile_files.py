@@ -1,8 +1,19 @@
-"""A TorchScript module whose __setstate__ (run by torch.jit.load) overwrites 4 bytes of
-any file it is given: the payload of the loading tests. TorchScript needs the source in a
-file, so it lives here, not inside a test."""
+"""Payloads of the loading tests: a pickle that runs code when unpickled, and a
+TorchScript module whose __setstate__ (run by torch.jit.load) overwrites 4 bytes of any
+file it is given. TorchScript needs the source in a file, so they live here."""
 
 import torch
+
+
+class WritesAFile:
+    """A pickle that runs code when loaded: what an attacker puts in a `.pt` or a
+    `.pdiparams.info` (it creates `target`)."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
 
 
 class OverwritesAFile(torch.nn.Module):
