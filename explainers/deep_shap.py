@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 
 from xai_core import Attribution, BatchedModel, Explainer, hookimpl
-from xai_core.errors import CapabilityError, XaiError
+from xai_core.errors import CapabilityError, ModelOutputError, XaiError
 from xai_core.explainer import check_positive_int, resolve_seed
 from xai_core.validation import check_background
 from xai_core_explainers.shap_support import additivity_gap, require
@@ -84,10 +84,21 @@ class DeepShap(Explainer):
         if values.ndim == inputs.ndim:  # one output
             values = values[..., None]
         n = len(inputs)
+        k = int(np.prod(model.output_shape or (1,)))
+        if values.shape != (*inputs.shape, k):
+            # shap calls the model itself: its outputs are checked here, by their traces
+            raise ModelOutputError(
+                f"shap.DeepExplainer got other outputs from the model than explain's own "
+                f"call (values of shape {values.shape} for inputs {inputs.shape} and {k} "
+                "outputs): a model must return one output row per input row, and the same "
+                "outputs, on every call."
+            )
         picked = np.moveaxis(values, -1, 1)[np.arange(n), target]
         expected = np.atleast_1d(np.asarray(explainer.expected_value, np.float64))
         base_values = expected[target]
-        outputs = model.forward(inputs)[np.arange(n), target].astype(np.float64)
+        # a fresh call, not the core's cached prediction pass: shap ran the model in between,
+        # and a model that changed (a row dropped, other outputs) is refused here
+        outputs = model.forward(inputs.copy())[np.arange(n), target].astype(np.float64)
         gap = additivity_gap(picked, base_values, outputs)
         tolerance = ADDITIVITY_TOLERANCE * max(1.0, float(np.abs(outputs).max()))
         if np.abs(gap).max() > tolerance:

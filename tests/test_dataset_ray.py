@@ -83,3 +83,30 @@ def test_ray_with_a_sequential_source_and_resume(local_ray, data, tmp_path):
     finished = _store(tmp_path, "partial", data, "ray")
     np.testing.assert_array_equal(finished.attributions[:], local.attributions[:])
     assert flags[:].all()
+
+
+class _KillsTheProcessThatUnpicklesIt:
+    """A constant forward argument whose unpickling ends the process: the driver never
+    unpickles it, every Ray worker does (the job travels pickled)."""
+
+    def __reduce__(self):
+        import os
+
+        return (os._exit, (1,))
+
+
+def test_a_dead_ray_worker_is_an_xai_error(local_ray, data, tmp_path):
+    def batches():
+        x = np.load(data)
+        for start in range(0, len(x), 8):
+            yield x[start : start + 8]
+
+    with pytest.raises(xai_core.XaiError, match="Ray worker failed or died.*resume"):
+        _store(
+            tmp_path,
+            "dead",
+            batches(),
+            "ray",
+            forward_kwargs={"poison": _KillsTheProcessThatUnpicklesIt()},
+            engine_options={"num_workers": 1},
+        )

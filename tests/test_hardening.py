@@ -251,3 +251,24 @@ def test_a_model_whose_outputs_change_between_calls_is_a_model_output_error(
     with pytest.raises(xai_core.ModelOutputError, match="same outputs on every call"):
         xai_core.explain(model, tabular(3), method, target=0, **CHANGING[method])
     assert torch_state(model) == state
+
+
+class DropsARowAfterFirstCall(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = torch.nn.Linear(6, 3)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        out = self.fc(x)
+        return out[:-1] if self.calls > 1 and len(out) > 1 else out
+
+
+def test_deep_shap_refuses_a_model_that_drops_a_row_in_shaps_own_calls():
+    model = DropsARowAfterFirstCall().eval()
+    state = torch_state(model)
+    with pytest.raises(xai_core.ModelOutputError, match="one output row per input row"):
+        xai_core.explain(model, tabular(3), "deep_shap", background=tabular(4, seed=5))
+    assert torch_state(model) == state
