@@ -272,3 +272,25 @@ def test_deep_shap_refuses_a_model_that_drops_a_row_in_shaps_own_calls():
     with pytest.raises(xai_core.ModelOutputError, match="one output row per input row"):
         xai_core.explain(model, tabular(3), "deep_shap", background=tabular(4, seed=5))
     assert torch_state(model) == state
+
+
+@pytest.mark.parametrize("method", ["saliency", "integrated_gradients", "feature_ablation"])
+def test_a_paddle_model_whose_outputs_change_between_calls_is_a_model_output_error(method):
+    paddle = pytest.importorskip("paddle")
+
+    class Grows(paddle.nn.Layer):
+        def __init__(self):
+            super().__init__()
+            paddle.seed(0)
+            self.fc = paddle.nn.Linear(6, 4)
+            self.calls = 0
+
+        def forward(self, x):
+            self.calls += 1
+            return self.fc(x)[:, : 3 if self.calls == 1 else 4]
+
+    model = Grows()
+    model.eval()
+    with pytest.raises(xai_core.ModelOutputError, match="same outputs on every call"):
+        xai_core.explain(model, tabular(3), method, target=0, **CHANGING[method])
+    assert not model.training

@@ -233,3 +233,21 @@ def test_results_index_like_a_sequence(tmp_path, reference):
     with pytest.raises(xai_core.XaiError, match="int or a slice"):
         reference["1"]
     assert sum(len(e.predictions) for e in reference) == N
+
+
+@pytest.mark.parametrize("framework", ["tensorflow", "paddle"])
+def test_resuming_with_other_weights_is_refused_on_keras_and_paddle(tmp_path, framework):
+    pytest.importorskip(framework)
+    from xai_core.testing.twins import mlp_weights, twin
+
+    x = tabular(N)
+    out = tmp_path / "s"
+    first = twin(framework, "mlp", mlp_weights(seed=0))
+    xai_core.explain_dataset(first, x, "saliency", out=out, batch_size=BATCH, progress=False)
+    again = twin(framework, "mlp", mlp_weights(seed=0))  # the same weights, a new object
+    assert xai_core.explain_dataset(
+        again, x, "saliency", out=out, batch_size=BATCH, progress=False
+    ).complete
+    other = twin(framework, "mlp", mlp_weights(seed=1))
+    with pytest.raises(xai_core.XaiError, match="different model"):
+        xai_core.explain_dataset(other, x, "saliency", out=out, batch_size=BATCH, progress=False)
