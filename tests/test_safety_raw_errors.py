@@ -290,3 +290,12 @@ except xai_core.XaiError as e:
 def test_zero_rows_are_an_input_error(tmp_path):
     with pytest.raises(xai_core.InputError, match="no rows"):
         run(np.zeros((0, 4), np.float32), tmp_path)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_an_unwritable_location_is_an_xai_error_even_for_root(tmp_path):
+    """/proc refuses new entries whoever asks: a read-only place that root cannot write."""
+    with pytest.raises(xai_core.XaiError, match="cannot"):
+        xai_core.explain_dataset(
+            linear(), tabular(3, d=4), "saliency", out="/proc/self/xai_store", progress=False
+        )
