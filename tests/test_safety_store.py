@@ -251,3 +251,29 @@ def test_resuming_with_other_weights_is_refused_on_keras_and_paddle(tmp_path, fr
     other = twin(framework, "mlp", mlp_weights(seed=1))
     with pytest.raises(xai_core.XaiError, match="different model"):
         xai_core.explain_dataset(other, x, "saliency", out=out, batch_size=BATCH, progress=False)
+
+
+def test_concurrent_runs_into_one_store_are_refused_not_interleaved(tmp_path, reference):
+    import threading
+
+    out, outcomes = tmp_path / "s", []
+
+    def one_run():
+        try:
+            run(out, overwrite=True)
+            outcomes.append("done")
+        except xai_core.XaiError as exc:
+            outcomes.append(str(exc))
+        except Exception as exc:  # noqa: BLE001 - what the test is about
+            outcomes.append(f"RAW {exc!r}")
+
+    for _ in range(3):
+        threads = [threading.Thread(target=one_run) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not [o for o in outcomes if o.startswith("RAW")], outcomes
+    assert all(o == "done" or "another explain_dataset run" in o for o in outcomes), outcomes
+    assert "done" in outcomes
+    same_as(xai_core.open_results(out), reference)

@@ -27,7 +27,6 @@ from .result_store import Results, ResultStore, open_results, store_location
 __all__ = ["Results", "explain_dataset", "open_results"]
 
 
-
 def explain_dataset(
     model: Any,
     data: Any,
@@ -60,7 +59,7 @@ def explain_dataset(
     gets one derived from it and its index).
     """
     from .api import adapt, get_explainer
-    from .explainer import check_positive_int, resolve_seed
+    from .explainer import check_positive_int
     from .loading import load_model
     from .registry import REGISTRY
 
@@ -88,7 +87,6 @@ def explain_dataset(
     source = open_source(data, target=target, channels_last=bool(adapter.channels_last))
     if source.n_rows == 0:
         raise InputError("the data holds no rows: there is nothing to explain.")
-    seeded = "seed" in explainer.options
     job = DatasetJob(
         model=model,
         method=method,
@@ -105,7 +103,27 @@ def explain_dataset(
     job.prebuilt = built  # the local engine uses it; remote workers build their own
     identity = _identity(job, source, options.get("seed"), model_digest(adapter, path))
     store = ResultStore.open(location, identity, overwrite, shown=out)
-    if seeded:
+    try:
+        return _run(store, job, source, engine_impl, explainer, options, progress, method)
+    finally:
+        store.lock.release()
+
+
+def _run(
+    store: ResultStore,
+    job: DatasetJob,
+    source: Source,
+    engine_impl: Any,
+    explainer: Any,
+    options: dict[str, Any],
+    progress: bool,
+    method: str,
+) -> Results:
+    """Explain the batches not done yet into `store` (its lock held by the caller)."""
+    from .explainer import resolve_seed
+
+    batch_size = job.batch_size
+    if "seed" in explainer.options:
         job.seed = store.seed if store.seed is not None else resolve_seed(options.get("seed"))
         store.record_seed(job.seed)
     done = store.done()

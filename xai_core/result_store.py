@@ -32,10 +32,21 @@ from .explanation import Explanation
 
 FORMAT = "xai_core.dataset/1"
 DONE = "_done"
+#: held (flock) by the run writing a local store: a second run into it is refused
+LOCK = ".xai_lock"
 #: every entry a store's folder may hold; anything else is the user's and is never touched
 STORE_MEMBERS = frozenset(
-    {"zarr.json", DONE, "attributions", "predictions", "target", "convergence_delta",
-     "activations", "inputs"}
+    {
+        "zarr.json",
+        DONE,
+        LOCK,
+        "attributions",
+        "predictions",
+        "target",
+        "convergence_delta",
+        "activations",
+        "inputs",
+    }
 )
 REQUIRED_ATTRS = ("format", "identity", "method", "options", "complete")
 
@@ -114,6 +125,7 @@ class ResultStore:
     def __init__(self, group: Any, location: str) -> None:
         self.group = group
         self.location = location
+        self.lock = StoreLock(None)
         identity = dict(group.attrs)["identity"]
         self.batch_size = int(identity["batch_size"])
         self.n_rows = identity["data"].get("rows")
@@ -127,19 +139,46 @@ class ResultStore:
         anything else is refused (see the module's safety rules)."""
         shown = location if shown is None else shown
         fs, root = _filesystem(location)
+        cls._store_entries(fs, root, shown)  # refuses a user's folder before writing in it
+        lock = StoreLock.acquire(fs, root, shown)
         try:
-            entries = _entries(fs, root)
+            store = cls._open_locked(fs, root, location, identity, overwrite, shown)
+        except BaseException:
+            lock.release()
+            raise
+        store.lock = lock
+        return store
+
+    @staticmethod
+    def _store_entries(fs: Any, root: str, shown: Any) -> list[str]:
+        """The entries of a store's folder (none: a new store), the lock left out;
+        anything that is not a store's is refused."""
+        try:
+            entries = [e for e in _entries(fs, root) or [] if e != LOCK]
         except OSError as exc:
             raise XaiError(f"cannot read out={shown!r}: {exc}") from exc
+        foreign = [e for e in entries if e not in STORE_MEMBERS]
+        if entries and (foreign or "zarr.json" not in entries):
+            listed = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+            raise XaiError(
+                f"out={shown!r} already holds files that are not an explain_dataset "
+                f"store's ({listed or 'no zarr.json'}). explain_dataset never deletes "
+                "them, overwrite=True included: pick a new or empty folder."
+            )
+        return entries
+
+    @classmethod
+    def _open_locked(
+        cls,
+        fs: Any,
+        root: str,
+        location: str,
+        identity: dict[str, Any],
+        overwrite: bool,
+        shown: Any,
+    ) -> ResultStore:
+        entries = cls._store_entries(fs, root, shown)  # again, now that the lock is held
         if entries:
-            foreign = [e for e in entries if e not in STORE_MEMBERS]
-            if foreign or "zarr.json" not in entries:
-                listed = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
-                raise XaiError(
-                    f"out={shown!r} already holds files that are not an explain_dataset "
-                    f"store's ({listed or 'no zarr.json'}). explain_dataset never deletes "
-                    "them, overwrite=True included: pick a new or empty folder."
-                )
             attrs, damage = _read_attrs(location)
             if not overwrite:
                 if attrs is None:
@@ -152,7 +191,7 @@ class ResultStore:
                 store = cls(_open_group(location, "a", shown), location)
                 store.repair()
                 return store
-            for name in entries:  # only a store's own entries: checked above
+            for name in entries:  # only a store's own entries (not the lock): checked above
                 fs.rm(f"{root.rstrip('/')}/{name}", recursive=True)
         return cls._create(location, identity, shown)
 
@@ -281,7 +320,7 @@ class ResultStore:
         if bad is None:  # by the filesystem: a damaged child's metadata cannot be read
             fs, root = _filesystem(self.location)
             for name in _entries(fs, root) or []:
-                if name in STORE_MEMBERS and name != "zarr.json":
+                if name in STORE_MEMBERS and name not in ("zarr.json", LOCK):
                     fs.rm(f"{root.rstrip('/')}/{name}", recursive=True)
             self._arrays.clear()
             self.group.attrs.update({"schema": {}, "complete": False})
@@ -382,6 +421,49 @@ class ResultStore:
             complete = len(done) == n_batches
         if complete:
             self.group.attrs["complete"] = True
+
+
+class StoreLock:
+    """An exclusive `flock` on the store's `.xai_lock` while a run writes a local store:
+    two runs into one store at once (two `overwrite=True` calls, a resume started twice)
+    would interleave their chunks; the second one is refused. Object stores (s3://...)
+    have no such lock: one run per store there is the user's to keep (README)."""
+
+    def __init__(self, fd: int | None) -> None:
+        self.fd = fd
+
+    @classmethod
+    def acquire(cls, fs: Any, root: str, shown: Any) -> StoreLock:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX
+            return cls(None)
+        from fsspec.implementations.local import LocalFileSystem
+
+        if not isinstance(fs, LocalFileSystem):
+            return cls(None)
+        try:
+            os.makedirs(root, exist_ok=True)
+            fd = os.open(os.path.join(root, LOCK), os.O_CREAT | os.O_RDWR, 0o644)
+        except OSError as exc:
+            raise XaiError(f"cannot write the store at out={shown!r}: {exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            raise XaiError(
+                f"out={shown!r} is being written by another explain_dataset run right now "
+                "(its lock is held): wait for that run, or pick another out=."
+            ) from exc
+        return cls(fd)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            import fcntl
+
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
 
 
 def _open_group(location: str, mode: str, shown: Any) -> Any:
