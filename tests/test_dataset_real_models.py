@@ -121,3 +121,28 @@ def test_metrics_on_bert_layer_attributions_with_the_mask(bert):
     # token ids have no noise to add: the metrics that need it say what to use instead
     with pytest.raises(xai_core.XaiError, match="layer"):
         xai_core.evaluate(bert, e, "deletion", forward_kwargs=kwargs)
+
+
+def test_a_resnet18_store_is_not_resumed_after_its_batchnorm_statistics_changed(tmp_path):
+    """The weights' hash covers buffers: the same parameters with other BatchNorm running
+    statistics (one more training step's worth) explain differently, so they are another
+    model; an unchanged copy resumes (and computes nothing)."""
+    import copy
+
+    import torch
+
+    model = resnet18(seed=2).eval()
+    x = np.random.default_rng(0).uniform(size=(6, 3, 32, 32)).astype(np.float32)
+
+    def run(m):
+        return xai_core.explain_dataset(
+            m, x, "saliency", out=tmp_path / "s", batch_size=BATCH, progress=False
+        )
+
+    run(model)
+    assert run(copy.deepcopy(model)).complete
+    moved = copy.deepcopy(model)
+    with torch.no_grad():
+        moved.bn1.running_mean += 0.01
+    with pytest.raises(xai_core.XaiError, match="different model"):
+        run(moved)
