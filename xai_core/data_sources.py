@@ -533,7 +533,7 @@ def reading(what: Any) -> Iterator[None]:
         yield
     except XaiError:
         raise
-    except (Exception, RecursionError) as exc:  # noqa: BLE001 - every reader's own errors
+    except Exception as exc:  # noqa: BLE001 - every reader's own errors (RecursionError too)
         shown = what if isinstance(what, (str, os.PathLike)) else type(what).__name__
         raise InputError(
             f"cannot read the data ({shown}): {type(exc).__name__}: {str(exc)[:300]}"

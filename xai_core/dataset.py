@@ -22,6 +22,7 @@ from .data_sources import Batch, Source, open_source
 from .engine import DatasetJob, is_factory
 from .errors import InputError, OptionError
 from .fingerprint import model_digest
+from .inputs import check_forward_kwargs
 from .result_store import Results, ResultStore, open_results, store_location
 
 __all__ = ["Results", "explain_dataset", "open_results"]
@@ -65,11 +66,7 @@ def explain_dataset(
 
     check_positive_int("batch_size", batch_size)
     explainer = get_explainer(method, **options)  # checks the method and its options now
-    if forward_kwargs is not None and not isinstance(forward_kwargs, dict):
-        raise OptionError(
-            f"forward_kwargs must be a dict of keyword arguments, got "
-            f"{type(forward_kwargs).__name__}."
-        )
+    check_forward_kwargs(forward_kwargs, OptionError)
     if engine_options is not None and not isinstance(engine_options, dict):
         raise OptionError(
             f"engine_options must be a dict of the engine's options, got "

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, XaiError
 
 #: one attributed value: a position in `args` or a key in `kwargs`
 Slot = int | str
@@ -186,16 +186,22 @@ def split_inputs(inputs: Any, to_numpy: Any) -> tuple[InputLayout, list[np.ndarr
     return layout, arrays
 
 
+def check_forward_kwargs(forward_kwargs: Any, error: type[XaiError] = InputError) -> None:
+    """None or a mapping of keyword arguments (`explain`, `evaluate`, `explain_dataset`)."""
+    if forward_kwargs is not None and not isinstance(forward_kwargs, Mapping):
+        raise error(
+            "forward_kwargs must be a dict of keyword arguments, got "
+            f"{type(forward_kwargs).__name__}."
+        )
+
+
 def split_forward_kwargs(
     forward_kwargs: Mapping[str, Any] | None, n: int, to_numpy: Any
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """(batch-first arrays, constants): the first are cut and expanded with the inputs."""
+    check_forward_kwargs(forward_kwargs)
     if forward_kwargs is None:
         return {}, {}
-    if not isinstance(forward_kwargs, Mapping):
-        raise InputError(
-            f"forward_kwargs must be a dict of keyword arguments, got {type(forward_kwargs)}."
-        )
     batch, constant = {}, {}
     for key, value in forward_kwargs.items():
         if hasattr(value, "__array__") or hasattr(value, "numpy"):
