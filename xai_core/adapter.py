@@ -124,16 +124,17 @@ class ModelAdapter(ABC):
         as BatchNorm statistics), so that `explain_dataset` never resumes a store with
         other weights. The default hashes `layer_parameters` of every layer; backends
         override it with their framework's full state. None: the backend cannot tell."""
-        import hashlib
+        from .fingerprint import array_digest
 
-        digest = hashlib.sha256()
         try:
-            for layer in self.layers():
-                for array in self.layer_parameters(layer.name) if layer.n_params else ():
-                    digest.update(np.ascontiguousarray(array).tobytes())
+            return array_digest(
+                array
+                for layer in self.layers()
+                if layer.n_params
+                for array in self.layer_parameters(layer.name)
+            )
         except CapabilityError:
             return None
-        return digest.hexdigest()[:32]
 
     # -- lifecycle -----------------------------------------------------------
     @contextlib.contextmanager

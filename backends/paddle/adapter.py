@@ -9,7 +9,6 @@ Eval mode during an explanation and each sublayer's own mode restored after;
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -30,6 +29,7 @@ from xai_core.backend_utils import (
     stored_output,
 )
 from xai_core.errors import InputError
+from xai_core.fingerprint import array_digest
 
 
 class PaddleAdapter(ModelAdapter):
@@ -154,11 +154,7 @@ class PaddleAdapter(ModelAdapter):
     def fingerprint(self) -> str:
         """Every parameter and buffer (BatchNorm statistics too), in order; names are left
         out, so a wrapper around the same weights is the same model."""
-        digest = hashlib.sha256()
-        for tensor in self.model.state_dict().values():
-            digest.update(repr(tuple(tensor.shape)).encode())
-            digest.update(np.ascontiguousarray(_numpy(tensor)).tobytes())
-        return digest.hexdigest()[:32]
+        return array_digest(_numpy(t) for t in self.model.state_dict().values())
 
     def with_parameters(
         self, replaced: dict[str, list[np.ndarray]], in_place: bool = False

@@ -9,7 +9,6 @@ back, every hook we added is gone (removed in `finally`), no parameter has a
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -30,6 +29,7 @@ from xai_core.backend_utils import (
     stored_output,
 )
 from xai_core.errors import InputError
+from xai_core.fingerprint import array_digest
 
 #: per-module hook tables a library may add to (torch.nn.Module internals)
 _HOOK_DICTS = (
@@ -221,11 +221,7 @@ class TorchAdapter(ModelAdapter):
     def fingerprint(self) -> str:
         """Every parameter and buffer (BatchNorm statistics too), in order; names are left
         out, so a wrapper around the same weights is the same model."""
-        digest = hashlib.sha256()
-        for tensor in self.model.state_dict(keep_vars=False).values():
-            digest.update(repr(tuple(tensor.shape)).encode())
-            digest.update(_numpy(tensor.detach()).tobytes())
-        return digest.hexdigest()[:32]
+        return array_digest(_numpy(t.detach()) for t in self.model.state_dict().values())
 
     def with_parameters(
         self, replaced: dict[str, list[np.ndarray]], in_place: bool = False

@@ -11,7 +11,6 @@ kind of model, subclassed ones included, where no graph is known.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -28,6 +27,7 @@ from xai_core.backend_utils import (
     stored_output,
 )
 from xai_core.errors import InputError, TargetError
+from xai_core.fingerprint import array_digest
 from xai_core.inputs import ModelInputs
 from xai_core.outputs import pick_output
 
@@ -305,11 +305,7 @@ class KerasAdapter(ModelAdapter):
     def fingerprint(self) -> str:
         """Every weight, trainable or not (BatchNorm statistics too), in order; names are left
         out, so a wrapper around the same weights is the same model."""
-        digest = hashlib.sha256()
-        for variable in self.model.weights:
-            digest.update(repr(tuple(variable.shape)).encode())
-            digest.update(np.ascontiguousarray(variable.numpy()).tobytes())
-        return digest.hexdigest()[:32]
+        return array_digest(np.asarray(v.numpy()) for v in self.model.weights)
 
     def with_parameters(
         self, replaced: dict[str, list[np.ndarray]], in_place: bool = False
