@@ -88,8 +88,9 @@ def test_subclassed_model_with_unused_and_uncalled_layers():
     assert set(expl.activations) == {"conv", "spare", "pool", "fc"}
     expl = xai_core.explain(model, x, "activations", layers=["conv", "pool"])
     assert expl.activations["conv"].shape == (2, 8, 8, 4)
-    cam = xai_core.explain(model, x, "grad_cam", layer="spare", target=0)
-    np.testing.assert_array_equal(cam.attributions, 0)
+    # a layer whose output the prediction never uses: an error, never zeros that say nothing
+    with pytest.raises(xai_core.GradientNotReachedError, match="does not reach layer 'spare'"):
+        xai_core.explain(model, x, "grad_cam", layer="spare", target=0)
     for method, options in [("grad_cam", {"layer": "never"}), ("activations", {"layers": "never"})]:
         with pytest.raises(xai_core.OptionError, match="'never' did not run"):
             xai_core.explain(model, x, method, **options)

@@ -45,6 +45,7 @@ _EXPORTS = {
     "CapabilityError": "errors",
     "InputError": "errors",
     "LayerNotRunError": "errors",
+    "GradientNotReachedError": "errors",
     "ModelOutputError": "errors",
     "OptionError": "errors",
     "PluginError": "errors",
@@ -83,6 +84,7 @@ __all__ = [
     "LayerInfo",
     "LayerNotRunError",
     "ModelAdapter",
+    "GradientNotReachedError",
     "ModelOutputError",
     "OptionError",
     "PluginError",
@@ -139,6 +141,7 @@ if TYPE_CHECKING:
     from .engine import DatasetJob, Engine
     from .errors import (
         CapabilityError,
+        GradientNotReachedError,
         InputError,
         LayerNotRunError,
         ModelOutputError,

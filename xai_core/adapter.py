@@ -61,7 +61,8 @@ class ModelAdapter(ABC):
 
     # -- optional capabilities -----------------------------------------------
     def gradients(self, inputs: np.ndarray, target: np.ndarray) -> np.ndarray:
-        """d output[i, target[i]] / d inputs[i], same shape as `inputs`."""
+        """d output[i, target[i]] / d inputs[i], same shape as `inputs`. An input the
+        gradient does not reach raises `backend_utils.gradient_not_reached`, not zeros."""
         raise self.missing("gradients", f"use a forward-only method such as {FORWARD_ONLY_METHODS}")
 
     def gradients_and_outputs(
@@ -100,7 +101,8 @@ class ModelAdapter(ABC):
         `target` indexes the flattened outputs. With `replacement` (the layer's
         output shape), the layer's output is replaced by it during the pass and
         the gradient is taken there (layer Integrated Gradients needs this). A
-        layer whose output does not reach the outputs has zero gradient.
+        layer whose output does not reach the outputs raises
+        `backend_utils.gradient_not_reached` (never zeros that say nothing).
         """
         raise self.missing("gradients at a layer")
 

@@ -148,6 +148,26 @@ def call_leaving_input(
     return out
 
 
+def gradient_not_reached(what: str) -> Exception:
+    """The error for an input or layer the output's gradient does not reach (see
+    `GradientNotReachedError`): never a silent zero."""
+    from .errors import GradientNotReachedError
+
+    return GradientNotReachedError(
+        f"the gradient of the explained output does not reach {what}: the output does not "
+        "depend on it through differentiable operations (it is detached, cast to integers, "
+        "thresholded, or computed by a compiled graph without a backward pass), so every "
+        "gradient attribution there would be zero and say nothing. Explain a differentiable "
+        "path (an input or a layer the output is computed from), or use a forward-only "
+        "method (occlusion, feature_ablation, kernel_shap, lime)."
+    )
+
+
+def input_name(slot: Any, several: bool) -> str:
+    """How an error names an attributed input: 'the input', or 'input 0' / "input 'ids'"."""
+    return f"input {slot!r}" if several else "the input"
+
+
 def layer_not_run(name: str) -> Exception:
     """The error for a layer that exists but was not called during the forward pass."""
     from .errors import LayerNotRunError

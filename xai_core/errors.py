@@ -63,6 +63,13 @@ class ModelOutputError(XaiError, ValueError):
     of rows, a wrong shape."""
 
 
+class GradientNotReachedError(ModelOutputError):
+    """The explained output's gradient does not reach an input or a layer: attributions
+    there would be zeros that say nothing (a detached or integer path, a compiled graph
+    without a backward pass). Captum raises too (`torch.autograd.grad` without
+    `allow_unused`)."""
+
+
 class CapabilityError(XaiError, NotImplementedError):
     """The backend cannot do what the explainer needs (gradients, layer hooks...)."""
 

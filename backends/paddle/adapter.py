@@ -9,6 +9,8 @@ Eval mode during an explanation and each sublayer's own mode restored after;
 from __future__ import annotations
 
 import contextlib
+import inspect
+import types
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -22,6 +24,8 @@ from xai_core.backend_utils import (
     copy_of,
     eval_mode,
     forward_hooks,
+    gradient_not_reached,
+    input_name,
     not_one_tensor,
     one_hot,
     prepare_call,
@@ -30,6 +34,7 @@ from xai_core.backend_utils import (
 )
 from xai_core.errors import InputError
 from xai_core.fingerprint import array_digest
+from xai_core.inputs import ModelInputs
 
 
 class PaddleAdapter(ModelAdapter):
@@ -40,8 +45,11 @@ class PaddleAdapter(ModelAdapter):
         first = next(model.named_parameters(), None)  # not parameters(): it lists them all
         self.dtype = first[1].dtype if first is not None else paddle.float32
 
-    def session(self) -> contextlib.AbstractContextManager[None]:
-        return eval_mode(self.model, self.model.sublayers(include_self=True))
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        layers = self.model.sublayers(include_self=True)
+        with eval_mode(self.model, layers), _dygraph_forwards(layers):
+            yield
 
     def to_numpy(self, inputs: Any) -> np.ndarray:
         if isinstance(inputs, paddle.Tensor):
@@ -108,14 +116,17 @@ class PaddleAdapter(ModelAdapter):
 
     def gradients_and_outputs(self, inputs: Any, target: np.ndarray) -> tuple[Any, np.ndarray]:
         args, kwargs, attributed = self._prepare(inputs, requires_grad=True)
+        slots = inputs.attributed if isinstance(inputs, ModelInputs) else (0,)
         out = self._flat(self._call(args, kwargs, attributed))
+        if out.stop_gradient:
+            raise gradient_not_reached("the inputs")
         grads = paddle.grad(
             out, attributed, grad_outputs=self._seed(out, target), allow_unused=True
         )
-        result = tuple(
-            np.zeros(t.shape, np.float32) if g is None else _numpy(g)
-            for g, t in zip(grads, attributed)
-        )
+        for slot, g in zip(slots, grads):
+            if g is None:
+                raise gradient_not_reached(input_name(slot, isinstance(inputs, ModelInputs)))
+        result = tuple(_numpy(g) for g in grads)
         return (result[0] if isinstance(inputs, np.ndarray) else result), _numpy(out.detach())
 
     # -- layers ------------------------------------------------------------------
@@ -231,11 +242,47 @@ class PaddleAdapter(ModelAdapter):
         with self._hooked([layer], keep_graph=True, replacement=swap) as store:
             out = self._flat(self._call(*self._prepare(inputs)))
             activation = stored_output(store, layer)
-            (grad,) = paddle.grad(
-                out, activation, grad_outputs=self._seed(out, target), allow_unused=True
-            )
-        grad = paddle.zeros_like(activation) if grad is None else grad  # does not reach out
+            grad = None
+            if not out.stop_gradient:
+                (grad,) = paddle.grad(
+                    out, activation, grad_outputs=self._seed(out, target), allow_unused=True
+                )
+        if grad is None:  # e.g. an auxiliary head's layer, or a detached path
+            raise gradient_not_reached(f"layer {layer!r}")
         return _numpy(activation), _numpy(grad)
+
+
+@contextlib.contextmanager
+def _dygraph_forwards(layers: Sequence[paddle.nn.Layer]) -> Iterator[None]:
+    """Layers converted by `paddle.jit.to_static` run their dygraph `forward` for the block.
+
+    A static program built in eval mode has no backward pass (full_graph=True: every
+    input gradient was None, and zeros came back), and layer hooks do not see inside
+    it; the dygraph function is the same computation on the same weights. The layer's
+    own `forward` attribute is put back afterwards."""
+    from paddle.jit.dy2static.program_translator import StaticFunction
+
+    swapped = []
+    try:
+        for layer in layers:
+            forward = layer.forward
+            if not isinstance(forward, StaticFunction):
+                continue
+            eager = forward.dygraph_function
+            if not inspect.ismethod(eager):  # decorated in the class: a plain function
+                eager = types.MethodType(eager, layer)
+            swapped.append((layer, vars(layer).get("forward", _ABSENT)))
+            object.__setattr__(layer, "forward", eager)
+        yield
+    finally:
+        for layer, own in reversed(swapped):
+            if own is _ABSENT:
+                object.__delattr__(layer, "forward")
+            else:
+                object.__setattr__(layer, "forward", own)
+
+
+_ABSENT = object()
 
 
 def _numpy(t: paddle.Tensor) -> np.ndarray:

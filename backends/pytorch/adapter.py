@@ -22,6 +22,8 @@ from xai_core.backend_utils import (
     copy_of,
     eval_mode,
     forward_hooks,
+    gradient_not_reached,
+    input_name,
     not_one_tensor,
     one_hot,
     prepare_call,
@@ -30,6 +32,10 @@ from xai_core.backend_utils import (
 )
 from xai_core.errors import InputError
 from xai_core.fingerprint import array_digest
+from xai_core.inputs import ModelInputs
+
+#: the prefix `torch.compile` gives every name inside the compiled module
+_COMPILED_PREFIX = "_orig_mod."
 
 #: per-module hook tables a library may add to (torch.nn.Module internals)
 _HOOK_DICTS = (
@@ -49,6 +55,11 @@ class TorchAdapter(ModelAdapter):
     backend = "torch"
 
     def __init__(self, model: torch.nn.Module) -> None:
+        # `torch.compile` returns a wrapper whose graph ignores hooks added later (Grad-CAM
+        # would see zero gradients): explain the module inside, eagerly, with its own layer
+        # names (the same weights, the same numbers to float precision)
+        self.compiled = model if _is_compiled(model) else None
+        model = model._orig_mod if self.compiled is not None else model
         super().__init__(model)
         ref = next(model.parameters(), None)
         if ref is None:
@@ -178,15 +189,18 @@ class TorchAdapter(ModelAdapter):
 
     def gradients_and_outputs(self, inputs: Any, target: np.ndarray) -> tuple[Any, np.ndarray]:
         args, kwargs, attributed = self._prepare(inputs, requires_grad=True)
+        slots = inputs.attributed if isinstance(inputs, ModelInputs) else (0,)
         with torch.enable_grad():
             out = self._flat(self._call(args, kwargs, attributed))
+            if not out.requires_grad:
+                raise gradient_not_reached("the inputs")
             grads = torch.autograd.grad(
                 out, attributed, grad_outputs=self._seed(out, target), allow_unused=True
             )
-        result = tuple(
-            np.zeros(tuple(t.shape), np.float32) if g is None else _numpy(g)
-            for g, t in zip(grads, attributed)
-        )
+        for slot, g in zip(slots, grads):
+            if g is None:
+                raise gradient_not_reached(input_name(slot, isinstance(inputs, ModelInputs)))
+        result = tuple(_numpy(g) for g in grads)
         return (result[0] if isinstance(inputs, np.ndarray) else result), _numpy(out.detach())
 
     # -- layers ------------------------------------------------------------------
@@ -203,6 +217,19 @@ class TorchAdapter(ModelAdapter):
             self._named = dict(self.model.named_modules())
         return self._named
 
+    def _module(self, name: str) -> torch.nn.Module:
+        """A module by name; names of a `torch.compile`d model may keep its prefix."""
+        modules = self._modules()
+        if name not in modules and self.compiled is not None:
+            return modules[name.removeprefix(_COMPILED_PREFIX)]
+        return modules[name]
+
+    def _known(self, name: str) -> bool:
+        try:
+            return bool(name) and self._module(name) is not None
+        except KeyError:
+            return False
+
     def layers(self) -> list[LayerInfo]:
         return [
             LayerInfo(
@@ -216,7 +243,7 @@ class TorchAdapter(ModelAdapter):
 
     def layer_parameters(self, layer: str) -> list[np.ndarray]:
         self.check_layers([layer])
-        return [_numpy(p.detach()).copy() for p in self._modules()[layer].parameters()]
+        return [_numpy(p.detach()).copy() for p in self._module(layer).parameters()]
 
     def fingerprint(self) -> str:
         """Every parameter and buffer (BatchNorm statistics too), in order; names are left
@@ -227,23 +254,21 @@ class TorchAdapter(ModelAdapter):
         self, replaced: dict[str, list[np.ndarray]], in_place: bool = False
     ) -> TorchAdapter:
         self.check_layers(list(replaced))
-        model = self.model if in_place else copy_of(self.model, "PyTorch")
-        modules = dict(model.named_modules())
+        copy = self if in_place else TorchAdapter(copy_of(self.model, "PyTorch"))
         with torch.no_grad():
             for name, arrays in replaced.items():
-                params = list(modules[name].parameters())
+                params = list(copy._module(name).parameters())
                 check_parameter_shapes(name, [tuple(p.shape) for p in params], arrays)
                 for p, value in zip(params, arrays):
                     p.copy_(torch.as_tensor(np.asarray(value), dtype=p.dtype, device=p.device))
-        return self if in_place else TorchAdapter(model)
+        return copy
 
     def check_layers(self, names: Sequence[str]) -> None:
         # any named module may be captured, not only leaves
-        known = self._modules()
-        if any(not n or n not in known for n in names):
+        if not all(self._known(n) for n in names):
             leaves = self._leaves()
-            blocks = [n for n in known if n and n not in leaves]
-            super().check_layers([n for n in names if not n or n not in known], blocks)
+            blocks = [n for n in self._modules() if n and n not in leaves]
+            super().check_layers([n for n in names if not self._known(n)], blocks)
 
     @contextlib.contextmanager
     def _hooked(
@@ -270,7 +295,10 @@ class TorchAdapter(ModelAdapter):
             return output.detach().clone(), None
 
         with forward_hooks(
-            self._modules(), names, lambda m, hook: m.register_forward_hook(hook), keep
+            {n: self._module(n) for n in names},
+            names,
+            lambda m, hook: m.register_forward_hook(hook),
+            keep,
         ) as store:
             yield store
 
@@ -300,11 +328,21 @@ class TorchAdapter(ModelAdapter):
             with torch.enable_grad():
                 out = self._flat(self._call(*self._prepare(inputs)))
                 activation = stored_output(store, layer)
-                (grad,) = torch.autograd.grad(
-                    out, activation, grad_outputs=self._seed(out, target), allow_unused=True
-                )
-        grad = torch.zeros_like(activation) if grad is None else grad  # does not reach out
+                grad = None
+                if out.requires_grad:
+                    (grad,) = torch.autograd.grad(
+                        out, activation, grad_outputs=self._seed(out, target), allow_unused=True
+                    )
+        if grad is None:  # e.g. an auxiliary head's layer, or a detached path
+            raise gradient_not_reached(f"layer {layer!r}")
         return _numpy(activation), _numpy(grad)
+
+
+def _is_compiled(model: Any) -> bool:
+    """Whether `model` is what `torch.compile(module)` returned."""
+    return type(model).__name__ == "OptimizedModule" and isinstance(
+        getattr(model, "_orig_mod", None), torch.nn.Module
+    )
 
 
 class _CopiedOutput(torch.nn.Module):

@@ -23,6 +23,8 @@ from xai_core import LayerInfo, ModelAdapter
 from xai_core.backend_utils import (
     check_parameter_shapes,
     copy_of,
+    gradient_not_reached,
+    input_name,
     replacement_mismatch,
     stored_output,
 )
@@ -211,12 +213,14 @@ class KerasAdapter(ModelAdapter):
                 out = _flat(self._outputs(call))
                 selected = _selected(out, tf.constant(target, tf.int32))
             grads = tape.gradient(selected, watched)
-            return tuple(
-                np.zeros(t.shape, np.float32) if g is None else _numpy(g)
-                for g, t in zip(grads, watched)
-            ), _numpy(out)
+            for slot, g in zip(call.attributed, grads):
+                if g is None:
+                    raise gradient_not_reached(input_name(slot, True))
+            return tuple(_numpy(g) for g in grads), _numpy(out)
         fn = self._function("gradients", inputs)
         grads, out = fn(self._tensor(inputs), tf.constant(target, tf.int32))
+        if grads is None:
+            raise gradient_not_reached("the input")
         return _numpy(grads), _numpy(out)
 
     @staticmethod
@@ -420,8 +424,8 @@ class KerasAdapter(ModelAdapter):
                 selected = _selected(out, tf.constant(target, tf.int32))
         activation = stored_output(store, layer)
         grad = tape.gradient(selected, activation)
-        if grad is None:  # the layer's output does not reach the explained output
-            grad = tf.zeros_like(activation)
+        if grad is None:  # e.g. an auxiliary head's layer, or a detached path
+            raise gradient_not_reached(f"layer {layer!r}")
         return _numpy(activation), _numpy(grad)
 
 
