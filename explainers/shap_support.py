@@ -43,6 +43,30 @@ def seeded_global_numpy(seed: int) -> Iterator[None]:
         shap_logger.setLevel(level)
 
 
+@contextlib.contextmanager
+def transformers_probe_safe() -> Iterator[None]:
+    """shap asks whether the model is a `transformers.TFPreTrainedModel`; with Keras 3 and
+    no tf-keras installed, transformers raises on that lookup (its TF classes fail to
+    import), so every model, PyTorch ones included, was refused. For the block, a lookup
+    that cannot import stands for a class no model is an instance of."""
+    import sys
+
+    transformers = sys.modules.get("transformers")
+    placed = []
+    if transformers is not None:
+        for name in ("TFPreTrainedModel",):
+            try:
+                getattr(transformers, name)
+            except Exception:  # noqa: BLE001 - whatever the lazy import raises
+                setattr(transformers, name, type(name, (), {}))
+                placed.append(name)
+    try:
+        yield
+    finally:
+        for name in placed:
+            delattr(transformers, name)
+
+
 def flat_predict(model: BatchedModel, sample_shape: tuple[int, ...], dtype: Any) -> Callable:
     """A predict function on flattened rows, as shap and lime call it; the core chunks it."""
 

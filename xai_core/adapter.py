@@ -168,6 +168,23 @@ class ModelAdapter(ABC):
         that wants it (shap's DeepExplainer)."""
         raise self.missing("conversion to framework tensors")
 
+    def framework_model(
+        self, constant_kwargs: dict[str, Any], row_kwargs: dict[str, np.ndarray]
+    ) -> Any:
+        """The model as the framework's own callable of one input tensor, for a library that
+        must run the framework itself (shap's DeepExplainer): the explained output
+        (`self.output`) picked, `constant_kwargs` passed as they are and each of
+        `row_kwargs` (one sample's batch-first arguments, one row each) repeated to the
+        call's rows. Without either, the model itself; backends that can wrap a model
+        override this, the others refuse what they cannot pass on."""
+        if not constant_kwargs and not row_kwargs and self.output is None:
+            return self.model
+        raise self.missing(
+            "passing output= and forward_kwargs to a library that runs the framework "
+            "itself (shap.DeepExplainer)",
+            "use gradient_shap, which takes them on any backend with gradients",
+        )
+
     def framework_version(self) -> str | None:
         """Version of the framework, recorded in every `Explanation`."""
         return None

@@ -80,6 +80,12 @@ class TorchAdapter(ModelAdapter):
         activations are switched off and every leaf's output reaches its parent as a
         copy: shap's backward hooks make outputs views that an in-place op such as
         `out += identity` (every ResNet) may not modify."""
+        if isinstance(self.model, torch.jit.ScriptModule):
+            raise self.missing(
+                "handing a TorchScript module to a library that patches modules (shap's "
+                "DeepExplainer adds hooks, which TorchScript forbids)",
+                "explain the Python nn.Module, or use gradient_shap",
+            )
         modules = list(self.model.modules())
         hooks = [
             (m, {d: dict(getattr(m, d)) for d in _HOOK_DICTS if hasattr(m, d)}) for m in modules
@@ -94,7 +100,7 @@ class TorchAdapter(ModelAdapter):
                 m.inplace = False
             for parent in modules:
                 for name, child in list(parent._modules.items()):
-                    if child is not None and next(child.children(), None) is None:
+                    if child is not None and _computes(child):
                         wrapped.append((parent, name, child))
                         parent._modules[name] = _CopiedOutput(child)
             yield
@@ -130,6 +136,21 @@ class TorchAdapter(ModelAdapter):
 
     def framework_version(self) -> str:
         return torch.__version__
+
+    def framework_model(
+        self, constant_kwargs: dict[str, Any], row_kwargs: dict[str, np.ndarray]
+    ) -> torch.nn.Module:
+        """Always a wrapper: it also picks `logits` from a HuggingFace `ModelOutput`."""
+
+        def tensor(value: Any) -> Any:
+            return self._tensor(value) if isinstance(value, np.ndarray) else value
+
+        return _BoundCall(
+            self.model,
+            {k: tensor(v) for k, v in constant_kwargs.items()},
+            {k: tensor(v) for k, v in row_kwargs.items()},
+            self.select_output,
+        )
 
     # -- computation -----------------------------------------------------------
     def _tensor(self, inputs: np.ndarray, requires_grad: bool = False) -> torch.Tensor:
@@ -336,6 +357,30 @@ class TorchAdapter(ModelAdapter):
         if grad is None:  # e.g. an auxiliary head's layer, or a detached path
             raise gradient_not_reached(f"layer {layer!r}")
         return _numpy(activation), _numpy(grad)
+
+
+class _BoundCall(torch.nn.Module):
+    """`model(x, **kwargs)` with the explained output picked, as one module whose forward
+    takes one tensor (see `ModelAdapter.framework_model`); the model is its only child, so
+    a library that hooks every module hooks the model's own."""
+
+    def __init__(self, model: torch.nn.Module, constant: dict, rows: dict, pick: Any) -> None:
+        super().__init__()
+        self.model = model
+        self._constant, self._rows, self._pick = constant, rows, pick
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        repeated = {k: v.expand(len(x), *v.shape[1:]) for k, v in self._rows.items()}
+        return self._pick(self.model(x, **self._constant, **repeated))
+
+
+def _computes(module: torch.nn.Module) -> bool:
+    """A leaf that computes (has a forward): not an empty ModuleList or ModuleDict, which
+    their parents iterate or index and a wrapper would break (ConvNeXt's empty stages)."""
+    return (
+        next(module.children(), None) is None
+        and type(module).forward is not torch.nn.Module.forward
+    )
 
 
 def _is_compiled(model: Any) -> bool:

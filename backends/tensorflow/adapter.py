@@ -162,6 +162,23 @@ class KerasAdapter(ModelAdapter):
     def framework_version(self) -> str:
         return f"tensorflow {tf.__version__}, keras {keras.__version__}"
 
+    def framework_model(
+        self, constant_kwargs: dict[str, Any], row_kwargs: dict[str, np.ndarray]
+    ) -> Any:
+        """shap's TensorFlow path takes a functional graph (inputs, one output tensor): the
+        explained output is picked on the model's symbolic outputs; keyword arguments have
+        no place in that graph and are refused."""
+        if constant_kwargs or row_kwargs or self.output is None:
+            return super().framework_model(constant_kwargs, row_kwargs)
+        try:
+            picked = pick_output(self.model.output, self.output)
+            return keras.Model(self.model.inputs, picked)
+        except Exception as exc:  # noqa: BLE001 - subclassed models have no symbolic outputs
+            raise self.missing(
+                f"output={self.output!r} for shap.DeepExplainer on this model ({exc})",
+                "use gradient_shap, which takes output= on any model with gradients",
+            ) from exc
+
     # -- compiled functions --------------------------------------------------------
     def _outputs(self, x: Any) -> tf.Tensor:
         return _outputs_of(weakref.ref(self.model), x, self.output)
