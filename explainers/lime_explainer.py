@@ -19,6 +19,11 @@ default, quickshift (kernel_size=4, max_dist=200, ratio=0.2), seeded with
 `seed % 1000` (lime draws that seed from its random state; taking it from the
 run's seed keeps the perturbations equal to lime's at `random_seed=seed % 1000`).
 Pass `segmentation_fn` (image -> label map) to choose.
+
+Token ids (integer inputs) are never sampled from a Gaussian (its samples cast to ids
+are no tokens): each token is on (kept) or off (replaced by the baseline token,
+`baselines`, e.g. the pad or [MASK] id), as LIME's text explainer removes words, with
+the on/off regression used for `feature_mask` groups.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from xai_core.explainer import (
     legacy_seed,
     resolve_seed,
 )
-from xai_core.validation import check_background
+from xai_core.validation import broadcast_baselines, check_background
 from xai_core_explainers.perturbation import feature_groups
 from xai_core_explainers.shap_support import flat_predict, require
 
@@ -66,6 +71,7 @@ class Lime(Explainer):
         "segmentation_fn": None,
         "batch_size": 1000,
         "feature_mask": None,
+        "baselines": 0.0,
     }
 
     def validate(self) -> None:
@@ -95,7 +101,11 @@ class Lime(Explainer):
         if mode == "auto":
             mode = "tabular" if inputs.ndim == 2 else "image"
         if mode == "tabular" and self.options["feature_mask"] is not None:
-            result = self._grouped(model, inputs, target, seed)
+            ids, _ = feature_groups(self.options["feature_mask"], inputs.shape[1:])
+            result = self._grouped(model, inputs, target, seed, ids)
+        elif mode == "tabular" and model.integer_features is not None:  # token ids: on/off
+            ids = np.arange(int(np.prod(inputs.shape[1:]))).reshape(inputs.shape[1:])
+            result = self._grouped(model, inputs, target, seed, ids)
         elif mode == "tabular":
             if inputs.ndim != 2:
                 raise OptionError(
@@ -152,15 +162,16 @@ class Lime(Explainer):
                 intercepts[i] = exp.intercept[int(t)]
         return Attribution(attributions=weights, extras={"intercepts": intercepts})
 
-    def _grouped(self, model, inputs, target, seed) -> Attribution:
-        """LIME over feature groups: each group on (the sample's values) or off (the
-        background's mean, or 0 without a background), lime's `LimeBase` regression on
-        the on/off rows with cosine distances, as lime does for superpixels; every
-        element gets its group's weight."""
+    def _grouped(self, model, inputs, target, seed, ids) -> Attribution:
+        """LIME over feature groups (`ids`, one group id per feature): each group on (the
+        sample's values) or off (the background's mean, or 0 without a background; the
+        baseline token for integer ids), lime's `LimeBase` regression on the on/off rows
+        with cosine distances, as lime does for superpixels; every element gets its
+        group's weight."""
         lime_base = require("lime.lime_base", "lime")
         from sklearn.metrics import pairwise_distances  # a dependency of lime
 
-        ids, groups = feature_groups(self.options["feature_mask"], inputs.shape[1:])
+        groups = np.unique(ids)
         element_group = np.searchsorted(groups, ids)
         background = self.options["background"]
         hide = (
@@ -168,6 +179,10 @@ class Lime(Explainer):
             if background is not None
             else np.zeros(inputs.shape[1:], inputs.dtype)
         )
+        integer = model.integer_features
+        if integer is not None:  # ids are replaced by the baseline token, never averaged
+            tokens = broadcast_baselines(self.options["baselines"], inputs[:1])[0]
+            hide = np.where(integer.reshape(hide.shape), tokens, hide)
         kernel_width = self.options["kernel_width"] or 0.25  # lime image's default
         base = lime_base.LimeBase(
             lambda d: np.sqrt(np.exp(-(d**2) / kernel_width**2)),

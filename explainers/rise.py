@@ -5,7 +5,13 @@ probability `p`; each grid is upsampled bilinearly to (cell + 1) times the cell
 size and cropped at a random shift to the sample's spatial size, so masks are
 smooth and not aligned to the grid. The saliency of a pixel is the
 mask-weighted mean of the model's output for the target,
-sum_i f(x * M_i) M_i / (n_masks * p), shared by the channels.
+sum_i f(x * M_i) M_i / (n_masks * p), shared by the channels. `baselines` (default 0,
+Petsiuk's black) is what masked-out values move towards: x * M + b * (1 - M).
+
+Integer inputs (token ids) are never scaled (`ids * 0.4` is no token): each smooth mask
+becomes a hard one, H = M >= 0.5, a token is kept where H is 1 and replaced by the
+baseline token (`baselines`, e.g. the pad or [MASK] id) elsewhere, and the saliency of a
+position is sum_i f(x_i) H_i / sum_i H_i, the mean output when that token is kept.
 
 Reproducible by contract, on every framework: with
 `rng = numpy.random.default_rng(seed)`, the grids are
@@ -22,6 +28,7 @@ from xai_core import Attribution, BatchedModel, Explainer, hookimpl
 from xai_core.errors import OptionError
 from xai_core.explainer import check_held, check_number, check_positive_int, resolve_seed
 from xai_core.outputs import at_target
+from xai_core.validation import broadcast_baselines
 from xai_core_explainers.grad_cam import resize_bilinear
 
 
@@ -38,7 +45,7 @@ def spatial_axes(shape: tuple[int, ...], channels_last: bool) -> tuple[int, ...]
 
 class Rise(Explainer):
     name = "rise"
-    defaults = {"n_masks": 2000, "cell": 7, "p": 0.5, "seed": None}
+    defaults = {"n_masks": 2000, "cell": 7, "p": 0.5, "seed": None, "baselines": 0.0}
 
     def validate(self) -> None:
         check_positive_int("n_masks", self.options["n_masks"])
@@ -81,16 +88,25 @@ class Rise(Explainer):
                     out[k] = big[k, shift[0] : shift[0] + size[0], shift[1] : shift[1] + size[1]]
             return out
 
+        baselines = broadcast_baselines(self.options["baselines"], inputs)
+        hard = model.integer_features is not None  # token ids: keep or replace, never scale
+
         def perturbed(start: int, stop: int) -> np.ndarray:
             current["masks"] = masks(start, stop)
+            if hard:
+                current["masks"] = (current["masks"] >= 0.5).astype(np.float32)
             shaped = current["masks"].reshape(stop - start, 1, *view)
-            return (inputs[None] * shaped).astype(inputs.dtype)
+            if hard:
+                return np.where(shaped > 0, inputs[None], baselines[None])
+            return (inputs[None] * shaped + baselines[None] * (1 - shaped)).astype(inputs.dtype)
 
         saliency = np.zeros((len(inputs), *size), np.float64)
+        kept = np.zeros(tuple(size), np.float64)
         for _, _, outputs in model.forward_groups(n_masks, perturbed, like=inputs):
             scores = at_target(outputs, target)  # (k, n)
             saliency += np.einsum("kn,k...->n...", scores, current["masks"].astype(np.float64))
-        saliency /= n_masks * p
+            kept += current["masks"].sum(axis=0)
+        saliency /= np.maximum(kept, 1) if hard else n_masks * p
         attributions = np.broadcast_to(saliency.reshape(len(inputs), *view), inputs.shape)
         return Attribution(
             attributions=np.array(attributions, np.float64),

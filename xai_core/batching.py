@@ -91,6 +91,11 @@ class BatchedModel:
     def channels_last(self) -> bool:
         return self.adapter.channels_last
 
+    @property
+    def integer_features(self) -> np.ndarray | None:
+        """Which features of one sample (as explainers see it) are integer ids, or None."""
+        return self.layout.integer_mask() if self.layout is not None else None
+
     # -- rows ------------------------------------------------------------------
     def rows_per_call(self, inputs: np.ndarray) -> int:
         if self.batch_size:

@@ -89,6 +89,17 @@ class InputLayout:
     def integer(self) -> list[Slot]:
         return [k for k, d in zip(self.keys, self.dtypes) if d.kind in "iu"]
 
+    def integer_mask(self) -> np.ndarray | None:
+        """Which features of one packed sample are integers (token ids), or None when none
+        are: perturbation methods replace those by a baseline token, never scale them."""
+        if not self.integer:
+            return None
+        if not self.packed:
+            return np.ones(self.shapes[0], bool)
+        return np.concatenate(
+            [np.full(size, dtype.kind in "iu") for size, dtype in zip(self.sizes, self.dtypes)]
+        )
+
     def pack(self, parts: Sequence[np.ndarray], dtype: Any = None) -> np.ndarray:
         """Attributed arrays (in `keys` order) to (N, n_features) rows."""
         if not self.packed:

@@ -1,0 +1,140 @@
+"""Perturbing token ids: a token is kept or replaced by the baseline token, never scaled.
+
+Before, RISE fed `(ids * soft_mask).astype(int64)` (ids that are neither the input's
+nor the pad id) and tabular LIME cast Gaussian samples to ids (a raw IndexError on
+torch). Every test records the ids the model's embedding layer actually received.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from transformers import (
+    DistilBertConfig,
+    DistilBertForSequenceClassification,
+    GPT2Config,
+    GPT2LMHeadModel,
+)
+
+import xai_core
+
+VOCAB, PAD = 40, 0
+
+
+class Recorder:
+    """The ids an embedding layer receives, call by call."""
+
+    def __init__(self, embedding: torch.nn.Module) -> None:
+        self.seen: list[np.ndarray] = []
+        self.handle = embedding.register_forward_pre_hook(
+            lambda _m, args: self.seen.append(args[0].detach().numpy().copy())
+        )
+
+    def ids(self) -> np.ndarray:
+        self.handle.remove()
+        return np.concatenate([s.reshape(-1, s.shape[-1]) for s in self.seen])
+
+
+def assert_only_real_tokens(seen: np.ndarray, ids: np.ndarray, baseline: int) -> None:
+    """Every id at every position is one of the batch's ids there, or the baseline token."""
+    allowed = [set(ids[:, j]) | {baseline} for j in range(ids.shape[1])]
+    invented = [(j, v) for j in range(ids.shape[1]) for v in set(seen[:, j]) - allowed[j]]
+    assert not invented, f"ids the inputs never had (position, id): {invented[:5]}"
+    assert (seen == baseline).any() and (seen != baseline).any()  # both kept and replaced
+
+
+class Lstm(torch.nn.Module):
+    def __init__(self, cell=torch.nn.LSTM):
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = torch.nn.Embedding(VOCAB, 8)
+        self.rnn = cell(8, 8, batch_first=True)
+        self.head = torch.nn.Linear(8, 3)
+
+    def forward(self, ids):
+        out, _ = self.rnn(self.embed(ids))
+        return self.head(out[:, -1])
+
+
+class Bag(torch.nn.Module):
+    """Linear in which tokens are present: f = W sum_j E[id_j] + c."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = torch.nn.EmbeddingBag(VOCAB, 6, mode="sum")
+        self.head = torch.nn.Linear(6, 3)
+
+    def forward(self, ids):
+        return self.head(self.embed(ids))
+
+
+def token_ids(n=3, length=9, seed=0):
+    return np.random.default_rng(seed).integers(1, VOCAB, (n, length))
+
+
+def gpt2():
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=VOCAB, n_positions=16, n_embd=16, n_layer=1, n_head=2)
+    return GPT2LMHeadModel(config).eval()
+
+
+def distilbert():
+    torch.manual_seed(0)
+    config = DistilBertConfig(
+        vocab_size=VOCAB, dim=16, hidden_dim=32, n_layers=1, n_heads=2, max_position_embeddings=16
+    )
+    return DistilBertForSequenceClassification(config).eval()
+
+
+MODELS = {
+    "lstm": (lambda: Lstm(), lambda m: m.embed, None),
+    "gru": (lambda: Lstm(torch.nn.GRU), lambda m: m.embed, None),
+    "embedding_bag": (Bag, lambda m: m.embed, None),
+    "gpt2": (gpt2, lambda m: m.transformer.wte, lambda out: out.logits[:, -1]),
+    "distilbert": (distilbert, lambda m: m.distilbert.embeddings.word_embeddings, None),
+}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("method", ["rise", "lime"])
+def test_perturbation_methods_feed_only_real_tokens(name, method):
+    build, embedding, output = MODELS[name]
+    model, ids = build(), token_ids()
+    options = {"n_masks": 40, "cell": 3} if method == "rise" else {"n_samples": 40}
+    recorder = Recorder(embedding(model))
+    expl = xai_core.explain(
+        model, ids, method, target=1, output=output, baselines=PAD, seed=0, **options
+    )
+    assert_only_real_tokens(recorder.ids(), ids, PAD)
+    assert expl.attributions.shape == ids.shape and np.isfinite(expl.attributions).all()
+    assert np.abs(expl.attributions).max() > 0
+
+
+def test_lime_on_a_bag_of_tokens_recovers_each_token_s_effect():
+    """f is linear in which tokens are present, so LIME's local linear model is exact:
+    each token's weight is f's change when that token becomes the baseline token."""
+    model, ids = Bag().eval(), token_ids(2, 6)
+    expl = xai_core.explain(model, ids, "lime", target=2, n_samples=600, baselines=PAD, seed=0)
+    with torch.no_grad():
+        table = model.embed.weight @ model.head.weight[2]  # each token's effect on class 2
+    effect = (table[ids] - table[PAD]).numpy()
+    # lime's Ridge(alpha=1) shrinks the exact coefficients by ~2%
+    np.testing.assert_allclose(
+        expl.attributions, effect, rtol=0.04, atol=0.005 * np.abs(effect).max()
+    )
+
+
+def test_rise_on_token_ids_ranks_the_one_token_that_matters_first():
+    class OneToken(torch.nn.Module):
+        def forward(self, ids):
+            hit = (ids == 7).any(dim=1, keepdim=True).float()
+            return torch.cat([hit, 1 - hit], dim=1)
+
+    ids = token_ids(2, 8, seed=3)
+    ids[ids == 7] = 8
+    ids[:, 5] = 7
+    expl = xai_core.explain(OneToken(), ids, "rise", target=0, n_masks=300, cell=4, seed=0)
+    assert (expl.attributions.argmax(axis=1) == 5).all()
+    np.testing.assert_allclose(expl.attributions[:, 5], 1.0)  # kept: the output is always 1
