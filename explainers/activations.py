@@ -14,7 +14,12 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from xai_core import Attribution, BatchedModel, Explainer, hookimpl
-from xai_core.errors import LayerNotRunError, OptionError, UnknownLayerError
+from xai_core.errors import (
+    AmbiguousLayerError,
+    LayerNotRunError,
+    OptionError,
+    UnknownLayerError,
+)
 
 
 def select_layers(
@@ -79,6 +84,8 @@ class Activations(Explainer):
         def exists(name: str) -> bool:  # containers, not only leaves, where a backend allows
             try:
                 model.check_layers([name])
+            except AmbiguousLayerError:
+                raise
             except UnknownLayerError:
                 return False
             return True

@@ -24,6 +24,7 @@ from xai_core.explainer import (
     check_positive_int,
     resolve_seed,
 )
+from xai_core.outputs import at_target
 from xai_core.validation import check_background
 
 
@@ -71,7 +72,6 @@ class GradientShap(Explainer):
         else:  # Captum's LayerGradientShap: gradients at the layer on the input-space path,
             # times the layer's output on the (noisy) input minus on the reference row
             model.check_layers([layer])
-            bg_layer = model.capture(background, [layer])[layer]
             x_layer = None if stdevs > 0 else model.capture(inputs, [layer])[layer]
             total = None
             groups = model.layer_gradient_groups(layer, n_samples, path_points, target, inputs)
@@ -83,12 +83,21 @@ class GradientShap(Explainer):
                     end_layer = model.capture(ends, [layer])[layer].reshape(grads.shape)
                 else:
                     end_layer = x_layer[None]
-                diff = end_layer - bg_layer[rows[start:stop]]
+                # the reference rows as blocks of the batch: each takes its sample's kwargs
+                refs = background[rows[start:stop]].reshape(-1, *inputs.shape[1:])
+                diff = end_layer - model.capture(refs, [layer])[layer].reshape(grads.shape)
                 term = np.einsum("k...,k...->...", grads, diff)
                 total = term if total is None else total + term
         attributions = total / n_samples
-        bg_out = model.forward(background).astype(np.float64)
-        reference_output = bg_out[rows, target[None, :]].mean(axis=0)
+        # f at each draw's reference row, with its sample's forward_kwargs (an attention
+        # mask belongs to the sample, not to the background row)
+        reference_output = np.zeros(n, np.float64)
+        references = model.forward_groups(
+            n_samples, lambda start, stop: background[rows[start:stop]], like=inputs
+        )
+        for _, _, outputs in references:
+            reference_output += at_target(outputs, target).sum(axis=0)
+        reference_output /= n_samples
         f_x = model.forward(inputs)[np.arange(n), target].astype(np.float64)
         delta = attributions.reshape(n, -1).sum(axis=1) - (f_x - reference_output)
         return Attribution(

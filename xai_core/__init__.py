@@ -42,6 +42,7 @@ _EXPORTS = {
     "load_model": "loading",
     "Summary": "summary",
     "BatchedModel": "batching",
+    "AmbiguousLayerError": "errors",
     "CapabilityError": "errors",
     "InputError": "errors",
     "LayerNotRunError": "errors",
@@ -77,6 +78,7 @@ __all__ = [
     "open_results",
     "metrics",
     "BatchedModel",
+    "AmbiguousLayerError",
     "CapabilityError",
     "Explainer",
     "Explanation",
@@ -140,6 +142,7 @@ if TYPE_CHECKING:
     from .dataset import Results, explain_dataset, open_results
     from .engine import DatasetJob, Engine
     from .errors import (
+        AmbiguousLayerError,
         CapabilityError,
         GradientNotReachedError,
         InputError,

@@ -94,7 +94,8 @@ def run(
     x = layout.pack(arrays)
     batch_kwargs, constant_kwargs = split_forward_kwargs(forward_kwargs, len(x), adapter.to_numpy)
     for name, value in explainer.options.items():  # tensors as options (baselines, background)
-        if layout.packed and isinstance(value, (tuple, list, Mapping)):
+        reference = name in explainer.reference_options
+        if reference and layout.packed and isinstance(value, (tuple, list, Mapping)):
             explainer.options[name] = pack_reference(value, layout, name, adapter.to_numpy)
         elif hasattr(value, "__array__") and not isinstance(value, np.ndarray):
             explainer.options[name] = adapter.to_numpy(value)
@@ -109,7 +110,7 @@ def run(
     )
     user_target = None if target is None else _target_array(adapter, target)
     with model_lock(adapter.model):  # one explanation of a model at a time; models in parallel
-        return _run_locked(
+        explanation = _run_locked(
             explainer,
             adapter,
             layout,
@@ -120,6 +121,9 @@ def run(
             output,
             None if user_target is None else known_outputs,
         )
+    explanation.forward_kwargs = dict(forward_kwargs) if forward_kwargs else None
+    explanation.output = output
+    return explanation
 
 
 def _run_locked(

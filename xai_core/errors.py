@@ -58,6 +58,10 @@ class UnknownLayerError(XaiError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class AmbiguousLayerError(UnknownLayerError):
+    """A short layer name matches several nested layers (two towers' `proj`)."""
+
+
 class ModelOutputError(XaiError, ValueError):
     """The model (or its backend) returned something unusable: NaN/inf, the wrong number
     of rows, a wrong shape."""

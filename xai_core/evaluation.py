@@ -28,6 +28,10 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
+#: `evaluate`'s default for forward_kwargs and output: those the explanation was made with
+SAME: Any = type("Same", (), {"__repr__": lambda self: "<as explained>"})()
+
+
 def metrics() -> list[str]:
     """Names of the installed evaluation metrics."""
     return list(REGISTRY.metric_table())
@@ -44,15 +48,17 @@ def evaluate(
     metric: str,
     *,
     details: bool = False,
-    forward_kwargs: dict[str, Any] | None = None,
-    output: Any = None,
+    forward_kwargs: dict[str, Any] | None | object = SAME,
+    output: Any = SAME,
     **options: Any,
 ) -> Any:
     """Score `explanation` of `model` with `metric`: one float64 per sample.
 
     The explanation's inputs, target, method and options are reused: a metric
     that re-explains perturbed inputs calls the same method with the same options
-    (seed included). `forward_kwargs` and `output` are those given to `explain`.
+    (seed included). So are the `forward_kwargs` and `output` given to `explain`,
+    unless given here (`forward_kwargs=None` / `output=None` to score without them; a
+    loaded explanation carries neither).
     With `details=True` the `MetricResult` comes back instead (scores, the curve
     behind them where there is one, settled options, `.plot()`).
     """
@@ -65,6 +71,8 @@ def evaluate(
         )
     scorer = get_metric(metric, **options)
     adapter = adapt(model)
+    forward_kwargs = explanation.forward_kwargs if forward_kwargs is SAME else forward_kwargs
+    output = explanation.output if output is SAME else output
     if explanation.inputs is None:
         raise InputError(
             "the explanation carries no inputs, so nothing can be perturbed and scored (a "

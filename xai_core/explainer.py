@@ -51,6 +51,10 @@ class Explainer(ABC):
     #: False for methods that explain no class (activation capture): they run before the
     #: prediction step and get `target=None`, so one pass through the model suffices
     needs_target: ClassVar[bool] = True
+    #: options holding reference inputs: for a model of several inputs they are given in the
+    #: inputs' structure (a tuple or dict of parts) and packed like the inputs; every other
+    #: option (`layers=[...]`, `categorical_features=[...]`) reaches the explainer as given
+    reference_options: ClassVar[tuple[str, ...]] = ("baselines", "background")
 
     def __init__(self, **options: Any) -> None:
         self.options: dict[str, Any] = settle_options(self.name, self.defaults, options)

@@ -73,6 +73,10 @@ class Explanation:
     extras: dict[str, np.ndarray] = field(default_factory=dict)
     #: the layer whose output `attributions` describe (`layer=` option); None: the inputs
     layer: str | None = None
+    #: what `explain` was given as `forward_kwargs` and `output`, so that `evaluate` scores
+    #: the same output of the same call (kept in memory; `save` does not write them)
+    forward_kwargs: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    output: Any = field(default=None, repr=False, compare=False)
 
     def __repr__(self) -> str:
         attributions = self.attributions

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from .batching import BatchedModel
-from .errors import CapabilityError, XaiError
+from .errors import CapabilityError, InputError, XaiError
 from .explainer import COMMON_OPTIONS, settle_options
 from .outputs import at_target
 
@@ -182,6 +182,22 @@ class MetricContext:
         out = self.model.forward(inputs)
         return at_target(_maybe_softmax(out[None], softmax), self.target)[0]
 
+    def check_output_width(self, width: int) -> None:
+        """The model scored must return as many outputs per sample as when it was explained
+        (else the target indexes another output: GPT-2's logits of every position instead
+        of the last one's, when output= is forgotten)."""
+        recorded = np.asarray(self.explanation.predictions)
+        if recorded.ndim < 1 or len(recorded) != len(self.inputs) or np.isnan(recorded).all():
+            return
+        explained = int(np.prod(recorded.shape[1:]))
+        if width != explained:
+            raise InputError(
+                f"the model now returns {width} outputs per sample, but {explained} when it "
+                "was explained: the target would index another output. Score with the "
+                "output= and forward_kwargs given to explain (evaluate reuses the "
+                "explanation's own unless told otherwise)."
+            )
+
     def explained_outputs(
         self, softmax: bool = False, first: np.ndarray | None = None
     ) -> np.ndarray:
@@ -191,10 +207,13 @@ class MetricContext:
         batch's forward pass, as reusing the explanation's attributions saves
         recomputing them."""
         recorded = np.asarray(self.explanation.predictions)
-        if recorded.ndim >= 1 and len(recorded) == len(self.inputs) and not self.model.batch_kwargs:
+        if recorded.ndim >= 1 and len(recorded) == len(self.inputs):
             recorded = recorded.reshape(len(self.inputs), -1)
             if first is None:
                 first = self.model.forward(self.inputs[:1])
+            self.check_output_width(first.shape[1])
+            if self.model.batch_kwargs:
+                return self.target_outputs(self.inputs, softmax)
             if (
                 first.shape[1:] == recorded.shape[1:]
                 and np.isfinite(recorded).all()
@@ -234,6 +253,7 @@ class MetricContext:
         scores = np.empty((n_blocks, len(self.inputs)), np.float64)
         groups = self.model.forward_groups(n_blocks, make_block, self.inputs, extra)
         for start, stop, out in groups:
+            self.check_output_width(out.shape[-1])
             scores[start:stop] = at_target(_maybe_softmax(out, softmax), self.target)
         return scores
 

@@ -28,7 +28,7 @@ from xai_core.backend_utils import (
     replacement_mismatch,
     stored_output,
 )
-from xai_core.errors import InputError, TargetError
+from xai_core.errors import AmbiguousLayerError, InputError, TargetError
 from xai_core.fingerprint import array_digest
 from xai_core.inputs import ModelInputs
 from xai_core.outputs import pick_output
@@ -71,9 +71,10 @@ def _outputs_of(model_ref: weakref.ref, x: Any, output: Any = None) -> tf.Tensor
         if x.args:
             inputs = list(x.args) if len(x.args) > 1 else x.args[0]
             extra = x.kwargs
-        else:
-            inputs = {k: v for k, v in x.kwargs.items() if k in attributed}
-            extra = {k: v for k, v in x.kwargs.items() if k not in attributed}
+        else:  # a dict of inputs; forward_kwargs that name model inputs join the dict
+            declared = _dict_input_names(model)
+            inputs = {k: v for k, v in x.kwargs.items() if k in attributed or k in declared}
+            extra = {k: v for k, v in x.kwargs.items() if k not in inputs}
         raw = model(inputs, **extra, training=False)
     else:
         raw = model(x, training=False)
@@ -84,6 +85,17 @@ def _outputs_of(model_ref: weakref.ref, x: Any, output: Any = None) -> tf.Tensor
             "explain with output=<index, key or function>."
         )
     return out
+
+
+def _dict_input_names(model: Any) -> set[str]:
+    """The input names of a functional model that takes a dict (keras-hub's `token_ids`,
+    `padding_mask`, ...): a forward_kwarg of that name is one of the inputs, not a call
+    argument. Empty for other models."""
+    try:
+        declared = model.input
+    except (AttributeError, ValueError):  # subclassed: no symbolic inputs
+        return set()
+    return set(declared) if isinstance(declared, dict) else set()
 
 
 def _flat(out: tf.Tensor) -> tf.Tensor:
@@ -120,6 +132,7 @@ class KerasAdapter(ModelAdapter):
         policy = getattr(model, "dtype_policy", None)
         self.dtype = tf.as_dtype(getattr(policy, "compute_dtype", None) or "float32")
         self._leaf_layers: dict[str, keras.layers.Layer] | None = None
+        self._block_layers: dict[str, keras.layers.Layer] = {}
 
     @contextlib.contextmanager
     def foreign_session(self) -> Iterator[None]:
@@ -247,42 +260,56 @@ class KerasAdapter(ModelAdapter):
             raise TargetError(f"target {np.max(target)} is not an output index.")
 
     # -- layers ------------------------------------------------------------------
-    def _leaves(self) -> dict[str, keras.layers.Layer]:
-        """Leaf layers by name; walked once per adapter (Keras attribute access is slow)."""
+    def _walk(self) -> tuple[dict[str, keras.layers.Layer], dict[str, keras.layers.Layer]]:
+        """(leaf layers, blocks) by path: a layer inside a nested model or block is named
+        `block/layer` (Keras forbids '/' in names), so two towers' `proj` are two layers;
+        top-level layers keep their own names. A layer shared by two blocks is listed once,
+        at its first path. Walked once per adapter (Keras attribute access is slow)."""
         if self._leaf_layers is not None:
-            return self._leaf_layers
+            return self._leaf_layers, self._block_layers
         leaves: dict[str, keras.layers.Layer] = {}
+        blocks: dict[str, keras.layers.Layer] = {}
+        seen: set[int] = set()
 
-        def walk(layer: keras.layers.Layer) -> None:
+        def walk(layer: keras.layers.Layer, path: str) -> None:
+            if id(layer) in seen:
+                return
+            seen.add(id(layer))
             children = [c for c in getattr(layer, "layers", []) if c is not layer]
             if not children:
                 if not isinstance(layer, keras.layers.InputLayer):
-                    leaves[layer.name] = layer
+                    leaves[path] = layer
                 return
+            blocks[path] = layer
             for child in children:
-                walk(child)
+                walk(child, f"{path}/{child.name}")
 
         for child in self.model.layers:
-            walk(child)
-        self._leaf_layers = leaves
-        return leaves
+            walk(child, child.name)
+        self._leaf_layers, self._block_layers = leaves, blocks
+        return leaves, blocks
+
+    def _leaves(self) -> dict[str, keras.layers.Layer]:
+        return self._walk()[0]
 
     def _blocks(self) -> dict[str, keras.layers.Layer]:
-        """Nested models and layers that contain layers, by name (captured like leaves)."""
-        blocks: dict[str, keras.layers.Layer] = {}
-
-        def walk(layer: keras.layers.Layer) -> None:
-            children = [c for c in getattr(layer, "layers", []) if c is not layer]
-            if children and layer is not self.model:
-                blocks[layer.name] = layer
-            for child in children:
-                walk(child)
-
-        walk(self.model)
-        return blocks
+        """Nested models and layers that contain layers, by path (captured like leaves)."""
+        return self._walk()[1]
 
     def _named(self) -> dict[str, keras.layers.Layer]:
         return {**self._blocks(), **self._leaves()}
+
+    def _paths_named(self, name: str) -> list[str]:
+        """Paths whose last part is `name`: a nested layer may be named by its own name
+        alone when that is unambiguous."""
+        return [path for path in self._named() if path.rsplit("/", 1)[-1] == name]
+
+    def _layer(self, name: str) -> keras.layers.Layer:
+        named = self._named()
+        if name in named:
+            return named[name]
+        (path,) = self._paths_named(name)  # check_layers has made sure there is one
+        return named[path]
 
     def layers(self) -> list[LayerInfo]:
         infos = []
@@ -301,7 +328,7 @@ class KerasAdapter(ModelAdapter):
     def _learnable(self, layer: str) -> list[tuple[Any, Callable, Callable]]:
         """(variable, to PyTorch layout, back) for a layer's trainable variables: Dense
         kernels are (in, out), convolution kernels (*kernel, in, out)."""
-        module = self._named()[layer]
+        module = self._layer(layer)
         dense = isinstance(module, keras.layers.Dense)
         conv = "Conv" in type(module).__name__ and "Depthwise" not in type(module).__name__
         out = []
@@ -343,12 +370,17 @@ class KerasAdapter(ModelAdapter):
 
     def check_layers(self, names: Sequence[str]) -> None:
         # names only: `layers()` also reads shapes and parameter counts, slow in Keras
-        known = self._leaves()
-        if any(n not in known for n in names):
-            blocks = self._blocks()
-            missing = [n for n in names if n not in known and n not in blocks]
-            if missing:
-                super().check_layers(missing, list(blocks))
+        named = self._named()
+        for name in names:
+            paths = [] if name in named else self._paths_named(name)
+            if len(paths) > 1:
+                raise AmbiguousLayerError(
+                    f"{name!r} names {len(paths)} layers of this model: {', '.join(paths)}. "
+                    "Name the one you mean by its path."
+                )
+        missing = [n for n in names if n not in named and not self._paths_named(n)]
+        if missing:
+            super().check_layers(missing, list(self._blocks()))
 
     @contextlib.contextmanager
     def _recording(
@@ -358,12 +390,11 @@ class KerasAdapter(ModelAdapter):
         replacement: tf.Tensor | None = None,
     ) -> Iterator[dict[str, tf.Tensor]]:
         self.check_layers(names)
-        leaves = self._named()
         store: dict[str, tf.Tensor] = {}
         wrapped = []
         try:
             for name in names:
-                layer = leaves[name]
+                layer = self._layer(name)
                 original = layer.call  # the bound method of the class
 
                 def recorder(*args, _original=original, _name=name, **kwargs):
@@ -413,11 +444,11 @@ class KerasAdapter(ModelAdapter):
             self.check_layers(layers)
             compiled[key] = None
             try:
-                leaves = self._named()
                 if len(self.model.outputs) != 1:
                     return None
                 sub = keras.Model(
-                    self.model.inputs, [self.model.outputs[0], *(leaves[n].output for n in layers)]
+                    self.model.inputs,
+                    [self.model.outputs[0], *(self._layer(n).output for n in layers)],
                 )
             except (AttributeError, ValueError, TypeError, KeyError):
                 return None  # subclassed or nested: no usable symbolic graph
