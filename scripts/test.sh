@@ -6,5 +6,6 @@ cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || "${PYTHON:-python3}" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check \
     -r requirements-dev.txt -e . ./tests/outsider_plugin
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -r requirements-nodeps.txt
 .venv/bin/ruff check .
 .venv/bin/pytest "$@"
