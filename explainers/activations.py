@@ -2,8 +2,12 @@
 
 `layers` takes exact names or shell-style patterns ("conv*"); None means every
 leaf layer that runs (a layer the model owns but never calls is left out; asked
-for by name, it is a `LayerNotRunError`). Only the requested layers are kept,
-chunk by chunk, and the same pass through the model yields the predictions.
+for by name, it is a `LayerNotRunError`; an output that is not batch first, such as a
+position embedding's (1, T, D), is left out and listed in `extras["skipped_layers"]`).
+A layer that returns a tuple (LSTM, attention) is captured part by part, as
+`name[0]`, `name[1][0]`, ... (Captum's LayerActivation returns the tuple). Only the
+requested layers are kept, chunk by chunk, and the same pass through the model yields
+the predictions.
 """
 
 from __future__ import annotations
@@ -78,7 +82,7 @@ class Activations(Explainer):
             isinstance(n, str) and not any(c in n for c in "*?[") for n in requested
         ):  # exact names: no need to list the model's layers
             model.check_layers(requested)
-            return self._capture(model, inputs, list(dict.fromkeys(requested)))
+            return self._capture(model, inputs, list(dict.fromkeys(requested)), False)
         known = [layer.name for layer in model.layers()]
 
         def exists(name: str) -> bool:  # containers, not only leaves, where a backend allows
@@ -92,19 +96,31 @@ class Activations(Explainer):
 
         names = select_layers(requested, known, exists)
         if requested is not None:
-            return self._capture(model, inputs, names)
+            return self._capture(model, inputs, names, False)
         while True:  # every layer that runs: a layer the model owns but never calls is left out
             try:
-                return self._capture(model, inputs, names)
+                return self._capture(model, inputs, names, True)
             except LayerNotRunError as exc:
                 if exc.layer not in names or len(names) == 1:
                     raise
                 names = [n for n in names if n != exc.layer]
 
     @staticmethod
-    def _capture(model: BatchedModel, inputs: np.ndarray, names: list[str]) -> Attribution:
+    def _capture(
+        model: BatchedModel, inputs: np.ndarray, names: list[str], every_layer: bool
+    ) -> Attribution:
+        """Tuple outputs come back part by part (`lstm[0]`, `lstm[1][0]`); with every layer,
+        outputs that are not batch first are skipped and listed in
+        `extras["skipped_layers"]` ("name: why") instead of failing the call."""
+        activations = model.capture(inputs, names, structures=True, skip_unbatched=every_layer)
+        extras = {}
+        if model.skipped_layers:
+            extras["skipped_layers"] = np.array(
+                [f"{name}: {why}" for name, why in model.skipped_layers.items()]
+            )
         return Attribution(
-            activations=model.capture(inputs, names),
+            activations=activations,
+            extras=extras,
             options={"channels_last": model.channels_last},
         )
 

@@ -7,6 +7,12 @@ spatial size and repeated over the input's channels, so `attributions` has the
 inputs' shape and layout like every other method. A vision transformer's token
 layer (N, tokens, dim) is mapped with `token_grid=(rows, cols)`: the last
 rows * cols tokens are the patches on their grid, `dim` plays the channels.
+
+A 1-D feature map (N, C, T) — audio (wav2vec2's feature encoder), time series — gives
+a map over time, upsampled linearly to (N, T) or (N, C, T) inputs. Where the inputs
+have no axes the map can follow (several inputs, token ids), `attributions` stay at
+the layer's resolution (`Explanation.layer` is set), as Captum's LayerGradCam returns
+them before `LayerAttribution.interpolate`.
 """
 
 from __future__ import annotations
@@ -83,36 +89,70 @@ class GradCAM(Explainer):
                 (tokens_to_grid(grads, self.options["token_grid"], layer)),
             )
             channels_last = True  # (N, h, w, dim)
-        if activation.ndim < 4:
-            convolutional = [i.name for i in model.layers() if "conv" in i.kind.lower()]
+        images = inputs.ndim == 4 and not (model.layout is not None and model.layout.packed)
+        if activation.ndim < 3 or (images and activation.ndim == 3):
             raise OptionError(
                 f"layer {layer!r} has output shape {activation.shape}, with no spatial "
-                "dimensions for Grad-CAM to map; pick a convolutional layer"
-                + (f" such as {', '.join(convolutional)}" if convolutional else "")
+                "or time axis for Grad-CAM to map; pick a convolutional layer"
+                + _suggestions(model)
                 + ", or for a vision transformer's (N, tokens, dim) layer pass "
                 "token_grid=(rows, cols) of its patch grid."
             )
-        if channels_last:  # to (N, C, h, w)
+        if channels_last:  # to (N, C, h, w) or (N, C, t)
             activation = np.moveaxis(activation, -1, 1)
             grads = np.moveaxis(grads, -1, 1)
         weights = grads.mean(axis=tuple(range(2, grads.ndim)), keepdims=True)
         cam = (weights * activation).sum(axis=1)
         if self.options["relu_attributions"]:
             cam = np.maximum(cam, 0)
-        spatial = inputs.shape[1:-1] if model.channels_last else inputs.shape[2:]
-        if inputs.ndim != 4 or cam.ndim != 3:
-            raise OptionError(
-                f"grad_cam explains image inputs (N, C, H, W or N, H, W, C), got {inputs.shape}."
+        attributions = _to_inputs(cam, inputs, model)
+        if attributions is None:  # several inputs, or no input axes the map can follow
+            return Attribution(
+                attributions=cam.astype(np.float64),
+                extras={"layer_attributions": cam.astype(np.float64)},
+                layer=layer,
             )
-        upsampled = resize_bilinear(cam.astype(np.float64), tuple(spatial))
-        channel_axis = -1 if model.channels_last else 1
-        attributions = np.repeat(
-            np.expand_dims(upsampled, channel_axis), inputs.shape[channel_axis], channel_axis
-        )
         return Attribution(
-            attributions=attributions.astype(inputs.dtype),
-            extras={"layer_attributions": cam.astype(inputs.dtype)},
+            attributions=attributions.astype(_float(inputs)),
+            extras={"layer_attributions": cam.astype(_float(inputs))},
         )
+
+
+def _float(inputs: np.ndarray) -> np.dtype:
+    return inputs.dtype if inputs.dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _suggestions(model: BatchedModel) -> str:
+    """Convolutional layers to suggest. transformers' `Conv1D` (GPT-2's `c_attn`) is a
+    linear layer under that name, and is not one of them."""
+    convolutional = [
+        i.name
+        for i in model.layers()
+        if "conv" in i.kind.lower() and not (model.backend == "torch" and i.kind == "Conv1D")
+    ]
+    return f" such as {', '.join(convolutional[-3:])}" if convolutional else ""
+
+
+def _to_inputs(cam: np.ndarray, inputs: np.ndarray, model: BatchedModel) -> np.ndarray | None:
+    """The layer's map upsampled to the inputs (bilinear for images, linear for (N, C, T)
+    sequences and (N, T) waveforms) and repeated over their channels; None where the
+    inputs have no such axes (several inputs packed, or a map of other dimensions)."""
+    if model.layout is not None and model.layout.packed:
+        return None
+    channel_axis = -1 if model.channels_last else 1
+    if cam.ndim == 3 and inputs.ndim == 4:  # images
+        spatial = inputs.shape[1:-1] if model.channels_last else inputs.shape[2:]
+        upsampled = resize_bilinear(cam.astype(np.float64), tuple(spatial))
+    elif cam.ndim == 2 and inputs.ndim in (2, 3):  # time series: (N, T) or (N, C, T)
+        length = inputs.shape[1] if inputs.ndim == 2 or model.channels_last else inputs.shape[2]
+        upsampled = resize_bilinear(cam[:, None, :].astype(np.float64), (1, length))[:, 0]
+        if inputs.ndim == 2:
+            return upsampled
+    else:
+        return None
+    return np.repeat(
+        np.expand_dims(upsampled, channel_axis), inputs.shape[channel_axis], channel_axis
+    )
 
 
 @hookimpl

@@ -99,7 +99,7 @@ def test_grad_cam_upsampling_equals_torch_bilinear():
 def test_grad_cam_needs_a_spatial_layer():
     with pytest.raises(xai_core.OptionError) as info:
         xai_core.explain(torch_cnn(), images(2), "grad_cam", layer="fc")
-    assert "no spatial dimensions" in str(info.value) and "conv1, conv2" in str(info.value)
+    assert "no spatial or time axis" in str(info.value) and "conv1, conv2" in str(info.value)
     with pytest.raises(xai_core.OptionError, match="layer=<name"):
         xai_core.get_explainer("grad_cam")
     with pytest.raises(xai_core.UnknownLayerError, match="conv2"):

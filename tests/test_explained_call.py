@@ -13,18 +13,10 @@ import numpy as np
 import pytest
 import torch
 from captum.attr import LayerIntegratedGradients, Saliency
-from test_token_perturbation import gpt2, token_ids
-from transformers import DistilBertConfig, DistilBertForSequenceClassification
 
 import xai_core
 
-
-def distilbert():
-    torch.manual_seed(0)
-    config = DistilBertConfig(
-        vocab_size=40, dim=16, hidden_dim=32, n_layers=1, n_heads=2, max_position_embeddings=16
-    )
-    return DistilBertForSequenceClassification(config).eval()
+from token_models import distilbert, gpt2, token_ids
 
 
 def last_token(out):

@@ -10,16 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from transformers import (
-    DistilBertConfig,
-    DistilBertForSequenceClassification,
-    GPT2Config,
-    GPT2LMHeadModel,
-)
 
 import xai_core
 
-VOCAB, PAD = 40, 0
+from token_models import PAD, VOCAB, distilbert, gpt2, token_ids
 
 
 class Recorder:
@@ -68,24 +62,6 @@ class Bag(torch.nn.Module):
 
     def forward(self, ids):
         return self.head(self.embed(ids))
-
-
-def token_ids(n=3, length=9, seed=0):
-    return np.random.default_rng(seed).integers(1, VOCAB, (n, length))
-
-
-def gpt2():
-    torch.manual_seed(0)
-    config = GPT2Config(vocab_size=VOCAB, n_positions=16, n_embd=16, n_layer=1, n_head=2)
-    return GPT2LMHeadModel(config).eval()
-
-
-def distilbert():
-    torch.manual_seed(0)
-    config = DistilBertConfig(
-        vocab_size=VOCAB, dim=16, hidden_dim=32, n_layers=1, n_heads=2, max_position_embeddings=16
-    )
-    return DistilBertForSequenceClassification(config).eval()
 
 
 MODELS = {

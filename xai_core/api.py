@@ -150,9 +150,9 @@ def _run_locked(
                 resolved = resolve_target(user_target, predictions, batched.output_shape)
                 result = explainer.explain(batched, x, resolved)
             else:  # e.g. activation capture: one pass yields the activations and the predictions
-                result = _model_call(lambda: explainer.explain(batched, x, None), x)
+                result = _model_call(lambda: explainer.explain(batched, x, None), x, layout)
                 predictions = _predict(batched, x)
-                resolved = resolve_target(user_target, predictions, batched.output_shape)
+                resolved = _recorded_target(user_target, predictions, batched.output_shape)
     finally:
         adapter.output = previous_output
         batched.progress.close()
@@ -174,6 +174,15 @@ def _run_locked(
         extras=result.extras,
         layer=result.layer,
     )
+
+
+def _recorded_target(user_target: Any, predictions: np.ndarray, shape: Any) -> np.ndarray:
+    """The target a method that explains no class records: the user's, or the predicted
+    one; for outputs with several axes (a segmentation map), where no target is implied,
+    the flat index of each sample's largest output, so activations need no dummy target."""
+    if user_target is None and shape is not None and len(shape) > 1:
+        return predictions.argmax(axis=1).astype(np.int64)
+    return resolve_target(user_target, predictions, shape)
 
 
 def _check_result(explainer: Explainer, result: Any, x: np.ndarray) -> None:
@@ -213,22 +222,32 @@ def _target_array(adapter: ModelAdapter, target: Any) -> Any:
     return adapter.to_numpy(target)
 
 
-def _model_call(call: Callable[[], T], x: np.ndarray) -> T:
+def _model_call(call: Callable[[], T], x: np.ndarray, layout: Any = None) -> T:
     """Run the first pass through the model; a framework error there almost always means
-    inputs of the wrong shape or layout, so it is re-raised as an `InputError` saying so."""
+    inputs of the wrong shape or layout, so it is re-raised as an `InputError` saying so,
+    with the inputs as the user gave them (several inputs: each one's shape and dtype, not
+    the packed rows')."""
     try:
         return call()
     except XaiError:
         raise
     except Exception as exc:  # noqa: BLE001 - re-raised with the fix, original chained
+        if layout is not None and layout.packed:
+            given = "inputs " + ", ".join(
+                f"{k!r}: {(len(x), *shape)} {dtype}"
+                for k, shape, dtype in zip(layout.keys, layout.shapes, layout.dtypes)
+            )
+            integer = bool(layout.integer)
+        else:
+            given, integer = f"inputs of shape {x.shape} (dtype {x.dtype})", x.dtype.kind in "iu"
         integers = (
             " Integer inputs reach the model as integers (token ids); if it expects floats, "
             "pass x.astype('float32')."
-            if x.dtype.kind in "iu"
+            if integer
             else ""
         )
         raise InputError(
-            f"the model rejected inputs of shape {x.shape} (dtype {x.dtype}): "
+            f"the model rejected {given}: "
             f"{type(exc).__name__}: {exc}\nPass a batch-first array in the layout and "
             "feature size the model expects (channels-first for PyTorch/Paddle convolutions, "
             f"channels-last for Keras).{integers}"
@@ -236,7 +255,7 @@ def _model_call(call: Callable[[], T], x: np.ndarray) -> T:
 
 
 def _predict(batched: BatchedModel, x: np.ndarray) -> np.ndarray:
-    return check_predictions(_model_call(lambda: batched.forward(x), x), len(x))
+    return check_predictions(_model_call(lambda: batched.forward(x), x, batched.layout), len(x))
 
 
 def _versions(adapter: ModelAdapter) -> dict[str, str | None]:

@@ -182,6 +182,38 @@ def stored_output(store: Mapping[str, Any], name: str) -> Any:
     return store[name]
 
 
+def flatten_capture(name: str, output: Any, is_tensor: Callable[[Any], bool]) -> dict[str, Any]:
+    """A captured layer output as named tensors: one tensor under `name`; a tuple, list or
+    dict (an LSTM's `(out, (h, c))`, attention's `(out, weights)`) as `name[0]`,
+    `name[1][0]`, `name['key']`, ... (Captum's LayerActivation returns such a tuple);
+    None entries are left out."""
+    if is_tensor(output):
+        return {name: output}
+    if isinstance(output, Mapping):
+        parts = [(f"{name}[{k!r}]", v) for k, v in output.items()]
+    elif isinstance(output, (tuple, list)):
+        parts = [(f"{name}[{i}]", v) for i, v in enumerate(output)]
+    else:
+        return {}
+    flat: dict[str, Any] = {}
+    for key, value in parts:
+        flat.update(flatten_capture(key, value, is_tensor))
+    return flat
+
+
+def copy_structure(
+    output: Any, copy: Callable[[Any], Any], is_tensor: Callable[[Any], bool]
+) -> Any:
+    """`output` with every tensor in it copied (tuples, lists and dicts kept)."""
+    if is_tensor(output):
+        return copy(output)
+    if isinstance(output, Mapping):
+        return {k: copy_structure(v, copy, is_tensor) for k, v in output.items()}
+    if isinstance(output, (tuple, list)):  # a named tuple or ModelOutput becomes a tuple
+        return tuple(copy_structure(v, copy, is_tensor) for v in output)
+    return output
+
+
 def not_one_tensor(name: str, output: Any) -> Exception:
     """The error for a hooked layer that returns a tuple, a dict or None."""
     return InputError(

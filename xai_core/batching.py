@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .adapter import LayerInfo, ModelAdapter
+from .backend_utils import not_one_tensor
 from .errors import InputError, ModelOutputError, XaiError
 from .inputs import InputLayout
 from .progress import Progress
@@ -255,25 +256,56 @@ class BatchedModel:
         parts = self._map(call, inputs, check)
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
-    def capture(self, inputs: np.ndarray, layers: Sequence[str]) -> dict[str, np.ndarray]:
+    def capture(
+        self,
+        inputs: np.ndarray,
+        layers: Sequence[str],
+        structures: bool = False,
+        skip_unbatched: bool = False,
+    ) -> dict[str, np.ndarray]:
         """Captured layers, chunk by chunk; the model outputs of the same pass are kept
-        so that the core's prediction step costs nothing more."""
+        so that the core's prediction step costs nothing more.
+
+        A layer returning a tuple (an LSTM's `(out, (h, c))`) comes back as `name[0]`,
+        `name[1][0]`, ... with `structures`, else it is an error (methods that use a
+        layer's output need one tensor). A part of a tuple that is not batch first (an
+        LSTM's (layers, N, H) state) is left out and said why in `skipped_layers`; with
+        `skip_unbatched`, so is any such output (a position embedding's (1, T, D)),
+        instead of failing the call."""
         out_check, layer_check = self._checked("forward", inputs), self._checked("capture", inputs)
+        self.skipped_layers: dict[str, str] = {}
 
         def check(pair: Any, rows: slice) -> tuple[np.ndarray, dict[str, np.ndarray]]:
             out, captured = pair
-            return out_check(out, rows), {n: layer_check(captured[n], rows) for n in layers}
+            if not structures:
+                for name in layers:
+                    if name not in captured:
+                        raise not_one_tensor(name, ())
+            kept = {}
+            for key, value in captured.items():
+                try:
+                    kept[key] = layer_check(value, rows)
+                except ModelOutputError as exc:
+                    part = key not in layers  # one part of a layer's tuple (an LSTM's state)
+                    if not (skip_unbatched or part) or "rows" not in str(exc):
+                        raise
+                    self.skipped_layers[key] = (
+                        f"not batch first (shape {np.shape(value)} for {rows.stop - rows.start} "
+                        "rows)"
+                    )
+            return out_check(out, rows), kept
 
         pairs = self._map(
             lambda call, _: self.adapter.forward_and_capture(call, layers), inputs, check
         )
         out = self._flatten(np.concatenate([np.asarray(o) for o, _ in pairs], axis=0))
         self._recent = [(inputs, out)]
+        keys = [k for k in pairs[0][1] if k not in self.skipped_layers]
         return {
-            name: pairs[0][1][name]
+            key: pairs[0][1][key]
             if len(pairs) == 1
-            else np.concatenate([p[name] for _, p in pairs], axis=0)
-            for name in layers
+            else np.concatenate([p[key] for _, p in pairs], axis=0)
+            for key in keys
         }
 
     def layer_gradients(

@@ -22,7 +22,9 @@ from xai_core.backend_utils import (
     call_leaving_input,
     check_parameter_shapes,
     copy_of,
+    copy_structure,
     eval_mode,
+    flatten_capture,
     forward_hooks,
     gradient_not_reached,
     input_name,
@@ -193,9 +195,12 @@ class PaddleAdapter(ModelAdapter):
     ) -> Iterator[dict[str, paddle.Tensor]]:
         self.check_layers(names)
 
-        def keep(name: str, output: Any) -> tuple[paddle.Tensor, Any]:
+        def keep(name: str, output: Any) -> tuple[Any, Any]:
             if not isinstance(output, paddle.Tensor):
-                raise not_one_tensor(name, output)
+                if keep_graph or replacement is not None:
+                    raise not_one_tensor(name, output)
+                # captured as it is (LSTM, attention): copies of every tensor in it
+                return copy_structure(output, _detached_copy, _is_tensor), None
             if replacement is not None:  # the layer's output is what we say it is
                 if list(replacement.shape) != list(output.shape):
                     raise replacement_mismatch(name, output.shape, replacement.shape)
@@ -224,7 +229,10 @@ class PaddleAdapter(ModelAdapter):
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         with self._hooked(layers, keep_graph=False) as store, paddle.no_grad():
             out = self._call(*self._prepare(inputs))
-            return _numpy(out), {name: _numpy(stored_output(store, name)) for name in layers}
+            captured: dict[str, Any] = {}
+            for name in layers:
+                captured.update(flatten_capture(name, stored_output(store, name), _is_tensor))
+            return _numpy(out), {key: _numpy(t) for key, t in captured.items()}
 
     def layer_gradients(
         self,
@@ -283,6 +291,14 @@ def _dygraph_forwards(layers: Sequence[paddle.nn.Layer]) -> Iterator[None]:
 
 
 _ABSENT = object()
+
+
+def _is_tensor(value: Any) -> bool:
+    return isinstance(value, paddle.Tensor)
+
+
+def _detached_copy(t: paddle.Tensor) -> paddle.Tensor:
+    return t.detach().clone()
 
 
 def _numpy(t: paddle.Tensor) -> np.ndarray:

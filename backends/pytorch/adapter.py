@@ -20,7 +20,9 @@ from xai_core.backend_utils import (
     call_leaving_input,
     check_parameter_shapes,
     copy_of,
+    copy_structure,
     eval_mode,
+    flatten_capture,
     forward_hooks,
     gradient_not_reached,
     input_name,
@@ -301,9 +303,12 @@ class TorchAdapter(ModelAdapter):
                 "layer hooks on a TorchScript module", "explain the Python nn.Module instead"
             )
 
-        def keep(name: str, output: Any) -> tuple[torch.Tensor, Any]:
+        def keep(name: str, output: Any) -> tuple[Any, Any]:
             if not isinstance(output, torch.Tensor):
-                raise not_one_tensor(name, output)
+                if keep_graph or replacement is not None:
+                    raise not_one_tensor(name, output)
+                # captured as it is (LSTM, attention): copies of every tensor in it
+                return copy_structure(output, _detached_copy, _is_tensor), None
             if replacement is not None:  # the layer's output is what we say it is
                 if tuple(replacement.shape) != tuple(output.shape):
                     raise replacement_mismatch(name, output.shape, replacement.shape)
@@ -331,7 +336,10 @@ class TorchAdapter(ModelAdapter):
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         with self._hooked(layers, keep_graph=False) as store, torch.no_grad():
             out = self._call(*self._prepare(inputs))
-            return _numpy(out), {name: _numpy(stored_output(store, name)) for name in layers}
+            captured: dict[str, Any] = {}
+            for name in layers:
+                captured.update(flatten_capture(name, stored_output(store, name), _is_tensor))
+            return _numpy(out), {key: _numpy(t) for key, t in captured.items()}
 
     def layer_gradients(
         self,
@@ -406,6 +414,14 @@ class _CopiedOutput(torch.nn.Module):
             return super().__getattr__(name)
         except AttributeError:
             return getattr(self._modules["inner"], name)
+
+
+def _is_tensor(value: Any) -> bool:
+    return isinstance(value, torch.Tensor)
+
+
+def _detached_copy(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().clone()
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:

@@ -23,6 +23,7 @@ from xai_core import LayerInfo, ModelAdapter
 from xai_core.backend_utils import (
     check_parameter_shapes,
     copy_of,
+    flatten_capture,
     gradient_not_reached,
     input_name,
     replacement_mismatch,
@@ -430,7 +431,10 @@ class KerasAdapter(ModelAdapter):
             return _numpy(out), {name: _numpy(c) for name, c in zip(layers, captured)}
         with self._recording(layers) as store:  # subclassed: wrap the layers' call
             out = self._outputs(self._eager(inputs))
-            return _numpy(out), {name: _numpy(stored_output(store, name)) for name in layers}
+            captured: dict[str, Any] = {}
+            for name in layers:
+                captured.update(flatten_capture(name, stored_output(store, name), tf.is_tensor))
+            return _numpy(out), {key: _numpy(t) for key, t in captured.items()}
 
     def _graph_capture(self, inputs: np.ndarray, layers: tuple[str, ...]) -> Callable | None:
         """A traced-once function returning (outputs, *layer outputs), or None without a graph."""
