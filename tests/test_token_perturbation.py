@@ -114,3 +114,90 @@ def test_rise_on_token_ids_ranks_the_one_token_that_matters_first():
     expl = xai_core.explain(OneToken(), ids, "rise", target=0, n_masks=300, cell=4, seed=0)
     assert (expl.attributions.argmax(axis=1) == 5).all()
     np.testing.assert_allclose(expl.attributions[:, 5], 1.0)  # kept: the output is always 1
+
+
+# -- scoring text explanations: tokens replaced by the baseline token -----------------
+def layer_ig_on_distilbert(ids, mask):
+    model = distilbert()
+    expl = xai_core.explain(
+        model,
+        {"input_ids": ids},
+        "integrated_gradients",
+        layer="distilbert.embeddings.word_embeddings",
+        forward_kwargs={"attention_mask": mask},
+        target=1,
+        baselines=PAD,
+        n_steps=16,
+    )
+    return model, expl
+
+
+def logits(model, ids, mask):
+    with torch.no_grad():
+        out = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask))
+    return out.logits[:, 1].numpy().astype(np.float64)
+
+
+def test_deletion_and_insertion_score_embedding_attributions_token_by_token():
+    ids = token_ids(2, 6)
+    mask = np.ones_like(ids)
+    mask[1, 5:] = 0
+    model, expl = layer_ig_on_distilbert(ids, mask)
+    per_token = expl.attributions.sum(axis=-1)  # (N, T): the sum over the embedding
+    deletion = xai_core.evaluate(model, expl, "deletion", baseline=PAD)
+    insertion = xai_core.evaluate(model, expl, "insertion", baseline=PAD)
+    for i in range(2):
+        order = np.argsort(-per_token[i], kind="stable")
+        removed, inserted = [], []
+        for k in range(7):
+            gone = np.isin(np.arange(6), order[:k])
+            rows = np.where(gone, PAD, ids[i])[None], np.where(gone, ids[i], PAD)[None]
+            removed.append(logits(model, rows[0], mask[i : i + 1])[0])
+            inserted.append(logits(model, rows[1], mask[i : i + 1])[0])
+        np.testing.assert_allclose(deletion[i], np.trapezoid(removed, dx=1 / 6), rtol=1e-5)
+        np.testing.assert_allclose(insertion[i], np.trapezoid(inserted, dx=1 / 6), rtol=1e-5)
+
+
+def test_completeness_of_layer_ig_on_tokens_equals_captum_s_convergence_delta():
+    from captum.attr import LayerIntegratedGradients
+
+    ids = token_ids(2, 6)
+    mask = np.ones_like(ids)
+    model, expl = layer_ig_on_distilbert(ids, mask)
+    got = xai_core.evaluate(model, expl, "completeness", relative=False)
+
+    def forward(input_ids, attention_mask):
+        return model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    _, delta = LayerIntegratedGradients(
+        forward, model.distilbert.embeddings.word_embeddings
+    ).attribute(
+        torch.from_numpy(ids),
+        baselines=torch.zeros_like(torch.from_numpy(ids)),
+        target=1,
+        additional_forward_args=(torch.from_numpy(mask),),
+        n_steps=16,
+        return_convergence_delta=True,
+    )
+    np.testing.assert_allclose(got, np.abs(delta.numpy()), rtol=1e-3, atol=1e-6)
+
+
+def test_faithfulness_correlation_of_tokens_follows_its_documented_subsets():
+    ids = token_ids(2, 6)
+    mask = np.ones_like(ids)
+    model, expl = layer_ig_on_distilbert(ids, mask)
+    got = xai_core.evaluate(
+        model, expl, "faithfulness_correlation", subset_size=2, n_runs=8, seed=3, baseline=PAD
+    )
+    per_token = expl.attributions.sum(axis=-1)
+    draws = np.random.RandomState(xai_core.explainer.legacy_seed(3))
+    subsets = [[draws.choice(6, 2, replace=False) for _ in range(2)] for _ in range(8)]
+    f_x = logits(model, ids, mask)
+    for i in range(2):
+        sums, drops = [], []
+        for run in subsets:
+            row = ids[i].copy()
+            row[run[i]] = PAD
+            sums.append(per_token[i, run[i]].sum())
+            drops.append(f_x[i] - logits(model, row[None], mask[i : i + 1])[0])
+        np.testing.assert_allclose(got[i], np.corrcoef(sums, drops)[0, 1], rtol=1e-6)

@@ -133,6 +133,12 @@ class MetricContext:
                 "explanation has none (capture-only method); explain with an attribution "
                 "method."
             )
+        a = np.asarray(a)
+        if self._per_token(a):
+            # an embedding layer's attributions for token ids, (N, T, dim): one score per
+            # token, their sum over the embedding (Captum's text tutorials), so that metrics
+            # that replace tokens by the baseline token can score them
+            return a.reshape(*self.inputs.shape, -1).sum(axis=-1).astype(np.float64)
         if self.explanation.layer is not None or a.shape != self.inputs.shape:
             raise XaiError(
                 f"metric {self.metric!r} compares attributions with the inputs they perturb, "
@@ -140,6 +146,17 @@ class MetricContext:
                 f"{a.shape}, inputs {self.inputs.shape}); explain without layer= to evaluate it."
             )
         return a.astype(np.float64)
+
+    def _per_token(self, a: np.ndarray) -> bool:
+        """Whether `a` holds one embedding-layer attribution vector per integer input."""
+        integer = self.layout.integer_mask() if self.layout is not None else None
+        return (
+            self.explanation.layer is not None
+            and integer is not None
+            and bool(integer.all())
+            and a.ndim > self.inputs.ndim
+            and a.shape[: self.inputs.ndim] == self.inputs.shape
+        )
 
     def float_inputs(self) -> np.ndarray:
         """The inputs, for metrics that add noise: integer inputs (token ids) have none."""
@@ -209,11 +226,13 @@ class MetricContext:
         recorded = np.asarray(self.explanation.predictions)
         if recorded.ndim >= 1 and len(recorded) == len(self.inputs):
             recorded = recorded.reshape(len(self.inputs), -1)
+            if self.model.batch_kwargs:  # rows carry their sample's kwargs: the whole batch
+                outputs = self.model.forward(self.inputs)
+                self.check_output_width(outputs.shape[1])
+                return at_target(_maybe_softmax(outputs[None], softmax), self.target)[0]
             if first is None:
                 first = self.model.forward(self.inputs[:1])
             self.check_output_width(first.shape[1])
-            if self.model.batch_kwargs:
-                return self.target_outputs(self.inputs, softmax)
             if (
                 first.shape[1:] == recorded.shape[1:]
                 and np.isfinite(recorded).all()
