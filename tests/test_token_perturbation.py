@@ -201,3 +201,33 @@ def test_faithfulness_correlation_of_tokens_follows_its_documented_subsets():
             sums.append(per_token[i, run[i]].sum())
             drops.append(f_x[i] - logits(model, row[None], mask[i : i + 1])[0])
         np.testing.assert_allclose(got[i], np.corrcoef(sums, drops)[0, 1], rtol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["rise", "lime"])
+def test_keras_token_models_get_only_real_tokens_too(method, monkeypatch):
+    import keras
+
+    from xai_core_backends.tensorflow.adapter import KerasAdapter
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((9,), dtype="int32"),
+            keras.layers.Embedding(VOCAB, 8),
+            keras.layers.LSTM(8),
+            keras.layers.Dense(3),
+        ]
+    )
+    ids = token_ids().astype(np.int32)
+    seen, forward = [], KerasAdapter.forward
+
+    def recording(self, inputs):
+        seen.append(np.array(inputs))
+        return forward(self, inputs)
+
+    monkeypatch.setattr(KerasAdapter, "forward", recording)
+    options = {"n_masks": 40, "cell": 3} if method == "rise" else {"n_samples": 40}
+    expl = xai_core.explain(model, ids, method, target=1, baselines=PAD, seed=0, **options)
+    assert all(s.dtype == np.int32 for s in seen)
+    assert_only_real_tokens(np.concatenate(seen), ids, PAD)
+    assert np.abs(expl.attributions).max() > 0
