@@ -48,6 +48,7 @@ class KernelShap(Explainer):
         "max_background": 100,
         "feature_mask": None,
     }
+    per_input_options = {"feature_mask": "mask", "feature_names": "names"}
 
     def validate(self) -> None:
         check_choice("algorithm", self.options["algorithm"], ALGORITHMS)

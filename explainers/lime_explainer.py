@@ -73,6 +73,11 @@ class Lime(Explainer):
         "feature_mask": None,
         "baselines": 0.0,
     }
+    per_input_options = {
+        "feature_mask": "mask",
+        "feature_names": "names",
+        "categorical_features": "indices",
+    }
 
     def validate(self) -> None:
         check_positive_int("n_samples", self.options["n_samples"])

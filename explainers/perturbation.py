@@ -33,21 +33,30 @@ def ablate(
     """(sum over features of drop * mask, number of features covering each element).
 
     `masks(start, stop)` gives features start..stop-1 as boolean masks of one sample's
-    shape, (stop - start, *inputs.shape[1:])."""
+    shape, (stop - start, *inputs.shape[1:]), or per sample, (stop - start, *inputs.shape)
+    (Captum's feature masks with one row per sample)."""
     initial = at_target(model.forward(inputs)[None], target)[0]
     total = np.zeros(inputs.shape, np.float64)
     counts = np.zeros(inputs.shape[1:], np.float64)
     current: dict[str, np.ndarray] = {}
 
+    per_sample = False
+
     def perturbed(start: int, stop: int) -> np.ndarray:
+        nonlocal per_sample
         current["masks"] = masks(start, stop)
-        return np.where(current["masks"][:, None], baselines[None], inputs[None])
+        per_sample = current["masks"].ndim == inputs.ndim + 1
+        shaped = current["masks"] if per_sample else current["masks"][:, None]
+        return np.where(shaped, baselines[None], inputs[None])
 
     for _, _, outputs in model.forward_groups(n_features, perturbed, like=inputs):
         drops = initial[None] - at_target(outputs, target)  # (k, n)
         group = current["masks"].astype(np.float64)
-        total += np.einsum("kn,k...->n...", drops, group)
-        counts += group.sum(axis=0)
+        if per_sample:
+            total += np.einsum("kn,kn...->n...", drops, group)
+        else:
+            total += np.einsum("kn,k...->n...", drops, group)
+            counts += group.sum(axis=0)
     return total, counts
 
 
@@ -72,6 +81,7 @@ def check_shape_option(name: str, value: Any, sample_shape: tuple[int, ...]) -> 
 class Occlusion(Explainer):
     name = "occlusion"
     defaults = {"window": None, "strides": 1, "baselines": 0.0}
+    per_input_options = {"window": "shape", "strides": "shape"}
 
     def validate(self) -> None:
         if self.options["window"] is None:
@@ -81,53 +91,109 @@ class Occlusion(Explainer):
             )
 
     def explain(self, model: BatchedModel, inputs: np.ndarray, target: np.ndarray) -> Attribution:
-        sample = inputs.shape[1:]
-        window = check_shape_option("window", self.options["window"], sample)
-        strides = check_shape_option("strides", self.options["strides"], sample)
-        if any(w > d for w, d in zip(window, sample)):
-            raise OptionError(f"window {window} is larger than a sample {sample}.")
-        if any(s > w and w < d for s, w, d in zip(strides, window, sample)):
-            raise OptionError(
-                f"strides {strides} are larger than the window {window}: some elements would "
-                "never be occluded. Use strides no larger than the window."
-            )
-        counts = [int(np.ceil((d - w) / s)) + 1 for d, w, s in zip(sample, window, strides)]
-        starts = [np.arange(c) * s for c, s in zip(counts, strides)]
-        positions = np.stack(np.meshgrid(*starts, indexing="ij"), -1).reshape(-1, len(sample))
-
-        def masks(start: int, stop: int) -> np.ndarray:
-            out = np.zeros((stop - start, *sample), dtype=bool)
-            for k, corner in enumerate(positions[start:stop]):
-                out[(k, *(slice(c, c + w) for c, w in zip(corner, window)))] = True
-            return out
-
+        layout = model.layout
+        if layout is not None and layout.packed:  # several inputs: windows per input
+            parts = [
+                (shape, window, strides)
+                for shape, window, strides in zip(
+                    layout.shapes, self.options["window"], self.options["strides"]
+                )
+            ]
+        else:
+            parts = [(inputs.shape[1:], self.options["window"], self.options["strides"])]
+        blocks, settled = [], []
+        for shape, window, strides in parts:
+            window = check_shape_option("window", window, shape)
+            strides = check_shape_option("strides", strides, shape)
+            blocks.append(window_masks(shape, window, strides))
+            settled.append((list(window), list(strides)))
+        masks, n_features = packed_masks(blocks, inputs.shape[1:])
         baselines = broadcast_baselines(self.options["baselines"], inputs)
-        total, covered = ablate(model, inputs, target, baselines, len(positions), masks)
+        total, covered = ablate(model, inputs, target, baselines, n_features, masks)
+        windows, strides = [w for w, _ in settled], [s for _, s in settled]
+        one = len(settled) == 1
         return Attribution(
             attributions=(total / covered).astype(np.float64),
-            options={"window": list(window), "strides": list(strides)},
+            options={
+                "window": windows[0] if one else windows,
+                "strides": strides[0] if one else strides,
+            },
         )
+
+
+def window_masks(
+    sample: tuple[int, ...], window: tuple[int, ...], strides: tuple[int, ...]
+) -> tuple[int, Callable[[int, int], np.ndarray]]:
+    """(number of window positions, masks(start, stop) of those positions) over one input."""
+    if any(w > d for w, d in zip(window, sample)):
+        raise OptionError(f"window {window} is larger than a sample {sample}.")
+    if any(s > w and w < d for s, w, d in zip(strides, window, sample)):
+        raise OptionError(
+            f"strides {strides} are larger than the window {window}: some elements would "
+            "never be occluded. Use strides no larger than the window."
+        )
+    counts = [int(np.ceil((d - w) / s)) + 1 for d, w, s in zip(sample, window, strides)]
+    starts = [np.arange(c) * s for c, s in zip(counts, strides)]
+    positions = np.stack(np.meshgrid(*starts, indexing="ij"), -1).reshape(-1, len(sample))
+
+    def masks(start: int, stop: int) -> np.ndarray:
+        out = np.zeros((stop - start, *sample), dtype=bool)
+        for k, corner in enumerate(positions[start:stop]):
+            out[(k, *(slice(c, c + w) for c, w in zip(corner, window)))] = True
+        return out
+
+    return len(positions), masks
+
+
+def packed_masks(
+    blocks: list[tuple[int, Callable[[int, int], np.ndarray]]], packed: tuple[int, ...]
+) -> tuple[Callable[[int, int], np.ndarray], int]:
+    """Every input's windows in turn, as masks of the packed row: a window never crosses
+    an input's border (Captum's per-input sliding windows). One input: its own masks."""
+    if len(blocks) == 1:
+        return blocks[0][1], blocks[0][0]
+    sizes = [n for n, _ in blocks]
+    first = np.cumsum([0, *sizes])
+    widths = [int(np.prod(part(0, 1).shape[1:])) for _, part in blocks]
+    offsets = np.cumsum([0, *widths])
+
+    def masks(start: int, stop: int) -> np.ndarray:
+        out = np.zeros((stop - start, *packed), dtype=bool)
+        for i, (n, part) in enumerate(blocks):
+            lo, hi = max(start, first[i]), min(stop, first[i] + n)
+            if lo < hi:
+                out[lo - start : hi - start, offsets[i] : offsets[i + 1]] = part(
+                    lo - first[i], hi - first[i]
+                ).reshape(hi - lo, -1)
+        return out
+
+    return masks, int(first[-1])
 
 
 class FeatureAblation(Explainer):
     name = "feature_ablation"
     defaults = {"feature_mask": None, "baselines": 0.0}
+    per_input_options = {"feature_mask": "mask"}
 
     def explain(self, model: BatchedModel, inputs: np.ndarray, target: np.ndarray) -> Attribution:
         sample = inputs.shape[1:]
-        ids, groups = feature_groups(self.options["feature_mask"], sample)
+        ids, groups = feature_groups(self.options["feature_mask"], sample, len(inputs))
 
-        def masks(start: int, stop: int) -> np.ndarray:
-            return ids[None] == groups[start:stop].reshape(-1, *([1] * len(sample)))
+        def masks(start: int, stop: int) -> np.ndarray:  # (k, *ids.shape): per sample or not
+            return ids[None] == groups[start:stop].reshape(-1, *([1] * ids.ndim))
 
         baselines = broadcast_baselines(self.options["baselines"], inputs)
         total, _ = ablate(model, inputs, target, baselines, len(groups), masks)
         return Attribution(attributions=total)
 
 
-def feature_groups(mask: Any, sample: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+def feature_groups(
+    mask: Any, sample: tuple[int, ...], n: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(feature id of every element of a sample, the distinct ids): from `feature_mask`
-    (integer ids broadcastable to one sample) or, by default, every element alone."""
+    (integer ids broadcastable to one sample) or, by default, every element alone. Given
+    the batch size `n`, a mask of one row per sample (n, *sample) is kept per sample
+    (Captum's convention), the ids then shaped (n, *sample)."""
     if mask is None:
         ids = np.arange(int(np.prod(sample))).reshape(sample)
         return ids, ids.reshape(-1)
@@ -137,11 +203,14 @@ def feature_groups(mask: Any, sample: tuple[int, ...]) -> tuple[np.ndarray, np.n
             raise TypeError
         if ids.ndim == len(sample) + 1 and len(ids) == 1:
             ids = ids[0]
+        if n is not None and n > 1 and ids.ndim == len(sample) + 1 and len(ids) == n:
+            return np.broadcast_to(ids, (n, *sample)), np.unique(ids)
         ids = np.broadcast_to(ids, sample)
     except (TypeError, ValueError):
+        per_sample = f" or one row per sample ({n}, *{sample})" if n and n > 1 else ""
         raise OptionError(
-            f"feature_mask must be integer group ids broadcastable to one sample {sample}, "
-            f"got {np.shape(mask)} {getattr(np.asarray(mask), 'dtype', '')}."
+            f"feature_mask must be integer group ids broadcastable to one sample {sample}"
+            f"{per_sample}, got {np.shape(mask)} {getattr(np.asarray(mask), 'dtype', '')}."
         ) from None
     return ids, np.unique(ids)
 

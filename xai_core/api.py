@@ -13,7 +13,7 @@ from .batching import BatchedModel
 from .errors import InputError, UnsupportedModelError, XaiError
 from .explainer import Explainer
 from .explanation import Explanation
-from .inputs import pack_reference, split_forward_kwargs
+from .inputs import pack_per_input, pack_reference, split_forward_kwargs
 from .locks import model_lock
 from .progress import Progress
 from .registry import REGISTRY
@@ -93,6 +93,10 @@ def run(
     layout, arrays = checked_inputs(inputs, adapter.to_numpy)
     x = layout.pack(arrays)
     batch_kwargs, constant_kwargs = split_forward_kwargs(forward_kwargs, len(x), adapter.to_numpy)
+    for name, kind in explainer.per_input_options.items():  # Captum's per-input options
+        if layout.packed and explainer.options.get(name) is not None:
+            value = explainer.options[name]
+            explainer.options[name] = pack_per_input(kind, value, layout, name, len(x))
     for name, value in explainer.options.items():  # tensors as options (baselines, background)
         reference = name in explainer.reference_options
         if reference and layout.packed and isinstance(value, (tuple, list, Mapping)):

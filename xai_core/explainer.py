@@ -55,6 +55,9 @@ class Explainer(ABC):
     #: inputs' structure (a tuple or dict of parts) and packed like the inputs; every other
     #: option (`layers=[...]`, `categorical_features=[...]`) reaches the explainer as given
     reference_options: ClassVar[tuple[str, ...]] = ("baselines", "background")
+    #: options that are per input in Captum, by kind (`inputs.pack_per_input`): for several
+    #: inputs they may be given in the inputs' structure, and are converted for packed rows
+    per_input_options: ClassVar[dict[str, str]] = {}
 
     def __init__(self, **options: Any) -> None:
         self.options: dict[str, Any] = settle_options(self.name, self.defaults, options)

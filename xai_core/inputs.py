@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, XaiError
+from .errors import InputError, OptionError, XaiError
 
 #: one attributed value: a position in `args` or a key in `kwargs`
 Slot = int | str
@@ -258,3 +258,95 @@ def pack_reference(value: Any, layout: InputLayout, name: str, to_numpy: Any) ->
         raise InputError(f"the parts of {name} have different numbers of rows.")
     rows = [np.broadcast_to(r, (m, *r.shape[1:])) for r in rows]
     return layout.pack(rows)
+
+
+def in_structure(value: Any, layout: InputLayout) -> list[Any] | None:
+    """`value`'s parts, one per input in the layout's order, when it is given in the
+    inputs' structure (a dict with the inputs' keys, or a tuple/list with one entry per
+    input); None when it is one value for the packed rows."""
+    if isinstance(value, Mapping):
+        if layout.kind != "dict" or set(value) != set(layout.keys):
+            raise OptionError(
+                f"an option given as a dict needs the inputs' keys {list(layout.keys)}, got "
+                f"{list(value)}."
+            )
+        return [value[k] for k in layout.keys]
+    if isinstance(value, (tuple, list)) and len(value) == len(layout.keys):
+        if all(isinstance(v, (tuple, list, np.ndarray)) or hasattr(v, "shape") for v in value):
+            return list(value)
+    return None
+
+
+def pack_per_input(kind: str, value: Any, layout: InputLayout, name: str, n: int) -> Any:
+    """An option that is per input in Captum (`feature_mask`, `feature_names`,
+    categorical feature indices, window shapes) as the packed rows need it.
+
+    mask: integer ids per input (one sample's shape, 1 x it, or one row per sample)
+    concatenated, so that one id in two inputs is one feature ablated in both, as Captum
+    0.9 does (its cross-tensor masks; Captum before 0.8 took each input alone: give
+    disjoint ids for that); names: the lists
+    joined; indices: each input's indices moved by its offset in the packed row; shape:
+    one shape per input, kept per input for the explainer (`BatchedModel.layout`)."""
+    if kind == "shape" and isinstance(value, (tuple, list)) and len(value) == len(layout.keys):
+        if all(isinstance(v, (int, np.integer, tuple, list)) for v in value):
+            return tuple(value)  # one shape (or one int) per input
+    parts = in_structure(value, layout)
+    if parts is None:
+        if kind == "shape" and isinstance(value, (int, np.integer)):
+            return tuple(value for _ in layout.keys)  # one int: every input, every axis
+        if kind == "shape":
+            raise OptionError(
+                f"{name} for a model of {len(layout.keys)} inputs is one shape per input, in "
+                f"the inputs' structure (Captum's tuple of shapes), e.g. "
+                f"{tuple(tuple(1 for _ in s) for s in layout.shapes)}; an int means that size "
+                "along every axis of every input."
+            )
+        return value
+    if kind == "shape":
+        return tuple(parts)
+    if kind == "names":
+        names: list[Any] = []
+        for key, part, size in zip(layout.keys, parts, layout.sizes):
+            if len(part) != size:
+                raise OptionError(
+                    f"{name} for input {key!r} has {len(part)} names; that input has {size} "
+                    "features per sample."
+                )
+            names += list(part)
+        return names
+    if kind == "indices":
+        offsets = np.cumsum([0, *layout.sizes[:-1]])
+        moved: list[int] = []
+        for key, part, size, offset in zip(layout.keys, parts, layout.sizes, offsets):
+            bad = [i for i in part if not 0 <= int(i) < size]
+            if bad:
+                raise OptionError(
+                    f"{name} for input {key!r}: {bad} out of range (0..{size - 1})."
+                )
+            moved += [int(i) + int(offset) for i in part]
+        return moved
+    # masks: one sample's ids (or 1 x it), or one row per sample (n x it) for any input
+    masks = [np.asarray(part) for part in parts]
+    per_sample = n > 1 and any(
+        m.ndim == len(shape) + 1 and len(m) == n for m, shape in zip(masks, layout.shapes)
+    )
+    rows = []
+    for key, mask, shape in zip(layout.keys, masks, layout.shapes):
+        if mask.dtype.kind not in "iub":
+            raise OptionError(
+                f"{name} for input {key!r} holds {mask.dtype} values; it takes integer "
+                "feature ids."
+            )
+        if mask.ndim == len(shape):
+            mask = mask[None]
+        try:
+            mask = np.broadcast_to(mask, (n if per_sample else 1, *shape))
+        except ValueError:
+            raise OptionError(
+                f"{name} for input {key!r} has shape {np.shape(mask)}; it must broadcast to "
+                f"one sample of that input, {shape}, 1 x it, or one row per sample "
+                f"({n}, *{shape})."
+            ) from None
+        rows.append(mask.reshape(len(mask), -1).astype(np.int64))
+    packed = np.concatenate(rows, axis=1)
+    return packed if per_sample else packed[0]
