@@ -44,6 +44,7 @@ class Infidelity(Metric):
     name = "infidelity"
     higher_is_better = False
     requires = ("forward",)
+    per_input_options = {"perturbations": "draws"}
     defaults = {
         "n_perturb_samples": 10,
         "noise_scale": 0.1,
@@ -187,10 +188,12 @@ class FaithfulnessCorrelation(Metric):
         x, a, baseline = replacing(context, self.options["baseline"])
         n, d = a.shape
         size, runs = self.options["subset_size"], self.options["n_runs"]
-        if size > d:
+        if size >= d:  # every feature in every subset: the sums never vary (NaN correlation)
             raise OptionError(
-                f"subset_size={size} is larger than the {d} features of a sample; pass "
-                f"subset_size <= {d} (Quantus's default 224 suits 224 x 224 images)."
+                f"subset_size={size} leaves nothing to vary: a sample has {d} features, and "
+                f"subsets of all of them give one sum and one drop (a NaN correlation); pass "
+                f"subset_size < {d}, as Quantus requires (its default 224 suits 224 x 224 "
+                "images)."
             )
         seed = resolve_seed(self.options["seed"])
         draws = np.random.RandomState(legacy_seed(seed))

@@ -27,6 +27,7 @@ class SensitivityMax(Metric):
     name = "sensitivity_max"
     higher_is_better = False
     requires = ("forward", "explain")
+    per_input_options = {"perturbations": "draws"}
     defaults = {
         "n_perturb_samples": 10,
         "perturb_radius": 0.02,

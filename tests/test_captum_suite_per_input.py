@@ -208,3 +208,47 @@ def test_kernel_shap_and_lime_take_per_input_masks_and_names():
             forward_kwargs={"scale": 1},
             feature_names=(["a0", "a1", "a2"], ["b0", "b1"], []),
         )
+
+
+def test_infidelity_takes_perturbations_in_the_inputs_structure_as_captum():
+    from captum.metrics import infidelity
+
+    net = BasicModel_MultiLayer_MultiInput()
+    rng = np.random.default_rng(0)
+    k, n = 4, 2
+    noise = tuple(rng.normal(0, 60, size=(k, n, 3)).astype(np.float32) for _ in range(3))
+    expl = xai_core.explain(
+        net, (INP1, INP2, INP3), "saliency", abs=False, forward_kwargs={"scale": 1}, target=0
+    )
+    ours = xai_core.evaluate(net, expl, "infidelity", perturbations=noise)
+
+    def perturb(inputs):  # Captum repeats each sample k times, sample by sample
+        drawn = tuple(torch.from_numpy(p.transpose(1, 0, 2).reshape(n * k, 3)) for p in noise)
+        return drawn, tuple(x - d for x, d in zip(inputs, drawn))
+
+    theirs = infidelity(
+        net,
+        perturb,
+        tuple(map(torch.from_numpy, (INP1, INP2, INP3))),
+        tuple(torch.from_numpy(a.astype(np.float32)) for a in expl.attributions),
+        additional_forward_args=(1,),
+        target=0,
+        n_perturb_samples=k,
+    )
+    assert ours.max() > 1.0  # the noise crosses the ReLUs: a real infidelity
+    np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-4, atol=1e-6 * ours.max())
+    with pytest.raises(xai_core.OptionError, match="for input 1 has shape"):
+        xai_core.evaluate(
+            net, expl, "infidelity", perturbations=(noise[0], noise[1][:, :1], noise[2])
+        )
+
+
+@pytest.mark.parametrize("method", ["kernel_shap", "gradient_shap"])
+def test_a_scalar_background_is_one_reference_row_closed_form(method):
+    torch.manual_seed(0)
+    net = torch.nn.Linear(5, 3)
+    x = np.random.default_rng(0).normal(size=(3, 5)).astype(np.float32)
+    options = {"n_samples": 20, "seed": 0}
+    expl = xai_core.explain(net, x, method, background=0.5, target=2, **options)
+    w = net.weight.detach().numpy()[2]
+    np.testing.assert_allclose(expl.attributions, w * (x - 0.5), rtol=1e-4, atol=1e-5)

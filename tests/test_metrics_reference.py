@@ -222,6 +222,22 @@ def test_faithfulness_correlation_equals_quantus_with_the_same_seed(cnn, digits,
     np.testing.assert_allclose(ours, np.array(theirs), rtol=1e-5)
 
 
+def test_faithfulness_correlation_refuses_a_subset_of_every_feature_as_quantus(
+    cnn, digits, quantus
+):
+    e = xai_core.explain(cnn, digits[:2], "integrated_gradients")
+    d = int(np.prod(digits.shape[1:]))
+    with pytest.raises(ValueError):  # Quantus: subset_size must be smaller than the input
+        quantus.FaithfulnessCorrelation(
+            nr_runs=3, subset_size=d, perturb_baseline=0.0, disable_warnings=True
+        )(model=cnn, x_batch=digits[:2], y_batch=e.target, a_batch=e.attributions, device="cpu")
+    with pytest.raises(xai_core.OptionError, match=f"subset_size < {d}"):
+        xai_core.evaluate(cnn, e, "faithfulness_correlation", subset_size=d, n_runs=3)
+    assert np.isfinite(
+        xai_core.evaluate(cnn, e, "faithfulness_correlation", subset_size=d - 1, n_runs=3, seed=0)
+    ).all()
+
+
 @pytest.mark.parametrize("name", ["Sparseness", "Complexity"])
 def test_sparseness_and_complexity_equal_quantus_defaults(cnn, digits, quantus, name):
     e = xai_core.explain(cnn, digits, "integrated_gradients")

@@ -17,7 +17,7 @@ import numpy as np
 from .batching import BatchedModel
 from .errors import InputError, OptionError, PluginError, XaiError
 from .explanation import Explanation
-from .inputs import split_forward_kwargs
+from .inputs import pack_per_input, split_forward_kwargs
 from .locks import model_lock
 from .metric import Metric, MetricContext, MetricResult
 from .progress import Progress
@@ -81,6 +81,9 @@ def evaluate(
         )
     layout, arrays = checked_inputs(explanation.inputs, adapter.to_numpy)
     x = layout.pack(arrays)
+    for name, kind in scorer.per_input_options.items():  # given in the inputs' structure
+        if layout.packed and scorer.options.get(name) is not None:
+            scorer.options[name] = pack_per_input(kind, scorer.options[name], layout, name, len(x))
     attributions = explanation.attributions
     if attributions is not None:
         attributions = layout.pack_structure(attributions, np.float64)

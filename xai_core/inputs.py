@@ -304,6 +304,19 @@ def pack_per_input(kind: str, value: Any, layout: InputLayout, name: str, n: int
         return value
     if kind == "shape":
         return tuple(parts)
+    if kind == "draws":  # (k, samples, *shape) per input -> (k, samples, n_features)
+        draws = []
+        for key, part, shape in zip(layout.keys, parts, layout.shapes):
+            array = np.asarray(part, dtype=np.float64)
+            if array.ndim != len(shape) + 2 or array.shape[1:] != (n, *shape):
+                raise OptionError(
+                    f"{name} for input {key!r} has shape {array.shape}; each input's part is "
+                    f"(draws, {n}, {', '.join(map(str, shape))})."
+                )
+            draws.append(array.reshape(*array.shape[:2], -1))
+        if len({len(d) for d in draws}) != 1:
+            raise OptionError(f"the parts of {name} have different numbers of draws.")
+        return np.concatenate(draws, axis=2)
     if kind == "names":
         names: list[Any] = []
         for key, part, size in zip(layout.keys, parts, layout.sizes):

@@ -71,6 +71,9 @@ class Metric(ABC):
     #: what the metric needs: "forward" (runs the model), "explain" (re-explains
     #: perturbed inputs), "randomized" (randomised copies of the model), "baseline"
     requires: ClassVar[tuple[str, ...]] = ()
+    #: options given per input for several inputs (`inputs.pack_per_input` kinds), such as
+    #: `perturbations` in the inputs' structure (what Captum's perturb_func returns)
+    per_input_options: ClassVar[dict[str, str]] = {}
 
     def __init__(self, **options: Any) -> None:
         self.options: dict[str, Any] = settle_options(self.name, self.defaults, options)

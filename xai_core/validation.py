@@ -146,8 +146,9 @@ def _resolve_index_tuples(target: Any, n: int, shape: tuple[int, ...]) -> np.nda
 def check_background(
     background: Any, inputs: np.ndarray, method: str, dtype: Any = None
 ) -> np.ndarray:
-    """Reference rows (background data) with the inputs' per-sample shape; one sample is
-    accepted too. Shared by every method that compares against reference data."""
+    """Reference rows (background data) with the inputs' per-sample shape; one sample, or
+    one scalar for every feature, is accepted too. Shared by every method that compares
+    against reference data."""
     if background is None:
         raise OptionError(
             f"{method} needs background=<reference samples>, e.g. 100 training rows, with the "
@@ -159,6 +160,8 @@ def check_background(
         raise OptionError(
             f"background must be an array of reference samples, got {background!r:.60}."
         ) from None
+    if bg.ndim == 0:  # one value for every feature: one reference row (Captum's baseline 0)
+        bg = np.full((1, *inputs.shape[1:]), bg, dtype=bg.dtype)
     if bg.shape == inputs.shape[1:]:
         bg = bg[None]
     if bg.ndim != inputs.ndim or bg.shape[1:] != inputs.shape[1:] or len(bg) == 0:
