@@ -131,3 +131,53 @@ def test_deep_shap_runs_a_huggingface_convnext_and_refuses_torchscript_clearly()
     rows = np.zeros((2, 4), np.float32)
     with pytest.raises(xai_core.CapabilityError, match="TorchScript"):
         xai_core.explain(scripted, rows, "deep_shap", background=rows)
+
+
+class Segmenter(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 2, 3, padding=1)
+
+    def forward(self, x, keep=None):
+        y = torch.relu(self.conv(x))
+        return y * keep if keep is not None else y
+
+
+def test_deep_shap_explains_a_pixel_of_a_segmentation_map_selected_with_a_keyword():
+    """Captum's DeepLift on the same pixel (a ReLU-conv model: DeepLift's rescale rule
+    and shap's agree), with the keyword passed as additional_forward_args."""
+    from captum.attr import DeepLift
+
+    model = Segmenter().eval()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 3, 6, 6)).astype(np.float32)
+    keep = (rng.uniform(size=(2, 1, 6, 6)) > 0.3).astype(np.float32)
+    keep[:, :, 2, 2] = 1
+    zeros = np.zeros((1, 3, 6, 6), np.float32)
+    expl = xai_core.explain(
+        model, x, "deep_shap", background=zeros, target=(1, 2, 2), forward_kwargs={"keep": keep}
+    )
+
+    def pixel(inputs, keep):
+        return model(inputs, keep=keep)[:, 1, 2, 2][:, None]
+
+    want = DeepLift(Wrapped(pixel, model)).attribute(
+        torch.from_numpy(x),
+        baselines=torch.zeros(1, 3, 6, 6),
+        target=0,
+        additional_forward_args=(torch.from_numpy(keep),),
+    )
+    np.testing.assert_allclose(expl.attributions, want.detach().numpy(), rtol=1e-4, atol=1e-6)
+
+
+class Wrapped(torch.nn.Module):
+    """`fn` as a module that owns `model`, so that DeepLift's hooks reach its ReLUs."""
+
+    def __init__(self, fn, model):
+        super().__init__()
+        self.fn = fn
+        self.model = model
+
+    def forward(self, *args):
+        return self.fn(*args)

@@ -379,7 +379,10 @@ class _BoundCall(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         repeated = {k: v.expand(len(x), *v.shape[1:]) for k, v in self._rows.items()}
-        return self._pick(self.model(x, **self._constant, **repeated))
+        out = self._pick(self.model(x, **self._constant, **repeated))
+        # shap explains (N, outputs): a segmentation map's outputs are its flat indices,
+        # which is what targets index
+        return out if out.ndim <= 2 else out.reshape(len(out), -1)
 
 
 def _computes(module: torch.nn.Module) -> bool:

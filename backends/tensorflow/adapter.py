@@ -182,10 +182,20 @@ class KerasAdapter(ModelAdapter):
         """shap's TensorFlow path takes a functional graph (inputs, one output tensor): the
         explained output is picked on the model's symbolic outputs; keyword arguments have
         no place in that graph and are refused."""
-        if constant_kwargs or row_kwargs or self.output is None:
+        if constant_kwargs or row_kwargs:
             return super().framework_model(constant_kwargs, row_kwargs)
         try:
-            picked = pick_output(self.model.output, self.output)
+            symbolic = self.model.output
+        except (AttributeError, ValueError):  # subclassed: shap gets the model as it is
+            if self.output is None:
+                return self.model
+            symbolic = None
+        try:
+            picked = pick_output(symbolic, self.output)
+            if len(picked.shape) > 2:  # shap explains (N, outputs): flat indices, as targets
+                picked = keras.layers.Flatten()(picked)
+            elif self.output is None:
+                return self.model
             return keras.Model(self.model.inputs, picked)
         except Exception as exc:  # noqa: BLE001 - subclassed models have no symbolic outputs
             raise self.missing(
