@@ -118,9 +118,8 @@ def test_metrics_on_bert_layer_attributions_with_the_mask(bert):
     assert cascade.curve_labels == ["classifier", "bert.encoder.layer.1.output.dense"]
     assert np.isfinite(cascade.curves).all() and np.all(cascade.curves <= 1 + 1e-9)
     assert all(torch.equal(v, before[k]) for k, v in bert.state_dict().items())
-    # token ids have no noise to add: the metrics that need it say what to use instead
-    with pytest.raises(xai_core.XaiError, match="layer"):
-        xai_core.evaluate(bert, e, "deletion", forward_kwargs=kwargs)
+    # token ids: deletion replaces tokens by the baseline id, scoring per-token sums
+    assert np.isfinite(xai_core.evaluate(bert, e, "deletion", forward_kwargs=kwargs)).all()
 
 
 def test_a_resnet18_store_is_not_resumed_after_its_batchnorm_statistics_changed(tmp_path):
