@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from xai_core import Attribution, BatchedModel, Explainer, hookimpl
+from xai_core.errors import OptionError
 from xai_core.explainer import (
     check_held,
     check_layer_option,
@@ -30,10 +31,19 @@ from xai_core.validation import check_background
 
 class GradientShap(Explainer):
     name = "gradient_shap"
-    defaults = {"background": None, "n_samples": 50, "stdevs": 0.0, "seed": None, "layer": None}
+    defaults = {
+        "background": None,
+        "n_samples": 50,
+        "stdevs": 0.0,
+        "seed": None,
+        "layer": None,
+        "multiply_by_inputs": True,
+    }
     requires = ("gradients",)
 
     def validate(self) -> None:
+        if not isinstance(self.options["multiply_by_inputs"], bool):
+            raise OptionError("multiply_by_inputs must be True or False.")
         check_positive_int("n_samples", self.options["n_samples"])
         check_number("stdevs", self.options["stdevs"])
         if self.options["background"] is None:
@@ -65,10 +75,13 @@ class GradientShap(Explainer):
             return base + alphas[start:stop] * paths["group"]
 
         layer = self.options["layer"]
+        gradient_sum = None  # the mean gradient is the attribution without the inputs' factor
         if layer is None:
             total = np.zeros(inputs.shape, np.float64)
+            gradient_sum = np.zeros(inputs.shape, np.float64)
             for _, _, grads in model.gradient_groups(n_samples, path_points, target, like=inputs):
                 total += np.einsum("k...,k...->...", grads, paths["group"])
+                gradient_sum += grads.sum(axis=0)
         else:  # Captum's LayerGradientShap: gradients at the layer on the input-space path,
             # times the layer's output on the (noisy) input minus on the reference row
             model.check_layers([layer])
@@ -88,7 +101,12 @@ class GradientShap(Explainer):
                 diff = end_layer - model.capture(refs, [layer])[layer].reshape(grads.shape)
                 term = np.einsum("k...,k...->...", grads, diff)
                 total = term if total is None else total + term
+                summed = grads.sum(axis=0).astype(np.float64)
+                gradient_sum = summed if gradient_sum is None else gradient_sum + summed
         attributions = total / n_samples
+        # Captum's multiply_by_inputs=False: the expected gradient alone (the delta below
+        # still checks completeness of the multiplied attributions, as Captum's does)
+        returned = attributions if self.options["multiply_by_inputs"] else gradient_sum / n_samples
         # f at each draw's reference row, with its sample's forward_kwargs (an attention
         # mask belongs to the sample, not to the background row)
         reference_output = np.zeros(n, np.float64)
@@ -101,7 +119,7 @@ class GradientShap(Explainer):
         f_x = model.forward(inputs)[np.arange(n), target].astype(np.float64)
         delta = attributions.reshape(n, -1).sum(axis=1) - (f_x - reference_output)
         return Attribution(
-            attributions=attributions.astype(inputs.dtype),
+            attributions=returned.astype(inputs.dtype if layer is None else grads.dtype),
             convergence_delta=delta,
             options={"seed": seed},
             layer=layer,

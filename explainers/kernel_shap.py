@@ -140,14 +140,19 @@ class KernelShap(Explainer):
         if len(background) > limit:
             pick = np.random.default_rng(seed).choice(len(background), limit, replace=False)
             background = background[pick]
-        ids, groups = feature_groups(self.options["feature_mask"], inputs.shape[1:])
-        element_group = np.searchsorted(groups, ids)  # group position of every element
-        n, g = len(inputs), len(groups)
-        values = np.zeros((n, g))
+        n = len(inputs)
+        ids, _ = feature_groups(self.options["feature_mask"], inputs.shape[1:], n)
+        per_sample = ids.ndim == inputs.ndim  # one mask row per sample (Captum's convention)
+        attributions = np.zeros(inputs.shape, np.float64)
+        group_values: list[np.ndarray] = []
         base = np.zeros(n)
         for i in range(n):
+            groups = np.unique(ids[i] if per_sample else ids)
+            # group position of every element of this sample
+            element_group = np.searchsorted(groups, ids[i] if per_sample else ids)
+            g = len(groups)
 
-            def predict(z: np.ndarray, i: int = i) -> np.ndarray:
+            def predict(z: np.ndarray, i: int = i, element_group=element_group) -> np.ndarray:
                 present = np.asarray(z)[:, element_group] > 0.5  # (m, *sample)
                 rows = np.where(present[:, None], inputs[i][None, None], background[None])
                 out = model.forward(rows.reshape(-1, *inputs.shape[1:]).astype(inputs.dtype))
@@ -180,13 +185,18 @@ class KernelShap(Explainer):
                     )
                     sv, expected = np.asarray(result.values), np.asarray(result.base_values)[0]
             sv = sv.reshape(1, g, -1)
-            values[i] = sv[0, :, target[i]]
+            group_values.append(sv[0, :, target[i]])
+            attributions[i] = group_values[-1][element_group]
             base[i] = np.atleast_1d(expected)[target[i] if np.size(expected) > 1 else 0]
         outputs = model.forward(inputs)[np.arange(n), target].astype(np.float64)
+        sums = np.array([v.sum() for v in group_values])[:, None]
+        extras = {"base_values": base}
+        if len({len(v) for v in group_values}) == 1:  # (N, groups) when the groups agree
+            extras["group_values"] = np.stack(group_values)
         return Attribution(
-            attributions=values[:, element_group.reshape(-1)].reshape(inputs.shape),
-            convergence_delta=additivity_gap(values, base, outputs),
-            extras={"base_values": base, "group_values": values},
+            attributions=attributions,
+            convergence_delta=additivity_gap(sums, base, outputs),
+            extras=extras,
             options={"seed": seed},
         )
 

@@ -72,6 +72,7 @@ class Lime(Explainer):
         "batch_size": 1000,
         "feature_mask": None,
         "baselines": 0.0,
+        "model_regressor": None,  # lime's Ridge(alpha=1); Captum's interpretable_model
     }
     per_input_options = {
         "feature_mask": "mask",
@@ -99,6 +100,15 @@ class Lime(Explainer):
         segmentation = self.options["segmentation_fn"]
         if segmentation is not None and not callable(segmentation):
             raise OptionError("segmentation_fn must be a function image -> label map, or None.")
+        regressor = self.options["model_regressor"]
+        if regressor is not None and not all(
+            callable(getattr(regressor, m, None)) for m in ("fit", "score", "predict")
+        ):
+            raise OptionError(
+                "model_regressor must be a scikit-learn regressor (fit with sample_weight, "
+                "score, predict), e.g. sklearn.linear_model.LinearRegression(); None is lime's "
+                f"Ridge(alpha=1). Got {type(regressor).__name__}."
+            )
 
     def explain(self, model: BatchedModel, inputs: np.ndarray, target: np.ndarray) -> Attribution:
         seed = resolve_seed(self.options["seed"])
@@ -106,7 +116,7 @@ class Lime(Explainer):
         if mode == "auto":
             mode = "tabular" if inputs.ndim == 2 else "image"
         if mode == "tabular" and self.options["feature_mask"] is not None:
-            ids, _ = feature_groups(self.options["feature_mask"], inputs.shape[1:])
+            ids, _ = feature_groups(self.options["feature_mask"], inputs.shape[1:], len(inputs))
             result = self._grouped(model, inputs, target, seed, ids)
         elif mode == "tabular" and model.integer_features is not None:  # token ids: on/off
             ids = np.arange(int(np.prod(inputs.shape[1:]))).reshape(inputs.shape[1:])
@@ -121,6 +131,13 @@ class Lime(Explainer):
             result = self._image(model, inputs, target, seed)
         result.options.update({"seed": seed, "mode": mode})
         return result
+
+    def _regressor(self) -> Any:
+        """A fresh copy of the user's regressor for each fit: theirs is never refitted."""
+        from sklearn.base import clone  # a dependency of lime
+
+        given = self.options["model_regressor"]
+        return None if given is None else clone(given)
 
     def _tabular(self, model, inputs, target, seed) -> Attribution:
         lime_tabular = require("lime.lime_tabular", "lime")
@@ -161,6 +178,7 @@ class Lime(Explainer):
                         labels=(int(t),),
                         num_features=inputs.shape[1],
                         num_samples=self.options["n_samples"],
+                        model_regressor=self._regressor(),
                     )
                 for feature, weight in exp.as_map()[int(t)]:
                     weights[i, feature] = weight
@@ -168,7 +186,8 @@ class Lime(Explainer):
         return Attribution(attributions=weights, extras={"intercepts": intercepts})
 
     def _grouped(self, model, inputs, target, seed, ids) -> Attribution:
-        """LIME over feature groups (`ids`, one group id per feature): each group on (the
+        """LIME over feature groups (`ids`, one group id per feature, or one row of ids per
+        sample as Captum takes them): each group on (the
         sample's values) or off (the background's mean, or 0 without a background; the
         baseline token for integer ids), lime's `LimeBase` regression on the on/off rows
         with cosine distances, as lime does for superpixels; every element gets its
@@ -176,8 +195,7 @@ class Lime(Explainer):
         lime_base = require("lime.lime_base", "lime")
         from sklearn.metrics import pairwise_distances  # a dependency of lime
 
-        groups = np.unique(ids)
-        element_group = np.searchsorted(groups, ids)
+        per_sample = ids.ndim == inputs.ndim
         background = self.options["background"]
         hide = (
             check_background(background, inputs, self.name).mean(axis=0)
@@ -194,12 +212,16 @@ class Lime(Explainer):
             random_state=legacy_seed(seed),
         )
         random_state = np.random.RandomState(legacy_seed(seed))
-        n_samples, g = self.options["n_samples"], len(groups)
+        n_samples = self.options["n_samples"]
+        most_groups = max(len(np.unique(row)) for row in (ids if per_sample else [ids]))
         row_bytes = int(np.prod(inputs.shape[1:])) * inputs.dtype.itemsize
-        check_held("n_samples", n_samples, 9 * g + row_bytes + 64, "the perturbed copies")
+        check_held("n_samples", n_samples, 9 * most_groups + row_bytes + 64, "the perturbed copies")
         attributions = np.zeros(inputs.shape, np.float64)
         intercepts = np.zeros(len(inputs))
         for i, t in enumerate(target):
+            groups = np.unique(ids[i] if per_sample else ids)
+            element_group = np.searchsorted(groups, ids[i] if per_sample else ids)
+            g = len(groups)
             data = random_state.randint(0, 2, (n_samples, g))
             data[0, :] = 1
             present = data[:, element_group].astype(bool)
@@ -210,7 +232,13 @@ class Lime(Explainer):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 intercept, local_exp, _, _ = base.explain_instance_with_data(
-                    data, labels, distances, int(t), g, feature_selection="auto"
+                    data,
+                    labels,
+                    distances,
+                    int(t),
+                    g,
+                    feature_selection="auto",
+                    model_regressor=self._regressor(),
                 )
             weights = np.zeros(g)
             for group, weight in local_exp:
@@ -263,6 +291,7 @@ class Lime(Explainer):
                     int(t),
                     100_000,
                     feature_selection=explainer.feature_selection,
+                    model_regressor=self._regressor(),
                 )
             per_segment = np.zeros(segments.max() + 1)
             for segment, weight in local_exp:
