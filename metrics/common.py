@@ -34,6 +34,21 @@ def spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return pearson(average_ranks(a), average_ranks(b))
 
 
+def kendall(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Kendall's tau-b row by row (scipy's `kendalltau`, as Quantus's similarity)."""
+    try:
+        from scipy.stats import kendalltau  # scipy comes with scikit-learn, shap and lime
+    except ImportError:
+        raise OptionError(
+            "similarity='kendall' needs scipy: pip install scipy (or use 'pearson' or 'spearman')."
+        ) from None
+    return np.array([kendalltau(x, y)[0] for x, y in zip(a, b)], np.float64)
+
+
+#: the rank and linear correlations a metric may compare with (Quantus's similarity_func)
+CORRELATIONS = {"pearson": pearson, "spearman": spearman, "kendall": kendall}
+
+
 def check_perturbations(value: Any, inputs: np.ndarray, name: str = "perturbations") -> np.ndarray:
     """User-given perturbations: (n_perturb_samples, samples, *sample shape)."""
     p = np.asarray(value, dtype=inputs.dtype)

@@ -5,9 +5,9 @@
 - `deletion` / `insertion` (Petsiuk et al. 2018): the target output as the most
   important features are replaced by a baseline (or inserted into it), and the
   area under that curve; deletion's curve is Quantus `PixelFlipping`'s.
-- `faithfulness_correlation` (Bhatt et al. 2020), Quantus's definition: Pearson
-  correlation, over random feature subsets, of the attributions' sum and the output
-  drop when the subset is replaced.
+- `faithfulness_correlation` (Bhatt et al. 2020), Quantus's definition: the Pearson
+  (or Spearman, Kendall: `similarity=`) correlation, over random feature subsets, of the
+  attributions' sum and the output drop when the subset is replaced.
 - `completeness`: |sum(a) - (f(x) - f(baseline))|, relative to |f(x) - f(baseline)|.
 
 Every perturbed copy goes to the model through the core's chunks, all samples and
@@ -24,6 +24,7 @@ from xai_core import hookimpl
 from xai_core.errors import OptionError
 from xai_core.explainer import (
     check_bool,
+    check_choice,
     check_held,
     check_number,
     check_positive_int,
@@ -32,7 +33,7 @@ from xai_core.explainer import (
 )
 from xai_core.metric import Metric, MetricContext, MetricResult, capability_error
 from xai_core.validation import broadcast_baselines, check_background
-from xai_core_metrics.common import check_perturbations, flat, pearson
+from xai_core_metrics.common import CORRELATIONS, check_perturbations, flat
 
 
 class Infidelity(Metric):
@@ -177,9 +178,17 @@ class FaithfulnessCorrelation(Metric):
     name = "faithfulness_correlation"
     higher_is_better = True
     requires = ("forward",)
-    defaults = {"n_runs": 100, "subset_size": 224, "baseline": 0.0, "softmax": False, "seed": None}
+    defaults = {
+        "n_runs": 100,
+        "subset_size": 224,
+        "baseline": 0.0,
+        "softmax": False,
+        "seed": None,
+        "similarity": "pearson",
+    }
 
     def validate(self) -> None:
+        check_choice("similarity", self.options["similarity"], list(CORRELATIONS))
         check_positive_int("n_runs", self.options["n_runs"], 2)
         check_positive_int("subset_size", self.options["subset_size"])
         check_bool("softmax", self.options["softmax"])
@@ -211,7 +220,8 @@ class FaithfulnessCorrelation(Metric):
         f_x, outputs = context.explained_and_blocks(runs, perturbed, softmax)
         drops = f_x[None] - outputs
         sums = np.take_along_axis(a[None], subsets, axis=2).sum(axis=2)  # (runs, n)
-        return MetricResult(pearson(sums.T, drops.T), options={"seed": seed})
+        similarity = CORRELATIONS[self.options["similarity"]]
+        return MetricResult(similarity(sums.T, drops.T), options={"seed": seed})
 
 
 class Completeness(Metric):

@@ -27,6 +27,7 @@ METRIC_OPTIONS = {
     "faithfulness_correlation": {"seed": 3, "n_runs": 12, "subset_size": 20},
     "sparseness": {},
     "complexity": {},
+    "effective_complexity": {"eps": 0.05},
     "completeness": {},
     "model_randomization": {"seed": 4},
 }

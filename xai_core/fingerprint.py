@@ -63,11 +63,14 @@ def model_files(path: str | os.PathLike[str]) -> list[str]:
     path = os.fspath(path)
     if os.path.isfile(path):
         return [path]
-    stem = path[: -len(suffix)] if (suffix := os.path.splitext(path)[1]) in (
-        ".pdiparams",
-        ".pdmodel",
-        ".json",
-    ) else path
-    return [
-        stem + s for s in (".json", ".pdmodel", ".pdiparams") if os.path.isfile(stem + s)
-    ]
+    stem = (
+        path[: -len(suffix)]
+        if (suffix := os.path.splitext(path)[1])
+        in (
+            ".pdiparams",
+            ".pdmodel",
+            ".json",
+        )
+        else path
+    )
+    return [stem + s for s in (".json", ".pdmodel", ".pdiparams") if os.path.isfile(stem + s)]

@@ -333,9 +333,7 @@ def pack_per_input(kind: str, value: Any, layout: InputLayout, name: str, n: int
         for key, part, size, offset in zip(layout.keys, parts, layout.sizes, offsets):
             bad = [i for i in part if not 0 <= int(i) < size]
             if bad:
-                raise OptionError(
-                    f"{name} for input {key!r}: {bad} out of range (0..{size - 1})."
-                )
+                raise OptionError(f"{name} for input {key!r}: {bad} out of range (0..{size - 1}).")
             moved += [int(i) + int(offset) for i in part]
         return moved
     # masks: one sample's ids (or 1 x it), or one row per sample (n x it) for any input
@@ -347,8 +345,7 @@ def pack_per_input(kind: str, value: Any, layout: InputLayout, name: str, n: int
     for key, mask, shape in zip(layout.keys, masks, layout.shapes):
         if mask.dtype.kind not in "iub":
             raise OptionError(
-                f"{name} for input {key!r} holds {mask.dtype} values; it takes integer "
-                "feature ids."
+                f"{name} for input {key!r} holds {mask.dtype} values; it takes integer feature ids."
             )
         if mask.ndim == len(shape):
             mask = mask[None]

@@ -279,6 +279,18 @@ class MetricContext:
             scores[start:stop] = at_target(_maybe_softmax(out, softmax), self.target)
         return scores
 
+    def labels_of_blocks(self, blocks: np.ndarray) -> np.ndarray:
+        """The predicted class (argmax of the output) of every copy in `blocks` (k, samples,
+        *sample shape) and, as block 0 of the result, of the inputs: (k + 1, samples)."""
+
+        def make_block(start: int, stop: int) -> np.ndarray:
+            return blocks[start:stop]
+
+        labels = [self.model.forward(self.inputs).reshape(len(self.inputs), -1).argmax(1)]
+        for _, _, out in self.model.forward_groups(len(blocks), make_block, self.inputs):
+            labels.extend(out.reshape(*out.shape[:2], -1).argmax(axis=2))
+        return np.stack(labels)
+
     def reexplain(self, blocks: np.ndarray, adapter: ModelAdapter | None = None) -> np.ndarray:
         """The explanation's method, with its options, on perturbed copies of the batch.
 
@@ -340,9 +352,11 @@ class MetricContext:
         return [layer.name for layer in self.adapter.layers() if layer.n_params > 0]
 
     def randomized_cascade(
-        self, layers: Sequence[str], seed: int
+        self, layers: Sequence[str], seed: int, order: str = "top_down"
     ) -> Iterator[tuple[str, ModelAdapter]]:
-        """Copies of the model with the last 1, 2, ... of `layers` re-drawn, top down.
+        """Copies of the model with the last 1, 2, ... of `layers` re-drawn ("top_down"),
+        the first 1, 2, ... ("bottom_up"), or each layer alone ("independent"): Quantus
+        MPRT's `layer_order`s.
 
         Every framework draws the same numbers: parameters are drawn here with NumPy in
         the PyTorch layout (`ModelAdapter.layer_parameters`), uniform in
@@ -350,7 +364,10 @@ class MetricContext:
         (seed, layer position); the adapter puts them into a copy of the model. The
         user's model is never touched."""
         copy: ModelAdapter | None = None
-        for position in range(len(layers) - 1, -1, -1):
+        positions = range(len(layers)) if order == "bottom_up" else range(len(layers))[::-1]
+        if order == "independent":
+            positions = range(len(layers))
+        for position in positions:
             layer = layers[position]
             params = self.adapter.layer_parameters(layer)
             rng = np.random.default_rng([seed, position])
@@ -363,7 +380,7 @@ class MetricContext:
                 ]
             }
             # one copy for the whole cascade, each step re-drawing one more layer in it
-            if copy is None:
+            if copy is None or order == "independent":  # independent: a fresh copy each
                 copy = self.adapter.with_parameters(drawn)
             else:
                 copy = copy.with_parameters(drawn, in_place=True)
