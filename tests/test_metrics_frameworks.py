@@ -30,6 +30,9 @@ METRIC_OPTIONS = {
     "effective_complexity": {"eps": 0.05},
     "completeness": {},
     "model_randomization": {"seed": 4},
+    "smooth_model_randomization": {"seed": 5, "n_samples": 3},
+    "efficient_model_randomization": {"seed": 6},
+    "random_logit": {"seed": 7},
 }
 
 

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 from captum.attr import Saliency
-from scipy.stats import spearmanr
 
 import xai_core
 from xai_core.testing.twins import cnn_weights, torch_cnn
@@ -159,33 +158,124 @@ def test_sensitivity_max_returns_nan_when_the_prediction_changes_as_quantus(digi
     assert np.isfinite(results[False]).all()
 
 
+# -- SmoothMPRT, EfficientMPRT, RandomLogit ---------------------------------------------------
+LAYERS = ["conv1", "conv2", "fc"]  # the twin's layers with parameters, in execution order
+
+
+def with_documented_draws(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """A copy whose `reset_parameters` (what Quantus calls to randomise a layer) draws
+    xai_core's documented numbers: uniform +-1/sqrt(fan_in) from default_rng([seed,
+    position]). Quantus then randomises exactly as xai_core does."""
+    import types
+
+    copied = copy.deepcopy(model)
+    for position, name in enumerate(LAYERS):
+        module = getattr(copied, name)
+
+        def draw(self, position=position):
+            rng = np.random.default_rng([seed, position])
+            bound = 1 / np.sqrt(np.prod(self.weight.shape[1:]))
+            with torch.no_grad():
+                for p in (self.weight, self.bias):
+                    p.copy_(
+                        torch.from_numpy(rng.uniform(-bound, bound, p.shape).astype(np.float32))
+                    )
+
+        module.reset_parameters = types.MethodType(draw, module)  # deepcopy rebinds it
+    return copied
+
+
+def saliency(model, inputs, targets, **kwargs):
+    x = torch.from_numpy(np.asarray(inputs, np.float32))
+    return Saliency(model).attribute(x, target=torch.as_tensor(targets), abs=True).numpy()
+
+
 # -- MPRT layer orders ---------------------------------------------------------------------
 @pytest.mark.parametrize("order", ["top_down", "bottom_up", "independent"])
-def test_model_randomization_layer_orders_follow_the_documented_draws(cnn, digits, order):
+def test_model_randomization_layer_orders_equal_quantus_mprt(cnn, digits, order):
     e = xai_core.explain(cnn, digits, "saliency")
     result = xai_core.evaluate(
         cnn, e, "model_randomization", seed=3, layer_order=order, details=True
     )
-    layers = ["conv1", "conv2", "fc"]  # the twin's layers with parameters, in order
-    positions = {"top_down": [2, 1, 0], "bottom_up": [0, 1, 2], "independent": [0, 1, 2]}[order]
-    assert result.curve_labels == [layers[p] for p in positions]
-    randomised = copy.deepcopy(cnn)
-    for step, position in enumerate(positions):
-        if order == "independent":
-            randomised = copy.deepcopy(cnn)
-        module = getattr(randomised, layers[position])
-        rng = np.random.default_rng([3, position])  # documented: (seed, layer position)
-        bound = 1 / np.sqrt(np.prod(module.weight.shape[1:]))
-        with torch.no_grad():
-            for p in (module.weight, module.bias):
-                p.copy_(torch.from_numpy(rng.uniform(-bound, bound, p.shape).astype(np.float32)))
-        moved = Saliency(randomised).attribute(
-            torch.from_numpy(digits), target=torch.from_numpy(e.target)
-        )
-        want = [
-            spearmanr(np.abs(e.attributions[i]).ravel(), moved[i].numpy().ravel())[0]
-            for i in range(len(digits))
-        ]
-        np.testing.assert_allclose(result.curves[:, step], want, rtol=1e-5, atol=1e-7)
+    metric = quantus.MPRT(layer_order=order, disable_warnings=True)
+    metric(
+        model=with_documented_draws(cnn, 3),
+        x_batch=digits,
+        y_batch=e.target,
+        a_batch=e.attributions,
+        device="cpu",
+        explain_func=saliency,
+    )
+    theirs = {k: v for k, v in metric.evaluation_scores.items() if k != "original"}
+    assert result.curve_labels == list(theirs)
+    expected_order = LAYERS[::-1] if order == "top_down" else LAYERS
+    assert result.curve_labels == expected_order
+    np.testing.assert_allclose(result.curves, np.array(list(theirs.values())).T, rtol=1e-5)
     with pytest.raises(xai_core.OptionError, match="layer_order"):
         xai_core.evaluate(cnn, e, "model_randomization", layer_order="random")
+
+
+def test_efficient_model_randomization_equals_quantus_emprt(cnn, digits):
+    e = xai_core.explain(cnn, digits, "saliency")
+    ours = xai_core.evaluate(cnn, e, "efficient_model_randomization", seed=6)
+    theirs = quantus_call(
+        quantus.EfficientMPRT(disable_warnings=True),
+        with_documented_draws(cnn, 6),
+        digits,
+        e,
+        explain_func=saliency,
+    )
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6)
+    assert np.isfinite(ours).all() and np.abs(ours).min() > 1e-3  # the entropy moved
+
+
+def test_smooth_model_randomization_equals_quantus_smooth_mprt(cnn, digits, monkeypatch):
+    k, seed = 4, 8
+    e = xai_core.explain(cnn, digits, "saliency")
+    result = xai_core.evaluate(
+        cnn, e, "smooth_model_randomization", seed=seed, n_samples=k, details=True
+    )
+    # Quantus draws its noise with np.random.randn, model after model: give it the
+    # documented draws (xai_core's: the same k - 1 draws for every model)
+    draws = [np.random.default_rng([seed, j]).standard_normal(digits.shape) for j in range(k - 1)]
+    calls = iter(range(10_000))
+    monkeypatch.setattr(np.random, "randn", lambda *shape: draws[next(calls) % (k - 1)])
+    metric = quantus.SmoothMPRT(nr_samples=k, disable_warnings=True, return_last_correlation=False)
+    metric(
+        model=with_documented_draws(cnn, seed),
+        x_batch=digits,
+        y_batch=e.target,
+        a_batch=e.attributions,
+        device="cpu",
+        explain_func=quantus.explain,
+        explain_func_kwargs={"method": "Saliency"},
+    )
+    monkeypatch.undo()
+    theirs = np.array(list(metric.evaluation_scores.values())).T  # (samples, original + layers)
+    assert result.curve_labels == ["original", *LAYERS]
+    np.testing.assert_allclose(result.curves, theirs, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(result.scores, theirs[:, 1:].mean(axis=1), rtol=1e-5)
+
+
+def test_random_logit_equals_quantus_one_sample_at_a_time(cnn, digits):
+    for i in range(len(digits)):
+        one = xai_core.explain(cnn, digits[i : i + 1], "saliency", abs=False)
+        ours = xai_core.evaluate(cnn, one, "random_logit", seed=42 + i)
+
+        def gradient(model, inputs, targets, **kwargs):
+            x = torch.from_numpy(np.asarray(inputs, np.float32))
+            return Saliency(model).attribute(x, target=torch.as_tensor(targets), abs=False).numpy()
+
+        theirs = quantus_call(
+            quantus.RandomLogit(num_classes=10, seed=42 + i, disable_warnings=True),
+            cnn,
+            digits[i : i + 1],
+            one,
+            explain_func=gradient,
+        )
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5)
+    spearman_scores = xai_core.evaluate(cnn, one, "random_logit", seed=0, similarity="spearman")
+    assert np.isfinite(spearman_scores).all()
+    with pytest.raises(xai_core.OptionError, match="two or more outputs"):
+        single = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(100, 1))
+        xai_core.evaluate(single, xai_core.explain(single, digits, "saliency"), "random_logit")

@@ -291,7 +291,12 @@ class MetricContext:
             labels.extend(out.reshape(*out.shape[:2], -1).argmax(axis=2))
         return np.stack(labels)
 
-    def reexplain(self, blocks: np.ndarray, adapter: ModelAdapter | None = None) -> np.ndarray:
+    def reexplain(
+        self,
+        blocks: np.ndarray,
+        adapter: ModelAdapter | None = None,
+        target: np.ndarray | None = None,
+    ) -> np.ndarray:
         """The explanation's method, with its options, on perturbed copies of the batch.
 
         `blocks` is (k, samples, *sample shape); all k * samples rows go to the method in
@@ -299,7 +304,8 @@ class MetricContext:
         a sample's copies side by side (nearly identical neighbouring rows run faster, see
         `BatchedModel.forward_groups`). Returns attributions as (k, samples, ...): shaped
         like `blocks`, or like the layer's output for a `layer=` explanation. `adapter`
-        runs another model (a randomised copy) instead of the explained one."""
+        runs another model (a randomised copy) instead of the explained one; `target`
+        (one flat output index per sample) explains other outputs than the explained."""
         from .api import get_explainer, run
         from .registry import REGISTRY
 
@@ -318,7 +324,7 @@ class MetricContext:
             explainer,
             adapter or self.adapter,
             structured,
-            self._targets_for(k),
+            self._targets_for(k, target),
             forward_kwargs=_repeat_kwargs(self.forward_kwargs, n, k, self.adapter.to_numpy),
             output=self.output,
             known_outputs=self._output_shape(),
@@ -339,9 +345,10 @@ class MetricContext:
             )
         return shape
 
-    def _targets_for(self, k: int) -> Any:
+    def _targets_for(self, k: int, target: np.ndarray | None = None) -> Any:
         shape = self._output_shape()
-        repeated = np.repeat(self.target, k)  # a sample's copies side by side
+        chosen = self.target if target is None else np.asarray(target)
+        repeated = np.repeat(chosen, k)  # a sample's copies side by side
         if shape is not None and len(shape) > 1:
             return [tuple(int(i) for i in np.unravel_index(t, shape)) for t in repeated]
         return repeated
