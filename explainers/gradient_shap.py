@@ -77,6 +77,7 @@ class GradientShap(Explainer):
         layer = self.options["layer"]
         gradient_sum = None  # the mean gradient is the attribution without the inputs' factor
         if layer is None:
+            model.check_differentiable(moves_inputs=True)  # ids and bools: say so first
             total = np.zeros(inputs.shape, np.float64)
             gradient_sum = np.zeros(inputs.shape, np.float64)
             for _, _, grads in model.gradient_groups(n_samples, path_points, target, like=inputs):

@@ -129,6 +129,7 @@ class IntegratedGradients(Explainer):
         baselines = broadcast_baselines(self.options["baselines"], inputs)
         layer = self.options["layer"]
         if layer is None:  # the path runs through input space
+            model.check_differentiable(moves_inputs=True)  # ids and bools: say so first
             start_point, end_point = baselines, inputs
 
             def groups(path: Callable, n: int) -> Iterator:

@@ -58,6 +58,7 @@ class SmoothGrad(Explainer):
         check_layer_option(self.options["layer"])
 
     def explain(self, model: BatchedModel, inputs: np.ndarray, target: np.ndarray) -> Attribution:
+        model.check_differentiable(moves_inputs=True)  # ids and bools: say so first
         seed = resolve_seed(self.options["seed"])
         n = self.options["n_samples"]
         sigma = noise_scale(inputs, self.options["stdevs"])

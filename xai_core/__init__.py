@@ -40,6 +40,7 @@ _EXPORTS = {
     "MetricResult": "metric",
     "UnknownMetricError": "errors",
     "load_model": "loading",
+    "FunctionModel": "function_model",
     "Summary": "summary",
     "BatchedModel": "batching",
     "AmbiguousLayerError": "errors",
@@ -82,6 +83,7 @@ __all__ = [
     "CapabilityError",
     "Explainer",
     "Explanation",
+    "FunctionModel",
     "InputError",
     "LayerInfo",
     "LayerNotRunError",
@@ -160,6 +162,7 @@ if TYPE_CHECKING:
     from .evaluation import Comparison, compare, evaluate, get_metric, metrics
     from .explainer import Attribution, Explainer
     from .explanation import Explanation
+    from .function_model import FunctionModel
     from .loading import load_model
     from .metric import Metric, MetricContext, MetricResult
     from .registry import hookimpl

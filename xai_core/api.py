@@ -27,6 +27,13 @@ def adapt(model: Any) -> ModelAdapter:
     if isinstance(model, ModelAdapter):
         return model
     adapter = REGISTRY.adapt(model)
+    if adapter is None and _plain_function(model):
+        raise UnsupportedModelError(
+            f"{getattr(model, '__qualname__', model)!r} is a plain function, and a function "
+            "names no framework: wrap it as xai_core.FunctionModel(fn, framework=...) with "
+            "framework 'numpy' (arrays in, array out; forward-only methods) or 'torch', "
+            "'tensorflow', 'paddle' (that framework's tensors; gradient methods too)."
+        )
     if adapter is None:
         installed = ", ".join(REGISTRY.backend_names()) or "none"
         failed = "".join(
@@ -39,6 +46,12 @@ def adapt(model: Any) -> ModelAdapter:
             "`xai_core.ModelAdapter` subclass."
         )
     return adapter
+
+
+def _plain_function(model: Any) -> bool:
+    import types
+
+    return isinstance(model, (types.FunctionType, types.BuiltinFunctionType, types.MethodType))
 
 
 def get_explainer(method: str, **options: Any) -> Explainer:

@@ -222,9 +222,11 @@ class BatchedModel:
             return
         if moves_inputs:
             raise InputError(
-                f"inputs {integer} are integers (token ids?), and this method moves the inputs "
-                "themselves (noise, interpolation), which integers cannot follow. Use "
-                "integrated_gradients with layer=<embedding layer>: it moves the layer's output."
+                f"inputs {integer} are integers (token ids?) or booleans, and this method moves "
+                "the inputs themselves (noise, interpolation), which they cannot follow. Use "
+                "integrated_gradients with layer=<embedding layer>: it moves the layer's output; "
+                "or a perturbation method (feature_ablation, occlusion, kernel_shap, lime), "
+                "which switches features to a baseline."
             )
         embeddings = [i.name for i in _safe_layers(self.adapter) if "embed" in i.kind.lower()]
         which = "the inputs are" if self.layout.kind == "array" else f"inputs {integer} are"

@@ -87,7 +87,7 @@ class InputLayout:
 
     @property
     def integer(self) -> list[Slot]:
-        return [k for k, d in zip(self.keys, self.dtypes) if d.kind in "iu"]
+        return [k for k, d in zip(self.keys, self.dtypes) if d.kind in "iub"]
 
     def integer_mask(self) -> np.ndarray | None:
         """Which features of one packed sample are integers (token ids), or None when none
@@ -97,7 +97,7 @@ class InputLayout:
         if not self.packed:
             return np.ones(self.shapes[0], bool)
         return np.concatenate(
-            [np.full(size, dtype.kind in "iu") for size, dtype in zip(self.sizes, self.dtypes)]
+            [np.full(size, dtype.kind in "iub") for size, dtype in zip(self.sizes, self.dtypes)]
         )
 
     def pack(self, parts: Sequence[np.ndarray], dtype: Any = None) -> np.ndarray:
@@ -132,7 +132,7 @@ class InputLayout:
         for shape, size, dtype in zip(self.shapes, self.sizes, self.dtypes):
             part = rows[:, start : start + size].reshape(n, *shape)
             if cast and part.dtype != dtype:
-                part = np.rint(part).astype(dtype) if dtype.kind in "iu" else part.astype(dtype)
+                part = np.rint(part).astype(dtype) if dtype.kind in "iub" else part.astype(dtype)
             parts.append(part)
             start += size
         return parts

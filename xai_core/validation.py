@@ -15,7 +15,8 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def check_inputs(inputs: np.ndarray, name: str = "inputs") -> np.ndarray:
-    """A non-empty, finite batch of real numbers; integers (token ids) stay integers.
+    """A non-empty, finite batch of real numbers; integers (token ids) and booleans (on/off
+    features, Captum's bool inputs) stay as they are.
 
     Runs on every call, so it is kept to one array pass: dtype kinds instead of
     `issubdtype`, and one sum for finiteness (a NaN or inf anywhere makes the sum
@@ -24,9 +25,9 @@ def check_inputs(inputs: np.ndarray, name: str = "inputs") -> np.ndarray:
     machines (measured: +7% on a PyTorch activation capture on 2 cores).
     """
     kind = inputs.dtype.kind
-    if kind not in "iuf":
+    if kind not in "iufb":
         raise InputError(
-            f"{name} must be real numbers (float or int), got dtype {inputs.dtype}. Pass a "
+            f"{name} must be real numbers (float, int or bool), got dtype {inputs.dtype}. Pass a "
             "NumPy array or the framework's tensor, batch first."
         )
     if inputs.ndim < 2:

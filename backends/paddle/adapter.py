@@ -307,3 +307,15 @@ def _numpy(t: paddle.Tensor) -> np.ndarray:
     if t.dtype in (paddle.float16, paddle.bfloat16):
         t = t.astype("float32")
     return t.numpy()
+
+
+def function_layer(fn: Any) -> Any:
+    """A function of tensors as a layer without parameters (`FunctionModel(fn, "paddle")`)."""
+
+    class Function(paddle.nn.Layer):
+        def forward(self, *args: Any, **kwargs: Any) -> Any:
+            return fn(*args, **kwargs)
+
+    layer = Function()
+    layer.eval()
+    return layer

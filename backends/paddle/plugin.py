@@ -10,6 +10,14 @@ from xai_core.backend_utils import class_from
 
 @hookimpl
 def xai_adapt(model: Any) -> Any:
+    from xai_core.function_model import FunctionModel
+
+    if isinstance(model, FunctionModel):
+        if model.framework != "paddle":
+            return None
+        from .adapter import PaddleAdapter, function_layer
+
+        return PaddleAdapter(function_layer(model.fn))
     if not class_from(model, "paddle.nn", "Layer"):
         return None
     from .adapter import PaddleAdapter

@@ -433,3 +433,13 @@ def _numpy(t: torch.Tensor) -> np.ndarray:
     if t.dtype in (torch.float16, torch.bfloat16):
         t = t.float()
     return t.cpu().numpy()
+
+
+def function_module(fn: Any) -> torch.nn.Module:
+    """A function of tensors as a module without parameters (`FunctionModel(fn, "torch")`)."""
+
+    class Function(torch.nn.Module):
+        def forward(self, *args: Any, **kwargs: Any) -> Any:
+            return fn(*args, **kwargs)
+
+    return Function().eval()

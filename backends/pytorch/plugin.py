@@ -10,6 +10,14 @@ from xai_core.backend_utils import class_from, module_roots
 
 @hookimpl
 def xai_adapt(model: Any) -> Any:
+    from xai_core.function_model import FunctionModel
+
+    if isinstance(model, FunctionModel):
+        if model.framework != "torch":
+            return None
+        from .adapter import TorchAdapter, function_module
+
+        return TorchAdapter(function_module(model.fn))
     # A Keras 3 model on the torch backend is also an nn.Module; Keras owns it.
     if "keras" in module_roots(model) or not class_from(model, "torch.nn", "Module"):
         return None

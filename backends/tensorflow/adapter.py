@@ -507,3 +507,15 @@ def _numpy(t: tf.Tensor) -> np.ndarray:
     if t.dtype in (tf.float16, tf.bfloat16):
         t = tf.cast(t, tf.float32)
     return t.numpy()
+
+
+def function_model(fn: Any) -> Any:
+    """A function of tensors as a Keras model without weights (`FunctionModel(fn,
+    "tensorflow")`)."""
+
+    class Function(keras.Model):
+        def call(self, *args: Any, **kwargs: Any) -> Any:
+            kwargs.pop("training", None)
+            return fn(*args, **kwargs)
+
+    return Function()

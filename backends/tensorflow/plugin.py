@@ -13,6 +13,14 @@ from xai_core.errors import UnsupportedModelError
 # tryfirst: a Keras 3 model on the torch backend is also an nn.Module; Keras owns it.
 @hookimpl(tryfirst=True)
 def xai_adapt(model: Any) -> Any:
+    from xai_core.function_model import FunctionModel
+
+    if isinstance(model, FunctionModel):
+        if model.framework != "tensorflow":
+            return None
+        from .adapter import KerasAdapter, function_model
+
+        return KerasAdapter(function_model(model.fn))
     if not class_from(model, "keras", "Model"):
         return None
     keras = sys.modules["keras"]

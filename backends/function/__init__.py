@@ -1,0 +1,1 @@
+"""Plain NumPy functions as models (`xai_core.FunctionModel(fn, framework="numpy")`)."""
