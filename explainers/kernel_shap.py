@@ -49,6 +49,7 @@ class KernelShap(Explainer):
         "feature_mask": None,
     }
     per_input_options = {"feature_mask": "mask", "feature_names": "names"}
+    aggregate_mode = True
 
     def validate(self) -> None:
         check_choice("algorithm", self.options["algorithm"], ALGORITHMS)
@@ -61,6 +62,8 @@ class KernelShap(Explainer):
             check_background(None, np.zeros((1, 1)), self.name)  # raises, saying what to pass
 
     def explain(self, model: BatchedModel, inputs: np.ndarray, target: np.ndarray) -> Attribution:
+        if model.aggregate:
+            return self._batch_value_shap(model, inputs)
         if self.options["feature_mask"] is not None:
             return self._grouped(model, inputs, target)
         shap = require("shap", "shap")
@@ -126,6 +129,45 @@ class KernelShap(Explainer):
             convergence_delta=additivity_gap(picked, base_values, outputs),
             extras={"base_values": base_values},
             options={"seed": seed, "background_summary": summary},
+        )
+
+    def _batch_value_shap(self, model: BatchedModel, inputs: np.ndarray) -> Attribution:
+        """SHAP values of a model returning one value for the whole batch (Captum's
+        aggregation mode): a feature (group) is present or absent in every sample at once,
+        absent taking a background row's values, averaged over the background; shap's
+        Kernel algorithm on that game. Every sample's row gets the same values."""
+        shap = require("shap", "shap")
+        seed = resolve_seed(self.options["seed"])
+        background = check_background(self.options["background"], inputs, self.name)
+        ids, groups = feature_groups(self.options["feature_mask"], inputs.shape[1:])
+        element_group = np.searchsorted(groups, ids)
+        g = len(groups)
+
+        def predict(z: np.ndarray) -> np.ndarray:
+            values = np.empty((len(z), 1))
+            for k, row in enumerate(np.asarray(z) > 0.5):
+                present = row[element_group][None]
+                values[k] = np.mean(
+                    [model.batch_value(np.where(present, inputs, b[None])) for b in background]
+                )
+            return values
+
+        with seeded_global_numpy(seed), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            explainer = shap.KernelExplainer(predict, np.zeros((1, g)))
+            values = np.asarray(
+                explainer.shap_values(
+                    np.ones((1, g)), nsamples=self.options["n_samples"] or "auto", silent=True
+                )
+            ).reshape(g)
+            base = float(np.atleast_1d(np.asarray(explainer.expected_value))[0])
+        row = values[element_group]
+        gap = values.sum() + base - model.batch_value(inputs)
+        return Attribution(
+            attributions=np.broadcast_to(row, inputs.shape).astype(np.float64),
+            convergence_delta=np.full(len(inputs), gap),
+            extras={"base_values": np.full(len(inputs), base)},
+            options={"seed": seed},
         )
 
     def _grouped(self, model: BatchedModel, inputs: np.ndarray, target: np.ndarray) -> Attribution:

@@ -35,6 +35,8 @@ def ablate(
     `masks(start, stop)` gives features start..stop-1 as boolean masks of one sample's
     shape, (stop - start, *inputs.shape[1:]), or per sample, (stop - start, *inputs.shape)
     (Captum's feature masks with one row per sample)."""
+    if model.aggregate:
+        return _ablate_batch_value(model, inputs, baselines, n_features, masks)
     initial = at_target(model.forward(inputs)[None], target)[0]
     total = np.zeros(inputs.shape, np.float64)
     counts = np.zeros(inputs.shape[1:], np.float64)
@@ -60,6 +62,30 @@ def ablate(
     return total, counts
 
 
+def _ablate_batch_value(
+    model: BatchedModel,
+    inputs: np.ndarray,
+    baselines: np.ndarray,
+    n_features: int,
+    masks: Callable[[int, int], np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """`ablate` for a model returning one value for the whole batch (Captum's aggregation
+    mode): feature j is replaced in every sample at once, and its drop is the batch
+    value's; every sample's row gets the same attribution (Captum returns that row once)."""
+    initial = model.batch_value(inputs)
+    total = np.zeros(inputs.shape, np.float64)
+    counts = np.zeros(inputs.shape[1:], np.float64)
+    for j in range(n_features):
+        mask = masks(j, j + 1)[0]
+        per_sample = mask.ndim == inputs.ndim
+        shaped = mask if per_sample else mask[None]
+        drop = initial - model.batch_value(np.where(shaped, baselines, inputs))
+        total += drop * shaped.astype(np.float64)
+        if not per_sample:
+            counts += mask
+    return total, counts
+
+
 def check_shape_option(name: str, value: Any, sample_shape: tuple[int, ...]) -> tuple[int, ...]:
     """A window or stride: one positive int per sample dimension (an int means all)."""
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
@@ -80,6 +106,7 @@ def check_shape_option(name: str, value: Any, sample_shape: tuple[int, ...]) -> 
 
 class Occlusion(Explainer):
     name = "occlusion"
+    aggregate_mode = True
     defaults = {"window": None, "strides": 1, "baselines": 0.0}
     per_input_options = {"window": "shape", "strides": "shape"}
 
@@ -172,6 +199,7 @@ def packed_masks(
 
 class FeatureAblation(Explainer):
     name = "feature_ablation"
+    aggregate_mode = True
     defaults = {"feature_mask": None, "baselines": 0.0}
     per_input_options = {"feature_mask": "mask"}
 

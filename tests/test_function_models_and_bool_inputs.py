@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from captum.attr import FeatureAblation, IntegratedGradients, Saliency, ShapleyValues
+from captum.attr import FeatureAblation, IntegratedGradients, Occlusion, Saliency, ShapleyValues
 from captum.testing.helpers.basic_models import BasicModelBoolInput
 
 import xai_core
@@ -131,3 +131,60 @@ def test_methods_that_move_the_inputs_refuse_bools_saying_what_works(method):
     options = {"background": BOOL} if method == "gradient_shap" else {}
     with pytest.raises(xai_core.InputError, match="booleans.*perturbation method"):
         xai_core.explain(BasicModelBoolInput(), BOOL, method, target=0, **options)
+
+
+# -- aggregation mode: one value for the whole batch ----------------------------------------
+def batch_sum(framework: str):
+    """sum over the batch of tanh(x @ W)[:, 0]: one value per batch, in `framework`."""
+    if framework == "numpy":
+        return lambda a: numpy_fn(a)[:, 0].sum()
+    fn = framework_fn(framework)
+    if framework == "tensorflow":
+        import tensorflow as tf
+
+        return lambda a: tf.reduce_sum(fn(a)[:, 0])
+    return lambda a: fn(a)[:, 0].sum()
+
+
+def torch_batch_sum(a):
+    return torch_fn(a)[:, 0].sum()
+
+
+@pytest.mark.parametrize("framework", ["numpy", "torch", "tensorflow", "paddle"])
+@pytest.mark.parametrize(
+    "method, options, reference",
+    [
+        ("feature_ablation", {}, lambda f, x: FeatureAblation(f).attribute(x)),
+        (
+            "feature_ablation",
+            {"feature_mask": np.array([[0, 0, 1]])},
+            lambda f, x: FeatureAblation(f).attribute(x, feature_mask=torch.tensor([[0, 0, 1]])),
+        ),
+        (
+            "occlusion",
+            {"window": (2,)},
+            lambda f, x: Occlusion(f).attribute(x, sliding_window_shapes=(2,)),
+        ),
+        (
+            "kernel_shap",
+            {"background": np.zeros((1, 3), np.float32)},
+            lambda f, x: ShapleyValues(f).attribute(x),
+        ),
+    ],
+)
+def test_a_function_of_the_whole_batch_is_explained_as_captum_s_aggregation_mode(
+    framework, method, options, reference
+):
+    fm = xai_core.FunctionModel(batch_sum(framework), framework)
+    ours = xai_core.explain(fm, X, method, **options)
+    theirs = reference(torch_batch_sum, torch.from_numpy(X)).numpy()  # (1, features)
+    assert ours.attributions.shape == X.shape  # every sample's row: the batch's values
+    np.testing.assert_allclose(
+        ours.attributions, np.repeat(theirs, len(X), 0), rtol=1e-4, atol=1e-5
+    )
+
+
+def test_a_batch_value_is_refused_by_methods_without_aggregation_mode():
+    fm = xai_core.FunctionModel(batch_sum("torch"), "torch")
+    with pytest.raises(xai_core.ModelOutputError, match="aggregation mode"):
+        xai_core.explain(fm, X, "saliency")

@@ -10,7 +10,7 @@ import numpy as np
 
 from .adapter import ModelAdapter
 from .batching import BatchedModel
-from .errors import InputError, UnsupportedModelError, XaiError
+from .errors import InputError, ModelOutputError, UnsupportedModelError, XaiError
 from .explainer import Explainer
 from .explanation import Explanation
 from .inputs import pack_per_input, pack_reference, split_forward_kwargs
@@ -163,7 +163,7 @@ def _run_locked(
                 resolved = resolve_target(user_target, predictions, batched.output_shape)
                 result = explainer.explain(batched, x, resolved)
             elif explainer.needs_target:
-                predictions = _predict(batched, x)
+                predictions = _predict_or_aggregate(explainer, batched, x)
                 resolved = resolve_target(user_target, predictions, batched.output_shape)
                 result = explainer.explain(batched, x, resolved)
             else:  # e.g. activation capture: one pass yields the activations and the predictions
@@ -269,6 +269,23 @@ def _model_call(call: Callable[[], T], x: np.ndarray, layout: Any = None) -> T:
             "feature size the model expects (channels-first for PyTorch/Paddle convolutions, "
             f"channels-last for Keras).{integers}"
         ) from exc
+
+
+def _predict_or_aggregate(explainer: Explainer, batched: BatchedModel, x: np.ndarray) -> Any:
+    """The predictions; or, for a method with `aggregate_mode` and a model that returns
+    one value for the whole batch (Captum's aggregation mode), that value for every
+    sample with `batched.aggregate` set (the only target is then 0)."""
+    try:
+        return _predict(batched, x)
+    except ModelOutputError as first:
+        if not explainer.aggregate_mode or len(x) < 2:
+            raise
+        try:
+            value = batched.batch_value(x)
+        except Exception:  # noqa: BLE001 - not one value per batch either: the first error
+            raise first from None
+    batched.aggregate, batched.output_shape = True, (1,)
+    return np.full((len(x), 1), value, np.float32)
 
 
 def _predict(batched: BatchedModel, x: np.ndarray) -> np.ndarray:

@@ -196,6 +196,23 @@ class BatchedModel:
             )
 
     # -- computation -------------------------------------------------------------
+    #: set by the core when the model returns one value for the whole batch (Captum's
+    #: aggregation mode, for the methods with `Explainer.aggregate_mode`)
+    aggregate: bool = False
+
+    def batch_value(self, batch: np.ndarray) -> float:
+        """The model's one output for a whole batch of rows (aggregation mode): one call,
+        never cut in chunks, since the value belongs to the batch and not to its rows."""
+        call = self._call_inputs(batch, self._samples_of(len(batch)))
+        raw = np.asarray(_guard(lambda: self.adapter.forward(call), len(batch)))
+        if raw.size != 1:
+            raise ModelOutputError(
+                f"the model returned {raw.shape} for a batch of {len(batch)} rows, after one "
+                "value for the batch on its first call: a model returns one value per batch "
+                "(aggregation mode) or one row per sample, on every call."
+            )
+        return float(raw.reshape(-1)[0])
+
     def forward(self, inputs: np.ndarray) -> np.ndarray:
         # the core's prediction pass is reused when an explainer asks for f(inputs) again
         for seen, out in self._recent:

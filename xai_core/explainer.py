@@ -58,6 +58,10 @@ class Explainer(ABC):
     #: options that are per input in Captum, by kind (`inputs.pack_per_input`): for several
     #: inputs they may be given in the inputs' structure, and are converted for packed rows
     per_input_options: ClassVar[dict[str, str]] = {}
+    #: whether the method also explains a model that returns one value for the whole batch
+    #: (Captum's aggregation mode): the core then sets `BatchedModel.aggregate` and the
+    #: method scores whole perturbed batches with `BatchedModel.batch_value`
+    aggregate_mode: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
         self.options: dict[str, Any] = settle_options(self.name, self.defaults, options)

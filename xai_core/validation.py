@@ -193,7 +193,13 @@ def check_returned(
         got = "a scalar" if arr.ndim == 0 else f"{len(arr)} rows (shape {arr.shape})"
         raise ModelOutputError(
             f"{call} returned {got} for {rows} input rows; a model must return one output "
-            "row per input row, batch first, on every call."
+            "row per input row, batch first, on every call"
+            + (
+                " (a function returning one value for the whole batch, Captum's aggregation "
+                "mode, is explained by feature_ablation, occlusion and kernel_shap)."
+                if arr.size == 1 and rows > 1
+                else "."
+            )
         )
     if shape is not None and arr.shape != shape:
         raise ModelOutputError(f"{call} returned shape {arr.shape}, expected {shape}.")
