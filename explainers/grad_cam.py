@@ -21,7 +21,7 @@ import numpy as np
 
 from xai_core import Attribution, BatchedModel, Explainer, hookimpl
 from xai_core.errors import OptionError
-from xai_core.explainer import check_bool
+from xai_core.explainer import check_bool, chosen_layer
 
 
 def resize_bilinear(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -58,7 +58,12 @@ def tokens_to_grid(tokens: np.ndarray, grid: tuple[int, int], layer: str) -> np.
 
 class GradCAM(Explainer):
     name = "grad_cam"
-    defaults = {"layer": None, "relu_attributions": True, "token_grid": None}
+    defaults = {
+        "layer": None,
+        "attribute_to_layer_input": False,
+        "relu_attributions": True,
+        "token_grid": None,
+    }
     requires = ("gradients at a layer",)
 
     def validate(self) -> None:
@@ -79,7 +84,7 @@ class GradCAM(Explainer):
             )
 
     def explain(self, model: BatchedModel, inputs: np.ndarray, target: np.ndarray) -> Attribution:
-        layer = self.options["layer"]
+        layer = chosen_layer(self.options)
         model.check_layers([layer])
         activation, grads = model.layer_gradients(inputs, target, layer)
         channels_last = model.channels_last

@@ -23,6 +23,7 @@ from xai_core.explainer import (
     check_layer_option,
     check_number,
     check_positive_int,
+    chosen_layer,
     resolve_seed,
 )
 from xai_core.outputs import at_target
@@ -37,6 +38,7 @@ class GradientShap(Explainer):
         "stdevs": 0.0,
         "seed": None,
         "layer": None,
+        "attribute_to_layer_input": False,
         "multiply_by_inputs": True,
     }
     requires = ("gradients",)
@@ -74,7 +76,7 @@ class GradientShap(Explainer):
             paths["group"] = ends - base
             return base + alphas[start:stop] * paths["group"]
 
-        layer = self.options["layer"]
+        layer = chosen_layer(self.options)
         gradient_sum = None  # the mean gradient is the attribution without the inputs' factor
         if layer is None:
             model.check_differentiable(moves_inputs=True)  # ids and bools: say so first

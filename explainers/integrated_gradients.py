@@ -22,6 +22,7 @@ from xai_core.explainer import (
     check_held,
     check_layer_option,
     check_positive_int,
+    chosen_layer,
 )
 from xai_core.validation import broadcast_baselines
 
@@ -111,6 +112,7 @@ class IntegratedGradients(Explainer):
         "integration": "gausslegendre",
         "multiply_by_inputs": True,
         "layer": None,
+        "attribute_to_layer_input": False,
     }
     requires = ("gradients",)
 
@@ -127,7 +129,7 @@ class IntegratedGradients(Explainer):
         check_held("n_steps", self.options["n_steps"], 24, "the quadrature nodes and weights")
         quadrature(self.options["integration"], self.options["n_steps"])  # refuses now
         baselines = broadcast_baselines(self.options["baselines"], inputs)
-        layer = self.options["layer"]
+        layer = chosen_layer(self.options)
         if layer is None:  # the path runs through input space
             model.check_differentiable(moves_inputs=True)  # ids and bools: say so first
             start_point, end_point = baselines, inputs

@@ -11,14 +11,19 @@ from __future__ import annotations
 import numpy as np
 
 from xai_core import Attribution, BatchedModel, Explainer, hookimpl
-from xai_core.explainer import check_bool, check_float_layer, check_layer_option
+from xai_core.explainer import check_bool, check_float_layer, check_layer_option, chosen_layer
 
 
 class Saliency(Explainer):
     """|d f_target / d x|, or the signed gradient, optionally times the input."""
 
     name = "saliency"
-    defaults = {"abs": True, "multiply_by_inputs": False, "layer": None}
+    defaults = {
+        "abs": True,
+        "multiply_by_inputs": False,
+        "layer": None,
+        "attribute_to_layer_input": False,
+    }
     requires = ("gradients",)
 
     def validate(self) -> None:
@@ -27,7 +32,7 @@ class Saliency(Explainer):
         check_layer_option(self.options["layer"])
 
     def explain(self, model: BatchedModel, inputs: np.ndarray, target: np.ndarray) -> Attribution:
-        layer = self.options["layer"]
+        layer = chosen_layer(self.options)
         if layer is None:
             grads, values = model.gradients(inputs, target), inputs
         else:  # Captum's LayerGradientXActivation (multiply_by_inputs) / the layer's gradient

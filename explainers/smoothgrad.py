@@ -21,6 +21,7 @@ from xai_core.explainer import (
     check_layer_option,
     check_number,
     check_positive_int,
+    chosen_layer,
     resolve_seed,
 )
 
@@ -44,6 +45,7 @@ class SmoothGrad(Explainer):
         "multiply_by_inputs": False,
         "seed": None,
         "layer": None,
+        "attribute_to_layer_input": False,
     }
     requires = ("gradients",)
 
@@ -73,7 +75,7 @@ class SmoothGrad(Explainer):
             noisy["group"] = noise.astype(inputs.dtype, copy=False)
             return noisy["group"]
 
-        variant, layer = self.options["variant"], self.options["layer"]
+        variant, layer = self.options["variant"], chosen_layer(self.options)
         if layer is None:
             groups = (
                 (grads, noisy["group"])

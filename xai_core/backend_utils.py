@@ -47,12 +47,25 @@ def class_from(obj: Any, module: str, qualname: str) -> bool:
     return isinstance(cls, type) and isinstance(obj, cls)
 
 
+#: a layer name ending so means the layer's (first) input, not its output: Captum's
+#: `attribute_to_layer_input=True`, e.g. `layer="fc2:input"`
+LAYER_INPUT = ":input"
+
+
+def layer_input(name: str) -> tuple[str, bool]:
+    """(the layer's own name, whether its input is meant) for a layer name."""
+    if name.endswith(LAYER_INPUT):
+        return name[: -len(LAYER_INPUT)], True
+    return name, False
+
+
 @contextlib.contextmanager
 def forward_hooks(
     layers: Mapping[str, Any],
     names: Sequence[str],
     register: Callable[[Any, Callable[..., None]], Any],
     keep: Callable[[str, Any], tuple[Any, Any]] = lambda name, output: (output, None),
+    register_pre: Callable[[Any, Callable[..., Any]], Any] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Record the outputs of the named layers for the duration of a `with` block.
 
@@ -62,7 +75,10 @@ def forward_hooks(
     itself). Storing a copy, or passing one on, is how a capture survives the next
     layer's in-place write (`ReLU(inplace=True)`, `out += identity`), as in Captum.
     Every handle is removed in `finally`, also when registering fails half-way or
-    the model raises, so the user's model never keeps a hook of ours.
+    the model raises, so the user's model never keeps a hook of ours. A name ending
+    in `LAYER_INPUT` records (and may replace) the layer's first input instead, through
+    `register_pre(layer, hook(layer, args) -> args or None)`; `layers` is keyed by the
+    layers' own names.
     """
     store: dict[str, Any] = {}
     handles = []
@@ -74,9 +90,31 @@ def forward_hooks(
 
         return hook
 
+    def make_pre_hook(name: str) -> Callable[..., Any]:
+        def hook(_layer: Any, args: Any) -> Any:
+            args = tuple(args)
+            if not args:
+                raise XaiError(
+                    f"layer {name!r}: the layer was called without a positional input, so "
+                    "there is no input to attribute to; use the layer's output."
+                )
+            store[name], passed_on = keep(name, args[0])
+            return None if passed_on is None else (passed_on, *args[1:])
+
+        return hook
+
     try:
         for name in names:
-            handles.append(register(layers[name], make_hook(name)))
+            base, at_input = layer_input(name)
+            if at_input and register_pre is None:
+                raise XaiError(
+                    f"layer {name!r}: this backend cannot record a layer's input; use the "
+                    "layer's output, or the output of the layer before it."
+                )
+            if at_input:
+                handles.append(register_pre(layers[base], make_pre_hook(name)))
+            else:
+                handles.append(register(layers[name], make_hook(name)))
         yield store
     finally:
         for handle in handles:

@@ -175,6 +175,23 @@ def check_layer_option(layer: Any) -> None:
         )
 
 
+def chosen_layer(options: dict[str, Any]) -> str | None:
+    """The layer an explainer attributes to: `layer`, or its input (the name with
+    `backend_utils.LAYER_INPUT`) with Captum's `attribute_to_layer_input=True`."""
+    from .backend_utils import LAYER_INPUT
+
+    layer, at_input = options.get("layer"), options.get("attribute_to_layer_input", False)
+    if not isinstance(at_input, bool):
+        raise OptionError(f"attribute_to_layer_input must be True or False, got {at_input!r}.")
+    if layer is None:
+        if at_input:
+            raise OptionError("attribute_to_layer_input=True needs layer=<name>.")
+        return None
+    if options.get("attribute_to_layer_input") and not layer.endswith(LAYER_INPUT):
+        return layer + LAYER_INPUT
+    return layer
+
+
 def check_float_layer(layer: str, output: np.ndarray) -> None:
     """A layer attributed to must output real numbers (an embedding, not its ids)."""
     if output.dtype.kind != "f":

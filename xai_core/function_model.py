@@ -28,9 +28,7 @@ class FunctionModel:
 
     def __init__(self, fn: Callable[..., Any], framework: str = "numpy") -> None:
         if not callable(fn):
-            raise UnsupportedModelError(
-                f"FunctionModel takes a function, got {type(fn).__name__}."
-            )
+            raise UnsupportedModelError(f"FunctionModel takes a function, got {type(fn).__name__}.")
         if framework not in FRAMEWORKS:
             raise UnsupportedModelError(
                 f"FunctionModel(framework={framework!r}): the framework is one of "

@@ -28,6 +28,7 @@ from xai_core.backend_utils import (
     forward_hooks,
     gradient_not_reached,
     input_name,
+    layer_input,
     not_one_tensor,
     one_hot,
     prepare_call,
@@ -184,6 +185,7 @@ class PaddleAdapter(ModelAdapter):
         return copy
 
     def check_layers(self, names: Sequence[str]) -> None:
+        names = [layer_input(n)[0] for n in names]  # "name:input" is the layer's input
         known = self._sublayers()
         if any(n not in known for n in names):
             blocks = [n for n, layer in known.items() if layer.sublayers()]
@@ -218,6 +220,7 @@ class PaddleAdapter(ModelAdapter):
             names,
             lambda layer, hook: layer.register_forward_post_hook(hook),
             keep,
+            lambda layer, hook: layer.register_forward_pre_hook(hook),
         ) as store:
             yield store
 

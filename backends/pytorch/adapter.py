@@ -26,6 +26,7 @@ from xai_core.backend_utils import (
     forward_hooks,
     gradient_not_reached,
     input_name,
+    layer_input,
     not_one_tensor,
     one_hot,
     prepare_call,
@@ -287,7 +288,8 @@ class TorchAdapter(ModelAdapter):
         return copy
 
     def check_layers(self, names: Sequence[str]) -> None:
-        # any named module may be captured, not only leaves
+        # any named module may be captured, not only leaves; "name:input" is its input
+        names = [layer_input(n)[0] for n in names]
         if not all(self._known(n) for n in names):
             leaves = self._leaves()
             blocks = [n for n in self._modules() if n and n not in leaves]
@@ -321,10 +323,11 @@ class TorchAdapter(ModelAdapter):
             return output.detach().clone(), None
 
         with forward_hooks(
-            {n: self._module(n) for n in names},
+            {layer_input(n)[0]: self._module(layer_input(n)[0]) for n in names},
             names,
             lambda m, hook: m.register_forward_hook(hook),
             keep,
+            lambda m, hook: m.register_forward_pre_hook(hook),
         ) as store:
             yield store
 

@@ -26,6 +26,7 @@ from xai_core.backend_utils import (
     flatten_capture,
     gradient_not_reached,
     input_name,
+    layer_input,
     replacement_mismatch,
     stored_output,
 )
@@ -381,6 +382,7 @@ class KerasAdapter(ModelAdapter):
 
     def check_layers(self, names: Sequence[str]) -> None:
         # names only: `layers()` also reads shapes and parameter counts, slow in Keras
+        names = [layer_input(n)[0] for n in names]  # "name:input" is the layer's input
         named = self._named()
         for name in names:
             paths = [] if name in named else self._paths_named(name)
@@ -405,10 +407,26 @@ class KerasAdapter(ModelAdapter):
         wrapped = []
         try:
             for name in names:
-                layer = self._layer(name)
+                base, at_input = layer_input(name)
+                layer = self._layer(base)
                 original = layer.call  # the bound method of the class
 
-                def recorder(*args, _original=original, _name=name, **kwargs):
+                def recorder(*args, _original=original, _name=name, _in=at_input, **kwargs):
+                    if _in:  # "name:input": the layer's first input is what is recorded
+                        if not args:
+                            raise InputError(
+                                f"layer {_name!r} was called without a positional input: "
+                                "there is no input to attribute to; use its output."
+                            )
+                        first = args[0]
+                        if replacement is not None:
+                            if tuple(replacement.shape) != tuple(first.shape):
+                                raise replacement_mismatch(_name, first.shape, replacement.shape)
+                            first = replacement
+                        if tape is not None:
+                            tape.watch(first)
+                        store[_name] = first
+                        return _original(first, *args[1:], **kwargs)
                     out = _original(*args, **kwargs)
                     if replacement is not None:  # the layer's output is what we say it is
                         if tuple(replacement.shape) != tuple(out.shape):
@@ -462,13 +480,22 @@ class KerasAdapter(ModelAdapter):
                     return None
                 sub = keras.Model(
                     self.model.inputs,
-                    [self.model.outputs[0], *(self._layer(n).output for n in layers)],
+                    [self.model.outputs[0], *(self._symbolic(n) for n in layers)],
                 )
             except (AttributeError, ValueError, TypeError, KeyError):
                 return None  # subclassed or nested: no usable symbolic graph
             spec = tf.TensorSpec((None, *inputs.shape[1:]), dtype)
             compiled[key] = tf.function(lambda x: sub(x, training=False), input_signature=[spec])
         return compiled[key]
+
+    def _symbolic(self, name: str) -> Any:
+        """The symbolic tensor a layer name means: its output, or its input (`:input`)."""
+        base, at_input = layer_input(name)
+        layer = self._layer(base)
+        if not at_input:
+            return layer.output
+        given = layer.input
+        return given[0] if isinstance(given, (list, tuple)) else given
 
     def layer_gradients(
         self,
