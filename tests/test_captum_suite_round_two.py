@@ -199,3 +199,51 @@ def test_per_sample_masks_give_the_same_numbers_on_every_framework(method, optio
     )
     if theirs is not None:
         np.testing.assert_allclose(got["torch"], theirs.numpy(), rtol=1e-4, atol=1e-5)
+
+
+# -- round one's per-input options on the Keras and Paddle twins -----------------------------
+def _two_input_cases():
+    rng = np.random.default_rng(6)
+    a, b = rng.normal(size=(3, 4)).astype(np.float32), rng.normal(size=(3, 3)).astype(np.float32)
+    noise = tuple(rng.normal(0, 0.5, size=(4, 3, d)).astype(np.float32) for d in (4, 3))
+    return (a, b), [
+        ("occlusion", {"window": ((2,), (1,)), "strides": ((2,), (1,))}, None),
+        ("feature_ablation", {"feature_mask": (np.array([0, 0, 1, 1]), np.array([2, 0, 3]))}, None),
+        (
+            "feature_ablation",  # one mask row per sample, per input
+            {"feature_mask": (np.tile([0, 1, 1, 2], (3, 1)), np.array([[3, 3, 4]] * 3))},
+            None,
+        ),
+        (
+            "kernel_shap",
+            {
+                "feature_mask": (np.array([0, 0, 1, 1]), np.array([2, 2, 1])),
+                "background": (np.zeros((1, 4), np.float32), np.zeros((1, 3), np.float32)),
+            },
+            None,
+        ),
+        ("saliency", {"abs": False}, ("infidelity", {"perturbations": noise})),
+    ]
+
+
+@pytest.mark.parametrize("case", range(5))
+def test_per_input_options_give_the_same_numbers_on_every_framework(case):
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("paddle")
+    from xai_core.testing.twins import twin, two_input_weights
+
+    inputs, cases = _two_input_cases()
+    method, options, metric = cases[case]
+    weights = two_input_weights(seed=2)
+    got = {}
+    for fw in ("torch", "tensorflow", "paddle"):
+        model = twin(fw, "two_input", weights)
+        e = xai_core.explain(model, inputs, method, target=1, **options)
+        got[fw] = (
+            xai_core.evaluate(model, e, metric[0], **metric[1])
+            if metric is not None
+            else np.concatenate([np.asarray(p).reshape(3, -1) for p in e.attributions], axis=1)
+        )
+    assert np.abs(got["torch"]).max() > 0
+    for fw in ("tensorflow", "paddle"):
+        np.testing.assert_allclose(got[fw], got["torch"], rtol=1e-4, atol=1e-6, err_msg=fw)
