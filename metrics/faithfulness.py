@@ -121,15 +121,25 @@ class _Curve(Metric):
 
     higher_is_better = False
     requires = ("forward",)
-    defaults = {"steps": 100, "baseline": 0.0, "softmax": False}
+    defaults = {"steps": 100, "baseline": 0.0, "softmax": False, "seed": None}
     inserting = False
 
     def validate(self) -> None:
         check_positive_int("steps", self.options["steps"])
         check_bool("softmax", self.options["softmax"])
+        baseline = self.options["baseline"]
+        if isinstance(baseline, str):
+            if self.inserting:
+                raise OptionError(
+                    f"insertion takes a number or an array as baseline, got {baseline!r} "
+                    "(baselines that change at each step are deletion's, as Quantus's "
+                    "PixelFlipping)."
+                )
+            check_choice("baseline", baseline, list(STEP_BASELINES))
 
     def score(self, context: MetricContext) -> MetricResult:
-        x, a, baseline = replacing(context, self.options["baseline"])
+        given = self.options["baseline"]
+        x, a, baseline = replacing(context, 0.0 if isinstance(given, str) else given)
         n, d = a.shape
         per_step = math.ceil(d / min(self.options["steps"], d))
         counts = np.minimum(np.arange(math.ceil(d / per_step) + 1) * per_step, d)
@@ -137,10 +147,32 @@ class _Curve(Metric):
         rank = np.empty_like(order)
         np.put_along_axis(rank, order, np.arange(d)[None].repeat(n, 0), axis=1)
         start_from, put_in = (baseline, x) if self.inserting else (x, baseline)
+        seed = resolve_seed(self.options["seed"]) if isinstance(given, str) else None
 
         def perturbed(start: int, stop: int) -> np.ndarray:
+            if isinstance(given, str):
+                return context.from_canonical(stepwise(start, stop), 2)
             chosen = (rank[None] < counts[start:stop, None, None]).reshape(stop - start, *x.shape)
             return context.from_canonical(np.where(chosen, put_in[None], start_from[None]), 2)
+
+        state = {"step": 0, "current": x.reshape(n, -1).copy()}
+
+        def stepwise(start: int, stop: int) -> np.ndarray:
+            """Steps start..stop-1 of a baseline computed from the array as it is at each
+            step (Quantus: "mean", "black", "white" of the partly flipped sample; "uniform"
+            one draw per sample and step), so built in order, one step after another."""
+            blocks = []
+            for k in range(start, stop):
+                if k < state["step"]:  # an earlier step asked again: replay from x
+                    state["step"], state["current"] = 0, x.reshape(n, -1).copy()
+                while state["step"] < k:
+                    step = state["step"]
+                    value = STEP_BASELINES[given](state["current"], seed, step)
+                    flipped = (rank >= counts[step]) & (rank < counts[step + 1])
+                    state["current"] = np.where(flipped, value[:, None], state["current"])
+                    state["step"] += 1
+                blocks.append(state["current"].reshape(x.shape).astype(x.dtype))
+            return np.stack(blocks)
 
         curves = context.target_outputs_of_blocks(len(counts), perturbed, self.options["softmax"]).T
         fractions = counts / d
@@ -150,7 +182,21 @@ class _Curve(Metric):
             curve_x=fractions,
             x_label="fraction of features " + ("inserted" if self.inserting else "removed"),
             y_label="target output" + (" (softmax)" if self.options["softmax"] else ""),
+            options={} if seed is None else {"seed": seed},
         )
+
+
+#: deletion baselines that change at each step, as Quantus's string `perturb_baseline`s:
+#: one value per sample from the partly flipped rows (n, d); "uniform" is draw
+#: `default_rng([seed, step]).uniform(0, 1, n)`
+STEP_BASELINES = {
+    "mean": lambda rows, seed, step: rows.mean(axis=1),
+    "black": lambda rows, seed, step: rows.min(axis=1),
+    "white": lambda rows, seed, step: rows.max(axis=1),
+    "uniform": lambda rows, seed, step: np.random.default_rng([seed, step]).uniform(
+        0.0, 1.0, len(rows)
+    ),
+}
 
 
 class Deletion(_Curve):

@@ -279,3 +279,50 @@ def test_random_logit_equals_quantus_one_sample_at_a_time(cnn, digits):
     with pytest.raises(xai_core.OptionError, match="two or more outputs"):
         single = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(100, 1))
         xai_core.evaluate(single, xai_core.explain(single, digits, "saliency"), "random_logit")
+
+
+# -- PixelFlipping with a baseline that changes at each step ---------------------------------
+@pytest.mark.parametrize("baseline", ["mean", "black", "white", "uniform"])
+@pytest.mark.parametrize("features_in_step", [1, 5])
+def test_deletion_with_a_stepwise_baseline_equals_quantus_pixel_flipping(
+    cnn, digits, monkeypatch, baseline, features_in_step
+):
+    e = xai_core.explain(cnn, digits, "integrated_gradients")
+    d = digits[0].size
+    steps = -(-d // features_in_step)
+    ours = xai_core.evaluate(
+        cnn, e, "deletion", steps=steps, baseline=baseline, seed=4, details=True
+    )
+    if baseline == "uniform":  # Quantus draws np.random.uniform(size=batch) per step
+        draws = iter(range(steps))
+        monkeypatch.setattr(
+            np.random,
+            "uniform",
+            lambda low, high, size: np.random.default_rng([4, next(draws)]).uniform(
+                low, high, size
+            ),
+        )
+    theirs = quantus.PixelFlipping(
+        features_in_step=features_in_step, perturb_baseline=baseline, disable_warnings=True
+    )(
+        model=cnn,
+        x_batch=digits,
+        y_batch=e.target,
+        a_batch=e.attributions,
+        device="cpu",
+        softmax=False,
+    )
+    monkeypatch.undo()
+    np.testing.assert_allclose(ours.curves[:, 1:], np.array(theirs), rtol=1e-5, atol=1e-6)
+    fixed = xai_core.evaluate(cnn, e, "deletion", steps=steps, baseline=0.0, details=True)
+    assert not np.allclose(ours.curves, fixed.curves)  # the baseline moved the curve
+
+
+def test_a_stepwise_baseline_is_deletion_s_only():
+    net = torch_cnn(cnn_weights(seed=4)).eval()
+    x = np.zeros((1, 1, 10, 10), np.float32)
+    e = xai_core.explain(net, x, "saliency")
+    with pytest.raises(xai_core.OptionError, match="deletion"):
+        xai_core.evaluate(net, e, "insertion", baseline="mean")
+    with pytest.raises(xai_core.OptionError, match="baseline"):
+        xai_core.evaluate(net, e, "deletion", baseline="grey")
