@@ -131,7 +131,7 @@ class IntegratedGradients(Explainer):
         baselines = broadcast_baselines(self.options["baselines"], inputs)
         layer = chosen_layer(self.options)
         if layer is None:  # the path runs through input space
-            model.check_differentiable(moves_inputs=True)  # ids and bools: say so first
+            model.check_differentiable()  # ids and bools: say so first, naming embeddings
             start_point, end_point = baselines, inputs
 
             def groups(path: Callable, n: int) -> Iterator:

@@ -248,13 +248,15 @@ class BatchedModel:
         embeddings = [i.name for i in _safe_layers(self.adapter) if "embed" in i.kind.lower()]
         which = "the inputs are" if self.layout.kind == "array" else f"inputs {integer} are"
         raise InputError(
-            f"{which} integers (token ids?), and a model has no gradient with respect to "
-            "integers. Attribute to the layer that embeds them with layer=<name>"
+            f"{which} integers (token ids?) or booleans, and a model has no gradient with "
+            "respect to them. Attribute to the layer that embeds them with layer=<name>"
             + (
-                f", e.g. layer={embeddings[0]!r} (embedding layers: {', '.join(embeddings)})."
+                f", e.g. layer={embeddings[0]!r} (embedding layers: {', '.join(embeddings)})"
                 if embeddings
-                else "."
+                else ""
             )
+            + "; or use a perturbation method (feature_ablation, occlusion, kernel_shap, "
+            "lime), which switches features to a baseline."
         )
 
     def gradients(self, inputs: np.ndarray, target: np.ndarray) -> np.ndarray:
