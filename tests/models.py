@@ -46,3 +46,15 @@ def export_twin_cnn_to_onnx(path, channels: int = 1, seed: int = 0) -> None:
         "input_names=['x'], output_names=['y'], dynamic_axes={'x': {0: 'n'}, 'y': {0: 'n'}})"
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def quantus_cnn():
+    """The twin CNN in eval mode (Quantus refuses a model in training mode)."""
+    from xai_core.testing.twins import cnn_weights, torch_cnn
+
+    return torch_cnn(cnn_weights(seed=4)).eval()
+
+
+def quantus_digits() -> np.ndarray:
+    """Four 1 x 10 x 10 inputs for the Quantus comparisons."""
+    return np.random.default_rng(5).normal(size=(4, 1, 10, 10)).astype(np.float32)

@@ -12,7 +12,7 @@ import torch
 import xai_core
 from xai_core.testing.twins import cnn_weights, torch_cnn
 
-from models import torch_linear
+from models import quantus_cnn, quantus_digits, torch_linear
 
 
 def _linear_positive(n_in: int = 8, seed: int = 0) -> torch.nn.Module:
@@ -26,12 +26,12 @@ def _linear_positive(n_in: int = 8, seed: int = 0) -> torch.nn.Module:
 
 @pytest.fixture(scope="module")
 def cnn() -> torch.nn.Module:
-    return torch_cnn(cnn_weights(seed=4)).eval()  # Quantus refuses a model in training mode
+    return quantus_cnn()
 
 
 @pytest.fixture(scope="module")
 def digits() -> np.ndarray:
-    return np.random.default_rng(5).normal(size=(4, 1, 10, 10)).astype(np.float32)
+    return quantus_digits()
 
 
 # -- closed forms ------------------------------------------------------------------------

@@ -16,17 +16,19 @@ from captum.attr import Saliency
 import xai_core
 from xai_core.testing.twins import cnn_weights, torch_cnn
 
+from models import quantus_cnn, quantus_digits
+
 quantus = pytest.importorskip("quantus")
 
 
 @pytest.fixture(scope="module")
 def cnn() -> torch.nn.Module:
-    return torch_cnn(cnn_weights(seed=4)).eval()  # Quantus refuses a model in training mode
+    return quantus_cnn()
 
 
 @pytest.fixture(scope="module")
 def digits() -> np.ndarray:
-    return np.random.default_rng(5).normal(size=(4, 1, 10, 10)).astype(np.float32)
+    return quantus_digits()
 
 
 def quantus_call(metric, cnn, digits, e, **call):
