@@ -47,7 +47,7 @@ def test_framework_examples_run_in_a_fresh_process(tmp_path):
     import subprocess
     import sys
 
-    first, *others = python_blocks("## Example")
+    first, *others, _functions = python_blocks("## Example")
     assert [b.split("\n", 1)[0].split()[1] for b in others] == ["paddle", "keras"]
     for block in others:
         script = first + block + "\nassert expl.attributions.shape == (5, 4)\n"
@@ -55,6 +55,16 @@ def test_framework_examples_run_in_a_fresh_process(tmp_path):
             [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True
         )
         assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_function_model_example_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first, *_, functions = python_blocks("## Example")
+    namespace: dict = {}
+    exec(first + functions, namespace)
+    aggregate = namespace["expl"]
+    assert aggregate.attributions.shape == (5, 4)
+    np.testing.assert_array_equal(aggregate.attributions, aggregate.attributions[:1].repeat(5, 0))
 
 
 def test_real_models_examples_run(tmp_path, monkeypatch):
