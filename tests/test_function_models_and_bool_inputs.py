@@ -179,6 +179,7 @@ def test_a_function_of_the_whole_batch_is_explained_as_captum_s_aggregation_mode
     ours = xai_core.explain(fm, X, method, **options)
     theirs = reference(torch_batch_sum, torch.from_numpy(X)).numpy()  # (1, features)
     assert ours.attributions.shape == X.shape  # every sample's row: the batch's values
+    assert ours.options["aggregate_mode"] is True
     np.testing.assert_allclose(
         ours.attributions, np.repeat(theirs, len(X), 0), rtol=1e-4, atol=1e-5
     )

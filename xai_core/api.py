@@ -186,7 +186,11 @@ def _run_locked(
         activations=result.activations,
         convergence_delta=result.convergence_delta,
         backend=adapter.backend,
-        options={**explainer.options, **result.options},
+        options={
+            **explainer.options,
+            **result.options,
+            **({"aggregate_mode": True} if batched.aggregate else {}),
+        },
         versions=_versions(adapter),
         extras=result.extras,
         layer=result.layer,

@@ -196,7 +196,8 @@ def check_returned(
             "row per input row, batch first, on every call"
             + (
                 " (a function returning one value for the whole batch, Captum's aggregation "
-                "mode, is explained by feature_ablation, occlusion and kernel_shap)."
+                "mode, is explained by feature_ablation, occlusion and kernel_shap; metrics "
+                "that run the model need one output per sample)."
                 if arr.size == 1 and rows > 1
                 else "."
             )
