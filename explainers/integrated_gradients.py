@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from xai_core import Attribution, BatchedModel, Explainer, hookimpl
+from xai_core.batching import LayerPack
 from xai_core.errors import OptionError
 from xai_core.explainer import (
     check_choice,
@@ -122,7 +123,7 @@ class IntegratedGradients(Explainer):
         check_positive_int("n_steps", self.options["n_steps"], minimum)
         if not isinstance(self.options["multiply_by_inputs"], bool):
             raise OptionError("multiply_by_inputs must be True or False.")
-        check_layer_option(self.options["layer"])
+        check_layer_option(self.options["layer"], several=True)
 
     def explain(self, model: BatchedModel, inputs: np.ndarray, target: np.ndarray) -> Attribution:
         # nodes, weights and their float32 copy are held whole; the path is cut in chunks
@@ -138,6 +139,22 @@ class IntegratedGradients(Explainer):
                 return model.gradient_groups(n, path, target, like=inputs)
 
             f_baselines = baseline_outputs(model, baselines, target)
+        elif isinstance(layer, tuple):  # several layers move together, as Captum's
+            # LayerIntegratedGradients given a list: their outputs packed side by side
+            model.check_layers(list(layer))
+            at_inputs = model.capture(inputs, list(layer))
+            for name in layer:
+                check_float_layer(name, at_inputs[name])
+            pack = LayerPack(layer, at_inputs)
+            start_point = pack.pack(model.capture(baselines, list(layer)).values())
+            end_point = pack.pack([at_inputs[name] for name in layer])
+
+            def groups(path: Callable, n: int) -> Iterator:
+                return model.replaced_layer_gradient_groups(
+                    inputs, layer, n, path, target, like=end_point, layers=pack
+                )
+
+            f_baselines = selected_outputs(model, baselines, target)
         else:  # Captum's LayerIntegratedGradients: the model runs on the real inputs while
             # the layer's output moves from its value on the baselines to that on the inputs
             model.check_layers([layer])
@@ -167,10 +184,13 @@ class IntegratedGradients(Explainer):
         attributions = total * delta if self.options["multiply_by_inputs"] else total
         gap = selected_outputs(model, inputs, target) - f_baselines
         convergence = (total * delta).reshape(len(inputs), -1).sum(axis=1) - gap
+        attributions = attributions.astype(end_point.dtype)
+        if isinstance(layer, tuple):  # one array per layer, by name
+            attributions = dict(zip(layer, pack.split(attributions)))
         return Attribution(
-            attributions=attributions.astype(end_point.dtype),
+            attributions=attributions,
             convergence_delta=convergence,
-            layer=layer,
+            layer=list(layer) if isinstance(layer, tuple) else layer,
         )
 
 

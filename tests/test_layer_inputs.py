@@ -81,3 +81,46 @@ def test_a_layer_input_option_without_a_layer_is_refused(net):
         xai_core.explain(net, X, "saliency", layer="conv2", attribute_to_layer_input="yes")
     with pytest.raises(xai_core.UnknownLayerError):
         xai_core.explain(net, X, "integrated_gradients", layer="nope:input")
+
+
+# -- several layers in one call (Captum's list of layers) ----------------------------------
+def _two_inputs():
+    rng = np.random.default_rng(6)
+    return rng.normal(size=(3, 4)).astype(np.float32), rng.normal(size=(3, 3)).astype(np.float32)
+
+
+@pytest.mark.parametrize("framework", ["torch", "tensorflow", "paddle"])
+def test_layer_integrated_gradients_over_several_layers_equal_captum(framework, tmp_path):
+    pytest.importorskip(framework)
+    from xai_core.testing.twins import two_input_weights
+
+    weights = two_input_weights(seed=2)
+    a, b = _two_inputs()
+    reference = twin("torch", "two_input", weights)
+    theirs = LayerIntegratedGradients(reference, [reference.a, reference.b]).attribute(
+        (torch.from_numpy(a), torch.from_numpy(b)), target=1
+    )
+    model = twin(framework, "two_input", weights)
+    ours = xai_core.explain(model, (a, b), "integrated_gradients", layer=["a", "b"], target=1)
+    assert ours.layer == ["a", "b"]
+    for name, want in zip(["a", "b"], theirs):
+        np.testing.assert_allclose(ours.attributions[name], want.detach().numpy(), atol=1e-5)
+    # both layers move together: completeness holds for the sum over both layers
+    assert np.abs(ours.convergence_delta).max() < 1e-2 * np.abs(ours.predictions).max()
+    alone = xai_core.explain(model, (a, b), "integrated_gradients", layer="a", target=1)
+    assert not np.allclose(alone.attributions, ours.attributions["a"])
+    ours.save(tmp_path / "two.npz")
+    loaded = xai_core.Explanation.load(tmp_path / "two.npz")
+    assert loaded.layer == ["a", "b"]
+    np.testing.assert_array_equal(loaded.attributions["b"], ours.attributions["b"])
+    with pytest.raises(xai_core.XaiError, match="one attribution per layer"):
+        ours.plot()
+    with pytest.raises(xai_core.XaiError, match="attributes to layer"):
+        xai_core.evaluate(model, ours, "deletion")
+
+
+def test_layers_on_one_path_are_refused_saying_why(net):
+    with pytest.raises(xai_core.GradientNotReachedError, match="parallel paths"):
+        xai_core.explain(net, X, "integrated_gradients", layer=["conv1", "conv2"], target=TARGET)
+    with pytest.raises(xai_core.OptionError, match="twice"):
+        xai_core.explain(net, X, "integrated_gradients", layer=["conv1", "conv1"])

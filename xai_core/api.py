@@ -175,7 +175,12 @@ def _run_locked(
         batched.progress.close()
     _check_result(explainer, result, x)
     attributions = result.attributions
-    if layout.packed and attributions is not None and attributions.shape == x.shape:
+    if (
+        layout.packed
+        and isinstance(attributions, np.ndarray)
+        and attributions.shape == x.shape
+        and result.layer is None
+    ):
         attributions = layout.structure(layout.unpack(attributions, cast=False))
     return Explanation(
         method=explainer.name,
@@ -226,6 +231,12 @@ def _check_result(explainer: Explainer, result: Any, x: np.ndarray) -> None:
         raise fail(f"returned a {type(result).__name__}, not an xai_core.Attribution")
     attributions = result.attributions
     if attributions is None:
+        return
+    if isinstance(result.layer, list):  # several layers: one array per layer, by name
+        if not isinstance(attributions, dict) or list(attributions) != result.layer:
+            raise fail(f"returned {type(attributions).__name__} for layers {result.layer}")
+        for part in attributions.values():
+            _check_result(explainer, type(result)(attributions=part, layer="part"), x)
         return
     if not isinstance(attributions, np.ndarray) or attributions.dtype.kind not in "fiu":
         raise fail(f"returned attributions of type {type(attributions).__name__}, not numbers")

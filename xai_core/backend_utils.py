@@ -316,3 +316,24 @@ def check_parameter_shapes(layer: str, expected: list[tuple[int, ...]], given: l
             f"layer {layer!r} has parameters of shapes {expected} (PyTorch layout), got "
             f"{shapes}; take the shapes from adapter.layer_parameters({layer!r})."
         )
+
+
+def several_layers(
+    layer: str | tuple[str, ...], replacement: Any, to_tensor: Callable[[Any], Any]
+) -> tuple[list[str], dict[str, Any] | None]:
+    """`layer_gradients`' layer argument as a list of names, and its replacements (one
+    array per layer, or one for one layer) as framework tensors by name: several layers
+    are replaced together in one pass (Captum's layer methods given a list of layers)."""
+    names = [layer] if isinstance(layer, str) else list(layer)
+    if replacement is None:
+        return names, None
+    arrays = [replacement] if isinstance(layer, str) else list(replacement)
+    return names, {name: to_tensor(array) for name, array in zip(names, arrays)}
+
+
+def one_or_several(layer: str | tuple[str, ...], activations: list, grads: list) -> tuple:
+    """(activation, gradient) for one layer name; (activations, gradients) as tuples for
+    a tuple of names."""
+    if isinstance(layer, str):
+        return activations[0], grads[0]
+    return tuple(activations), tuple(grads)

@@ -21,14 +21,14 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from .adapter import LayerInfo, ModelAdapter
 from .backend_utils import not_one_tensor
-from .errors import InputError, ModelOutputError, XaiError
+from .errors import GradientNotReachedError, InputError, ModelOutputError, XaiError
 from .inputs import InputLayout
 from .progress import Progress
 from .validation import check_returned
@@ -339,28 +339,45 @@ class BatchedModel:
         """(activation, d output / d activation) at `layer`; with `replacement`, the
         layer's output is replaced by it (row for row) and the gradient is taken there."""
 
-        def call(c: Any, r: slice) -> tuple[np.ndarray, np.ndarray]:
+        several = not isinstance(layer, str)  # a tuple of layers, replaced together
+
+        def call(c: Any, r: slice) -> tuple[Any, Any]:
             if replacement is None:
                 return self.adapter.layer_gradients(c, target[r], layer)
-            return self.adapter.layer_gradients(c, target[r], layer, replacement[r])
+            rows = tuple(p[r] for p in replacement) if several else replacement[r]
+            return self.adapter.layer_gradients(c, target[r], layer, rows)
 
-        act_check = self._checked(f"output of layer {layer!r}", inputs)
-        grad_check = self._checked(f"gradients at layer {layer!r}", inputs)
+        names = list(layer) if several else [layer]
+        act_checks = [self._checked(f"output of layer {n!r}", inputs) for n in names]
+        grad_checks = [self._checked(f"gradients at layer {n!r}", inputs) for n in names]
 
-        def check(pair: Any, rows: slice) -> tuple[np.ndarray, np.ndarray]:
-            activation, grad = act_check(pair[0], rows), grad_check(pair[1], rows)
-            if grad.shape != activation.shape:
-                raise ModelOutputError(
-                    f"the backend returned gradients of shape {grad.shape} at layer {layer!r}, "
-                    f"whose output has shape {activation.shape}."
-                )
-            return activation, grad
+        def check(pair: Any, rows: slice) -> tuple[list[np.ndarray], list[np.ndarray]]:
+            acts = list(pair[0]) if several else [pair[0]]
+            grads = list(pair[1]) if several else [pair[1]]
+            acts = [c(a, rows) for c, a in zip(act_checks, acts)]
+            grads = [c(g, rows) for c, g in zip(grad_checks, grads)]
+            for name, activation, grad in zip(names, acts, grads):
+                if grad.shape != activation.shape:
+                    raise ModelOutputError(
+                        f"the backend returned gradients of shape {grad.shape} at layer "
+                        f"{name!r}, whose output has shape {activation.shape}."
+                    )
+            return acts, grads
 
-        parts = self._map(call, inputs, check)
-        return (
-            np.concatenate([a for a, _ in parts], axis=0),
-            np.concatenate([g for _, g in parts], axis=0),
-        )
+        try:
+            parts = self._map(call, inputs, check)
+        except GradientNotReachedError as exc:
+            if not several:
+                raise
+            raise GradientNotReachedError(
+                f"{exc} With several layers replaced together (as Captum's list of layers), "
+                "a layer whose output only reaches the output through another listed layer "
+                "is cut off by that layer's replacement: list layers on parallel paths, or "
+                "explain them one at a time."
+            ) from exc
+        acts = tuple(np.concatenate([p[0][i] for p in parts], axis=0) for i in range(len(names)))
+        grads = tuple(np.concatenate([p[1][i] for p in parts], axis=0) for i in range(len(names)))
+        return (acts, grads) if several else (acts[0], grads[0])
 
     def gradient_groups(
         self,
@@ -458,20 +475,25 @@ class BatchedModel:
     def replaced_layer_gradient_groups(
         self,
         inputs: np.ndarray,
-        layer: str,
+        layer: str | tuple[str, ...],
         n_blocks: int,
         make_group: Callable[[int, int], np.ndarray],
         target: np.ndarray,
         like: np.ndarray,
+        layers: LayerPack | None = None,
     ) -> Iterator[tuple[int, int, np.ndarray]]:
         """`gradient_groups` in a layer's output space: blocks shaped like the layer's
         output for the batch (`like`) replace it while the model runs on `inputs`
         (tiled), and the gradient is taken there. Layer Integrated Gradients moves
-        along this path, so token ids stay integers."""
+        along this path, so token ids stay integers. Several layers (a tuple) move
+        together, their outputs packed in one row per sample by `layers`."""
 
         def grads(rows: np.ndarray, t: np.ndarray) -> np.ndarray:
             tiled = np.concatenate([inputs] * (len(rows) // len(inputs)), axis=0)
-            return self.layer_gradients(tiled, t, layer, replacement=rows)[1]
+            if layers is None:
+                return self.layer_gradients(tiled, t, layer, replacement=rows)[1]
+            at = self.layer_gradients(tiled, t, layer, replacement=layers.split(rows))[1]
+            return layers.pack(at)
 
         per_row = max(int(inputs[:1].nbytes), 1)  # the budget counts model inputs
         for start, stop, g in self._groups(n_blocks, make_group, target, like, grads, per_row):
@@ -521,6 +543,26 @@ def _safe_layers(adapter: ModelAdapter) -> list[LayerInfo]:
         return adapter.layers()
     except Exception:  # noqa: BLE001 - only used to improve a message
         return []
+
+
+class LayerPack:
+    """Several layers' outputs as one flat row per sample (their values side by side), so
+    that a method's path arithmetic runs on one array; `split` gives the layers back."""
+
+    def __init__(self, names: Sequence[str], captured: Mapping[str, np.ndarray]) -> None:
+        self.names = tuple(names)
+        self.shapes = [tuple(captured[n].shape[1:]) for n in self.names]
+        self.sizes = [int(np.prod(s, dtype=np.int64)) for s in self.shapes]
+
+    def pack(self, parts: Sequence[np.ndarray]) -> np.ndarray:
+        return np.concatenate([np.asarray(p).reshape(len(p), -1) for p in parts], axis=1)
+
+    def split(self, rows: np.ndarray) -> tuple[np.ndarray, ...]:
+        ends = np.cumsum([0, *self.sizes])
+        return tuple(
+            np.ascontiguousarray(rows[:, a:b]).reshape(len(rows), *shape)
+            for a, b, shape in zip(ends[:-1], ends[1:], self.shapes)
+        )
 
 
 def _guard(call: Callable[[], Any], rows: int) -> Any:

@@ -33,7 +33,7 @@ class Attribution:
     #: option values settled while explaining (e.g. the seed drawn when none was given)
     options: dict[str, Any] = field(default_factory=dict)
     #: the layer whose output the attributions describe (None: the inputs)
-    layer: str | None = None
+    layer: str | list[str] | None = None  # a list: one attribution array per layer
 
 
 class Explainer(ABC):
@@ -166,8 +166,15 @@ def check_feature_names(names: Any, n_features: int) -> None:
         )
 
 
-def check_layer_option(layer: Any) -> None:
-    """`layer=` is None (attribute to the inputs) or a layer name."""
+def check_layer_option(layer: Any, several: bool = False) -> None:
+    """`layer=` is None (attribute to the inputs) or a layer name (or, for a method that
+    moves `several` layers together, a list of names)."""
+    if several and isinstance(layer, (list, tuple)) and layer:
+        for name in layer:
+            check_layer_option(name)
+        if len(set(layer)) != len(layer):
+            raise OptionError(f"layer lists {list(layer)} with a name twice.")
+        return
     if layer is not None and (not isinstance(layer, str) or not layer):
         raise OptionError(
             f"layer must be a layer name (e.g. 'embeddings', 'layer4.1.conv2') or None, got "
@@ -175,9 +182,10 @@ def check_layer_option(layer: Any) -> None:
         )
 
 
-def chosen_layer(options: dict[str, Any]) -> str | None:
+def chosen_layer(options: dict[str, Any]) -> Any:
     """The layer an explainer attributes to: `layer`, or its input (the name with
-    `backend_utils.LAYER_INPUT`) with Captum's `attribute_to_layer_input=True`."""
+    `backend_utils.LAYER_INPUT`) with Captum's `attribute_to_layer_input=True`; a list
+    of layers comes back as a tuple of such names."""
     from .backend_utils import LAYER_INPUT
 
     layer, at_input = options.get("layer"), options.get("attribute_to_layer_input", False)
@@ -187,7 +195,9 @@ def chosen_layer(options: dict[str, Any]) -> str | None:
         if at_input:
             raise OptionError("attribute_to_layer_input=True needs layer=<name>.")
         return None
-    if options.get("attribute_to_layer_input") and not layer.endswith(LAYER_INPUT):
+    if isinstance(layer, (list, tuple)):
+        return tuple(chosen_layer({**options, "layer": name}) for name in layer)
+    if at_input and not layer.endswith(LAYER_INPUT):
         return layer + LAYER_INPUT
     return layer
 

@@ -72,7 +72,7 @@ class Explanation:
     versions: dict[str, str | None] = field(default_factory=dict)
     extras: dict[str, np.ndarray] = field(default_factory=dict)
     #: the layer whose output `attributions` describe (`layer=` option); None: the inputs
-    layer: str | None = None
+    layer: str | list[str] | None = None
     #: what `explain` was given as `forward_kwargs` and `output`, so that `evaluate` scores
     #: the same output of the same call (kept in memory; `save` does not write them)
     forward_kwargs: dict[str, Any] | None = field(default=None, repr=False, compare=False)
@@ -277,6 +277,13 @@ class Explanation:
         """A matplotlib Figure: heatmaps over images, top-feature bars for tabular data."""
         from .plotting import plot_explanation
 
+        if isinstance(self.layer, list):
+            raise XaiError(
+                f"this explanation holds one attribution per layer ({', '.join(self.layer)}), "
+                "moved together; to plot one layer's map, explain it alone "
+                f"(layer={self.layer[0]!r}) and plot that, or draw "
+                f"expl.attributions[{self.layer[0]!r}] with matplotlib."
+            )
         return plot_explanation(self, **kwargs)
 
 
@@ -308,7 +315,7 @@ META_TYPES: dict[str, tuple[type, ...]] = {
     "backend": (str,),
     "versions": (dict,),
     "structures": (dict,),
-    "layer": (str, type(None)),
+    "layer": (str, list, type(None)),  # a list: several layers, one array each
 }
 
 
@@ -321,6 +328,8 @@ def _check_meta_types(meta: dict[str, Any]) -> None:
                 f"its metadata {key!r} is a {type(meta[key]).__name__}, not "
                 f"{' or '.join(t.__name__ for t in types)}: written by something else."
             )
+    if isinstance(meta.get("layer"), list) and not all(isinstance(n, str) for n in meta["layer"]):
+        raise XaiError("its metadata 'layer' lists something other than layer names.")
     for key in ("array_options", "activations", "extras"):
         if not all(isinstance(n, str) for n in meta.get(key, [])):
             raise XaiError(f"its metadata {key!r} holds names that are not strings.")

@@ -31,8 +31,10 @@ from xai_core.backend_utils import (
     layer_input,
     not_one_tensor,
     one_hot,
+    one_or_several,
     prepare_call,
     replacement_mismatch,
+    several_layers,
     stored_output,
 )
 from xai_core.errors import InputError
@@ -193,20 +195,24 @@ class PaddleAdapter(ModelAdapter):
 
     @contextlib.contextmanager
     def _hooked(
-        self, names: Sequence[str], keep_graph: bool, replacement: paddle.Tensor | None = None
+        self,
+        names: Sequence[str],
+        keep_graph: bool,
+        replacement: dict[str, paddle.Tensor] | None = None,
     ) -> Iterator[dict[str, paddle.Tensor]]:
         self.check_layers(names)
 
         def keep(name: str, output: Any) -> tuple[Any, Any]:
+            swap = None if replacement is None else replacement.get(name)
             if not isinstance(output, paddle.Tensor):
-                if keep_graph or replacement is not None:
+                if keep_graph or swap is not None:
                     raise not_one_tensor(name, output)
                 # captured as it is (LSTM, attention): copies of every tensor in it
                 return copy_structure(output, _detached_copy, _is_tensor), None
-            if replacement is not None:  # the layer's output is what we say it is
-                if list(replacement.shape) != list(output.shape):
-                    raise replacement_mismatch(name, output.shape, replacement.shape)
-                return replacement, replacement.clone()
+            if swap is not None:  # the layer's output is what we say it is
+                if list(swap.shape) != list(output.shape):
+                    raise replacement_mismatch(name, output.shape, swap.shape)
+                return swap, swap.clone()
             if keep_graph:  # gradients at the real output; what follows gets a copy
                 if output.stop_gradient:  # e.g. frozen weights: make it a leaf to watch
                     output = output.detach()
@@ -241,26 +247,29 @@ class PaddleAdapter(ModelAdapter):
         self,
         inputs: Any,
         target: np.ndarray,
-        layer: str,
-        replacement: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        swap = None
-        if replacement is not None:
-            swap = paddle.to_tensor(np.ascontiguousarray(replacement))
-            if swap.dtype != self.dtype and replacement.dtype.kind == "f":
-                swap = swap.astype(self.dtype)
-            swap.stop_gradient = False
-        with self._hooked([layer], keep_graph=True, replacement=swap) as store:
+        layer: str | tuple[str, ...],
+        replacement: Any = None,
+    ) -> tuple[Any, Any]:
+        names, swaps = several_layers(layer, replacement, self._swap)
+        with self._hooked(names, keep_graph=True, replacement=swaps) as store:
             out = self._flat(self._call(*self._prepare(inputs)))
-            activation = stored_output(store, layer)
-            grad = None
+            activations = [stored_output(store, name) for name in names]
+            grads: Sequence[Any] = [None] * len(names)
             if not out.stop_gradient:
-                (grad,) = paddle.grad(
-                    out, activation, grad_outputs=self._seed(out, target), allow_unused=True
+                grads = paddle.grad(
+                    out, activations, grad_outputs=self._seed(out, target), allow_unused=True
                 )
-        if grad is None:  # e.g. an auxiliary head's layer, or a detached path
-            raise gradient_not_reached(f"layer {layer!r}")
-        return _numpy(activation), _numpy(grad)
+        for name, grad in zip(names, grads):
+            if grad is None:  # e.g. an auxiliary head's layer, or a detached path
+                raise gradient_not_reached(f"layer {name!r}")
+        return one_or_several(layer, [_numpy(a) for a in activations], [_numpy(g) for g in grads])
+
+    def _swap(self, replacement: np.ndarray) -> paddle.Tensor:
+        swap = paddle.to_tensor(np.ascontiguousarray(replacement))
+        if swap.dtype != self.dtype and replacement.dtype.kind == "f":
+            swap = swap.astype(self.dtype)
+        swap.stop_gradient = False
+        return swap
 
 
 @contextlib.contextmanager

@@ -27,7 +27,9 @@ from xai_core.backend_utils import (
     gradient_not_reached,
     input_name,
     layer_input,
+    one_or_several,
     replacement_mismatch,
+    several_layers,
     stored_output,
 )
 from xai_core.errors import AmbiguousLayerError, InputError, TargetError
@@ -400,7 +402,7 @@ class KerasAdapter(ModelAdapter):
         self,
         names: Sequence[str],
         tape: tf.GradientTape | None = None,
-        replacement: tf.Tensor | None = None,
+        replacement: dict[str, tf.Tensor] | None = None,
     ) -> Iterator[dict[str, tf.Tensor]]:
         self.check_layers(names)
         store: dict[str, tf.Tensor] = {}
@@ -411,7 +413,11 @@ class KerasAdapter(ModelAdapter):
                 layer = self._layer(base)
                 original = layer.call  # the bound method of the class
 
-                def recorder(*args, _original=original, _name=name, _in=at_input, **kwargs):
+                swap = None if replacement is None else replacement.get(name)
+
+                def recorder(
+                    *args, _original=original, _name=name, _in=at_input, _swap=swap, **kwargs
+                ):
                     if _in:  # "name:input": the layer's first input is what is recorded
                         if not args:
                             raise InputError(
@@ -419,19 +425,19 @@ class KerasAdapter(ModelAdapter):
                                 "there is no input to attribute to; use its output."
                             )
                         first = args[0]
-                        if replacement is not None:
-                            if tuple(replacement.shape) != tuple(first.shape):
-                                raise replacement_mismatch(_name, first.shape, replacement.shape)
-                            first = replacement
+                        if _swap is not None:
+                            if tuple(_swap.shape) != tuple(first.shape):
+                                raise replacement_mismatch(_name, first.shape, _swap.shape)
+                            first = _swap
                         if tape is not None:
                             tape.watch(first)
                         store[_name] = first
                         return _original(first, *args[1:], **kwargs)
                     out = _original(*args, **kwargs)
-                    if replacement is not None:  # the layer's output is what we say it is
-                        if tuple(replacement.shape) != tuple(out.shape):
-                            raise replacement_mismatch(_name, out.shape, replacement.shape)
-                        out = replacement
+                    if _swap is not None:  # the layer's output is what we say it is
+                        if tuple(_swap.shape) != tuple(out.shape):
+                            raise replacement_mismatch(_name, out.shape, _swap.shape)
+                        out = _swap
                     if tape is not None:  # record what follows the layer
                         tape.watch(out)
                     store[_name] = out
@@ -501,21 +507,24 @@ class KerasAdapter(ModelAdapter):
         self,
         inputs: Any,
         target: np.ndarray,
-        layer: str,
-        replacement: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        swap = None
-        if replacement is not None:
-            swap = tf.constant(np.ascontiguousarray(replacement), dtype=self._dtype_of(replacement))
+        layer: str | tuple[str, ...],
+        replacement: Any = None,
+    ) -> tuple[Any, Any]:
+        names, swaps = several_layers(
+            layer,
+            replacement,
+            lambda r: tf.constant(np.ascontiguousarray(r), dtype=self._dtype_of(r)),
+        )
         with tf.GradientTape(watch_accessed_variables=False) as tape:
-            with self._recording([layer], tape, swap) as store:
+            with self._recording(names, tape, swaps) as store:
                 out = self._outputs(self._eager(inputs))
                 selected = _selected(out, tf.constant(target, tf.int32))
-        activation = stored_output(store, layer)
-        grad = tape.gradient(selected, activation)
-        if grad is None:  # e.g. an auxiliary head's layer, or a detached path
-            raise gradient_not_reached(f"layer {layer!r}")
-        return _numpy(activation), _numpy(grad)
+        activations = [stored_output(store, name) for name in names]
+        grads = tape.gradient(selected, activations)
+        for name, grad in zip(names, grads):
+            if grad is None:  # e.g. an auxiliary head's layer, or a detached path
+                raise gradient_not_reached(f"layer {name!r}")
+        return one_or_several(layer, [_numpy(a) for a in activations], [_numpy(g) for g in grads])
 
 
 def _copy_model(model: keras.Model) -> keras.Model:
