@@ -59,6 +59,40 @@ def layer_input(name: str) -> tuple[str, bool]:
     return name, False
 
 
+def layer_element(name: str, known: Callable[[str], bool]) -> tuple[str, tuple[int, ...]]:
+    """(the layer's name, the index path into its output) for a name such as "split[0]"
+    or "lstm[1][0]": one tensor of a layer that returns a tuple (the names activations
+    gives them). A name the model knows as it is names a layer, brackets or not."""
+    base, path = name, []
+    while not known(base) and base.endswith("]") and "[" in base:
+        head, _, index = base[:-1].rpartition("[")
+        if not index.isdigit():
+            break
+        base, path = head, [int(index), *path]
+    return (base, tuple(path)) if known(base) else (name, ())
+
+
+def element_of(output: Any, path: tuple[int, ...], name: str) -> Any:
+    """The tensor at `path` in a layer's (nested) tuple output."""
+    for i in path:
+        if not isinstance(output, (tuple, list)) or i >= len(output):
+            raise InputError(
+                f"layer {name!r}: the layer's output has no element {i} there "
+                f"(it returns a {type(output).__name__})."
+            )
+        output = output[i]
+    return output
+
+
+def with_element(output: Any, path: tuple[int, ...], value: Any) -> Any:
+    """`output` with the element at `path` replaced by `value` (tuples rebuilt)."""
+    if not path:
+        return value
+    parts = list(output)
+    parts[path[0]] = with_element(parts[path[0]], path[1:], value)
+    return type(output)(parts) if isinstance(output, tuple) else parts
+
+
 @contextlib.contextmanager
 def forward_hooks(
     layers: Mapping[str, Any],
@@ -66,6 +100,7 @@ def forward_hooks(
     register: Callable[[Any, Callable[..., None]], Any],
     keep: Callable[[str, Any], tuple[Any, Any]] = lambda name, output: (output, None),
     register_pre: Callable[[Any, Callable[..., Any]], Any] | None = None,
+    element: Callable[[str], tuple[str, tuple[int, ...]]] = lambda name: (name, ()),
 ) -> Iterator[dict[str, Any]]:
     """Record the outputs of the named layers for the duration of a `with` block.
 
@@ -78,15 +113,22 @@ def forward_hooks(
     the model raises, so the user's model never keeps a hook of ours. A name ending
     in `LAYER_INPUT` records (and may replace) the layer's first input instead, through
     `register_pre(layer, hook(layer, args) -> args or None)`; `layers` is keyed by the
-    layers' own names.
+    layers' own names. `element(name)` splits a name such as "split[0]" into the layer
+    and the index path of one tensor of its tuple output (`layer_element`): only that
+    tensor is kept, or replaced, in the output passed on.
     """
     store: dict[str, Any] = {}
     handles = []
 
     def make_hook(name: str) -> Callable[..., Any]:
+        _, path = element(name)
+
         def hook(_layer: Any, _inputs: Any, output: Any) -> Any:
-            store[name], passed_on = keep(name, output)
-            return passed_on
+            if not path:
+                store[name], passed_on = keep(name, output)
+                return passed_on
+            store[name], passed_on = keep(name, element_of(output, path, name))
+            return None if passed_on is None else with_element(output, path, passed_on)
 
         return hook
 
@@ -114,7 +156,7 @@ def forward_hooks(
             if at_input:
                 handles.append(register_pre(layers[base], make_pre_hook(name)))
             else:
-                handles.append(register(layers[name], make_hook(name)))
+                handles.append(register(layers[element(name)[0]], make_hook(name)))
         yield store
     finally:
         for handle in handles:
@@ -254,9 +296,15 @@ def copy_structure(
 
 def not_one_tensor(name: str, output: Any) -> Exception:
     """The error for a hooked layer that returns a tuple, a dict or None."""
+    hint = ""
+    if isinstance(output, (tuple, list)) and output:
+        # the tuple itself, or the names its parts were captured under
+        names = [p if isinstance(p, str) else f"{name}[{i}]" for i, p in enumerate(output)]
+        parts = ", ".join(names)
+        hint = f" Name one of its tensors ({parts}), or a list of them to move them together;"
     return InputError(
-        f"layer {name!r} returns a {type(output).__name__}, not one tensor; pick a layer "
-        "(or a sublayer) that returns a tensor."
+        f"layer {name!r} returns a {type(output).__name__}, not one tensor.{hint} or pick a "
+        "layer (or a sublayer) that returns a tensor."
     )
 
 

@@ -300,8 +300,9 @@ class BatchedModel:
             out, captured = pair
             if not structures:
                 for name in layers:
-                    if name not in captured:
-                        raise not_one_tensor(name, ())
+                    if name not in captured:  # a tuple, captured as name[0], name[1], ...
+                        parts = [k for k in captured if k.startswith(f"{name}[")]
+                        raise not_one_tensor(name, tuple(parts))
             kept = {}
             for key, value in captured.items():
                 try:

@@ -28,6 +28,7 @@ from xai_core.backend_utils import (
     forward_hooks,
     gradient_not_reached,
     input_name,
+    layer_element,
     layer_input,
     not_one_tensor,
     one_hot,
@@ -186,8 +187,12 @@ class PaddleAdapter(ModelAdapter):
                 p.set_value(np.ascontiguousarray(value).astype(p.numpy().dtype))
         return copy
 
+    def _base(self, name: str) -> str:
+        """The layer a name refers to: without ":input" or an "[i]" element path."""
+        return layer_element(layer_input(name)[0], self._sublayers().__contains__)[0]
+
     def check_layers(self, names: Sequence[str]) -> None:
-        names = [layer_input(n)[0] for n in names]  # "name:input" is the layer's input
+        names = [self._base(n) for n in names]  # "name:input", "name[0]": that layer's
         known = self._sublayers()
         if any(n not in known for n in names):
             blocks = [n for n, layer in known.items() if layer.sublayers()]
@@ -227,6 +232,7 @@ class PaddleAdapter(ModelAdapter):
             lambda layer, hook: layer.register_forward_post_hook(hook),
             keep,
             lambda layer, hook: layer.register_forward_pre_hook(hook),
+            lambda n: layer_element(n, self._sublayers().__contains__),
         ) as store:
             yield store
 

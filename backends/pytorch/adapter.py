@@ -26,6 +26,7 @@ from xai_core.backend_utils import (
     forward_hooks,
     gradient_not_reached,
     input_name,
+    layer_element,
     layer_input,
     not_one_tensor,
     one_hot,
@@ -289,9 +290,14 @@ class TorchAdapter(ModelAdapter):
                     p.copy_(torch.as_tensor(np.asarray(value), dtype=p.dtype, device=p.device))
         return copy
 
+    def _base(self, name: str) -> str:
+        """The module a layer name refers to: without ":input" or an "[i]" element path."""
+        return layer_element(layer_input(name)[0], self._known)[0]
+
     def check_layers(self, names: Sequence[str]) -> None:
-        # any named module may be captured, not only leaves; "name:input" is its input
-        names = [layer_input(n)[0] for n in names]
+        # any named module may be captured, not only leaves; "name:input" is its input,
+        # "name[0]" one tensor of its tuple output
+        names = [self._base(n) for n in names]
         if not all(self._known(n) for n in names):
             leaves = self._leaves()
             blocks = [n for n in self._modules() if n and n not in leaves]
@@ -328,12 +334,14 @@ class TorchAdapter(ModelAdapter):
             # a copy the next in-place op (ReLU(inplace=True), out += identity) cannot touch
             return output.detach().clone(), None
 
+        bases = {self._base(n) for n in names}
         with forward_hooks(
-            {layer_input(n)[0]: self._module(layer_input(n)[0]) for n in names},
+            {b: self._module(b) for b in bases},
             names,
             lambda m, hook: m.register_forward_hook(hook),
             keep,
             lambda m, hook: m.register_forward_pre_hook(hook),
+            lambda n: layer_element(n, self._known),
         ) as store:
             yield store
 

@@ -23,14 +23,17 @@ from xai_core import LayerInfo, ModelAdapter
 from xai_core.backend_utils import (
     check_parameter_shapes,
     copy_of,
+    element_of,
     flatten_capture,
     gradient_not_reached,
     input_name,
+    layer_element,
     layer_input,
     one_or_several,
     replacement_mismatch,
     several_layers,
     stored_output,
+    with_element,
 )
 from xai_core.errors import AmbiguousLayerError, InputError, TargetError
 from xai_core.fingerprint import array_digest
@@ -382,9 +385,13 @@ class KerasAdapter(ModelAdapter):
                 v.assign(np.ascontiguousarray(back(np.asarray(value))).astype(v.dtype))
         return copy
 
+    def _knows(self, name: str) -> bool:
+        return name in self._named() or bool(self._paths_named(name))
+
     def check_layers(self, names: Sequence[str]) -> None:
-        # names only: `layers()` also reads shapes and parameter counts, slow in Keras
-        names = [layer_input(n)[0] for n in names]  # "name:input" is the layer's input
+        # names only: `layers()` also reads shapes and parameter counts, slow in Keras;
+        # "name:input" is the layer's input, "name[0]" one tensor of its tuple output
+        names = [layer_element(layer_input(n)[0], self._knows)[0] for n in names]
         named = self._named()
         for name in names:
             paths = [] if name in named else self._paths_named(name)
@@ -410,13 +417,20 @@ class KerasAdapter(ModelAdapter):
         try:
             for name in names:
                 base, at_input = layer_input(name)
+                base, path = layer_element(base, self._knows)
                 layer = self._layer(base)
-                original = layer.call  # the bound method of the class
+                original = layer.call  # the class's method, or a recorder already set here
 
                 swap = None if replacement is None else replacement.get(name)
 
                 def recorder(
-                    *args, _original=original, _name=name, _in=at_input, _swap=swap, **kwargs
+                    *args,
+                    _original=original,
+                    _name=name,
+                    _in=at_input,
+                    _swap=swap,
+                    _path=path,
+                    **kwargs,
                 ):
                     if _in:  # "name:input": the layer's first input is what is recorded
                         if not args:
@@ -433,7 +447,8 @@ class KerasAdapter(ModelAdapter):
                             tape.watch(first)
                         store[_name] = first
                         return _original(first, *args[1:], **kwargs)
-                    out = _original(*args, **kwargs)
+                    whole = _original(*args, **kwargs)
+                    out = element_of(whole, _path, _name)  # "name[0]": one tensor of a tuple
                     if _swap is not None:  # the layer's output is what we say it is
                         if tuple(_swap.shape) != tuple(out.shape):
                             raise replacement_mismatch(_name, out.shape, _swap.shape)
@@ -441,11 +456,13 @@ class KerasAdapter(ModelAdapter):
                     if tape is not None:  # record what follows the layer
                         tape.watch(out)
                     store[_name] = out
-                    return out
+                    return with_element(whole, _path, out)
 
-                # bypass Keras's attribute tracking: one plain instance attribute
+                # bypass Keras's attribute tracking: one plain instance attribute (a second
+                # name on the same layer wraps the first recorder)
                 object.__setattr__(layer, "call", recorder)
-                wrapped.append(layer)
+                if all(layer is not w for w in wrapped):
+                    wrapped.append(layer)
             yield store
         finally:
             for layer in wrapped:
@@ -497,9 +514,10 @@ class KerasAdapter(ModelAdapter):
     def _symbolic(self, name: str) -> Any:
         """The symbolic tensor a layer name means: its output, or its input (`:input`)."""
         base, at_input = layer_input(name)
+        base, path = layer_element(base, self._knows)
         layer = self._layer(base)
         if not at_input:
-            return layer.output
+            return element_of(layer.output, path, name)
         given = layer.input
         return given[0] if isinstance(given, (list, tuple)) else given
 
