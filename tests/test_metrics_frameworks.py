@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import xai_core
-from xai_core.testing.twins import cnn_weights, to_layout, twin
+from xai_core.testing.twins import cnn_weights, from_layout, to_layout, twin
 
 from models import export_twin_cnn_to_onnx
 
@@ -70,6 +70,69 @@ def test_same_scores_on_every_framework(twins, images, metric, method):
     assert np.isfinite(scores["torch"]).all()
     for fw in ("tensorflow", "paddle"):
         np.testing.assert_allclose(scores[fw], scores["torch"], rtol=1e-4, atol=1e-6, err_msg=fw)
+
+
+#: the Quantus options added in round two (tests/test_quantus_suite_round_two.py holds
+#: Quantus's numbers for each): the same scores on every framework too
+OPTION_CASES = [
+    (
+        "faithfulness_correlation",
+        {"seed": 3, "n_runs": 12, "subset_size": 20, "similarity": "kendall"},
+    ),
+    (
+        "faithfulness_correlation",
+        {"seed": 3, "n_runs": 12, "subset_size": 20, "similarity": "spearman"},
+    ),
+    ("sparseness", {"normalise": False, "abs": False}),
+    ("complexity", {"normalise": False}),
+    ("deletion", {"steps": 25, "baseline": "mean"}),
+    ("deletion", {"steps": 25, "baseline": "uniform", "seed": 2}),
+    ("model_randomization", {"seed": 4, "layer_order": "bottom_up"}),
+    ("model_randomization", {"seed": 4, "layer_order": "independent", "similarity": "kendall"}),
+    (
+        "sensitivity_max",
+        {
+            "seed": 2,
+            "n_perturb_samples": 4,
+            "perturb_radius": 0.5,
+            "return_nan_when_prediction_changes": True,
+        },
+    ),
+    ("random_logit", {"seed": 7, "similarity": "spearman"}),
+]
+
+
+@pytest.mark.parametrize("metric, options", OPTION_CASES)
+def test_round_two_options_give_the_same_scores_on_every_framework(twins, images, metric, options):
+    scores = {}
+    for fw, model in twins.items():
+        e = xai_core.explain(model, to_layout(images, fw), "saliency", abs=False)
+        scores[fw] = xai_core.evaluate(model, e, metric, **options)
+    for fw in ("tensorflow", "paddle"):
+        np.testing.assert_allclose(
+            scores[fw], scores["torch"], rtol=1e-4, atol=1e-6, equal_nan=True, err_msg=fw
+        )
+
+
+def test_gradient_shap_without_inputs_factor_on_every_framework(twins, images):
+    background = np.random.default_rng(2).normal(size=(4, 3, 10, 10)).astype(np.float32)
+    got = {
+        fw: from_layout(
+            xai_core.explain(
+                model,
+                to_layout(images, fw),
+                "gradient_shap",
+                background=to_layout(background, fw),
+                seed=1,
+                n_samples=5,
+                multiply_by_inputs=False,
+            ).attributions,
+            fw,
+        )
+        for fw, model in twins.items()
+    }
+    for fw in ("tensorflow", "paddle"):
+        np.testing.assert_allclose(got[fw], got["torch"], rtol=1e-4, atol=1e-6, err_msg=fw)
 
 
 def _weights(model, fw):
