@@ -18,6 +18,7 @@ import warnings
 import numpy as np
 
 from xai_core import Attribution, BatchedModel, Explainer, hookimpl
+from xai_core.errors import OptionError
 from xai_core.explainer import (
     check_choice,
     check_feature_names,
@@ -136,6 +137,12 @@ class KernelShap(Explainer):
         aggregation mode): a feature (group) is present or absent in every sample at once,
         absent taking a background row's values, averaged over the background; shap's
         Kernel algorithm on that game. Every sample's row gets the same values."""
+        if self.options["algorithm"] != "kernel":
+            raise OptionError(
+                "a model returning one value for the whole batch (aggregation mode) is "
+                f"explained with shap's Kernel algorithm; pass algorithm='kernel', not "
+                f"{self.options['algorithm']!r}."
+            )
         shap = require("shap", "shap")
         seed = resolve_seed(self.options["seed"])
         background = check_background(self.options["background"], inputs, self.name)

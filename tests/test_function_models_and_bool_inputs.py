@@ -189,3 +189,7 @@ def test_a_batch_value_is_refused_by_methods_without_aggregation_mode():
     fm = xai_core.FunctionModel(batch_sum("torch"), "torch")
     with pytest.raises(xai_core.ModelOutputError, match="aggregation mode"):
         xai_core.explain(fm, X, "saliency")
+    with pytest.raises(xai_core.OptionError, match="algorithm='kernel'"):
+        xai_core.explain(
+            fm, X, "kernel_shap", background=np.zeros((1, 3), np.float32), algorithm="permutation"
+        )
