@@ -308,7 +308,7 @@ def _predict(batched: BatchedModel, x: np.ndarray) -> np.ndarray:
 
 
 def _versions(adapter: ModelAdapter) -> dict[str, str | None]:
-    from . import __version__
+    from ._version import __version__
 
     return {
         "xai_core": __version__,

@@ -59,7 +59,7 @@ def explain_dataset(
     unless `overwrite=True`. `options` go to the method (a `seed` is per run: each batch
     gets one derived from it and its index).
     """
-    from .api import adapt, get_explainer
+    from .api import adapt, explain, get_explainer
     from .explainer import check_positive_int
     from .loading import load_model
     from .registry import REGISTRY
@@ -96,6 +96,7 @@ def explain_dataset(
         output=output,
         trust=trust,
         store_inputs=store_inputs,
+        explain=explain,
     )
     job.prebuilt = built  # the local engine uses it; remote workers build their own
     identity = _identity(job, source, options.get("seed"), model_digest(adapter, path))

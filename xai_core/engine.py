@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .data_sources import Batch, Source
+from .errors import XaiError
 
 
 def batch_seed(run_seed: int, index: int) -> int:
@@ -54,6 +55,10 @@ class DatasetJob:
     trust: bool = False
     store_inputs: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the explain verb (`xai_core.explain`), handed down by `explain_dataset`: the engine
+    #: interface sits below the verbs and imports none of them; a function, so it
+    #: pickles by reference to remote workers
+    explain: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled for remote workers without the model the caller built: they build
@@ -78,8 +83,12 @@ class DatasetJob:
 
     def explain_batch(self, model: Any, batch: Batch) -> dict[str, np.ndarray]:
         """Explain one batch; returns the arrays to store, by store path."""
-        from .api import explain
-
+        explain = self.explain
+        if explain is None:
+            raise XaiError(
+                "this DatasetJob was built without the explain verb; xai_core.explain_dataset "
+                "builds jobs with one (DatasetJob(..., explain=xai_core.explain))."
+            )
         options = dict(self.options)
         if self.seed is not None:
             options["seed"] = batch_seed(self.seed, batch.index)

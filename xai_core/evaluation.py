@@ -99,7 +99,16 @@ def evaluate(
         Progress(scorer.options["progress"], metric),
     )
     context = MetricContext(
-        metric, adapter, explanation, layout, x, attributions, batched, forward_kwargs, output
+        metric,
+        adapter,
+        explanation,
+        layout,
+        x,
+        attributions,
+        batched,
+        forward_kwargs,
+        output,
+        rerun=rerun_method,
     )
     with model_lock(adapter.model):
         previous, adapter.output = adapter.output, output
@@ -113,6 +122,36 @@ def evaluate(
     result.metric, result.method = metric, explanation.method
     result.options = {**scorer.options, **result.options}
     return result if details else result.scores
+
+
+def rerun_method(
+    method: str,
+    options: dict[str, Any],
+    adapter: Any,
+    inputs: Any,
+    target: Any,
+    forward_kwargs: dict[str, Any] | None,
+    output: Any,
+    known_outputs: tuple[int, ...],
+) -> Explanation:
+    """The explanation's method with its own options (those the method takes, progress
+    off) on other inputs or another model: what metrics that re-explain run
+    (`MetricContext.reexplain`)."""
+    from .api import get_explainer, run
+    from .explainer import COMMON_OPTIONS
+
+    allowed = {*REGISTRY.explainer_class(method).defaults, *COMMON_OPTIONS}
+    kept = {k: v for k, v in options.items() if k in allowed and k != "progress"}
+    explainer = get_explainer(method, progress=False, **kept)
+    return run(
+        explainer,
+        adapter,
+        inputs,
+        target,
+        forward_kwargs=forward_kwargs,
+        output=output,
+        known_outputs=known_outputs,
+    )
 
 
 def _check_explanation(explanation: Explanation, x: np.ndarray, attributions: Any) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 
 from .batching import BatchedModel
 from .errors import CapabilityError, InputError, XaiError
-from .explainer import COMMON_OPTIONS, settle_options
+from .explainer import settle_options
 from .outputs import at_target
 
 if TYPE_CHECKING:
@@ -107,7 +107,12 @@ class MetricContext:
         model: BatchedModel,
         forward_kwargs: dict[str, Any] | None,
         output: Any,
+        rerun: Callable[..., Any] | None = None,
     ) -> None:
+        #: `rerun(method, options, adapter, inputs, target, forward_kwargs, output,
+        #: known_outputs)` -> Explanation: the explain verb, handed down by `evaluate` (the
+        #: metric interface sits below the verbs and imports none of them)
+        self._rerun = rerun
         self.metric = metric
         self.adapter = adapter
         self.explanation = explanation
@@ -306,28 +311,23 @@ class MetricContext:
         like `blocks`, or like the layer's output for a `layer=` explanation. `adapter`
         runs another model (a randomised copy) instead of the explained one; `target`
         (one flat output index per sample) explains other outputs than the explained."""
-        from .api import get_explainer, run
-        from .registry import REGISTRY
-
+        if self._rerun is None:
+            raise XaiError(
+                f"metric {self.metric!r} re-explains inputs, and this MetricContext was built "
+                "without the explain verb (xai_core.evaluate builds it with one)."
+            )
         k, n = len(blocks), len(self.inputs)
         rows = np.ascontiguousarray(blocks.swapaxes(0, 1)).reshape(k * n, *self.inputs.shape[1:])
-        cls = REGISTRY.explainer_class(self.method)
-        allowed = {*cls.defaults, *COMMON_OPTIONS}
-        options = {
-            name: value
-            for name, value in self.explanation.options.items()
-            if name in allowed and name != "progress"
-        }
-        explainer = get_explainer(self.method, progress=False, **options)
         structured = self.layout.structure(self.layout.unpack(rows)) if self.layout.packed else rows
-        result = run(
-            explainer,
+        result = self._rerun(
+            self.method,
+            self.explanation.options,
             adapter or self.adapter,
             structured,
             self._targets_for(k, target),
-            forward_kwargs=_repeat_kwargs(self.forward_kwargs, n, k, self.adapter.to_numpy),
-            output=self.output,
-            known_outputs=self._output_shape(),
+            _repeat_kwargs(self.forward_kwargs, n, k, self.adapter.to_numpy),
+            self.output,
+            self._output_shape(),
         )
         attributions = np.asarray(
             self.layout.pack_structure(result.attributions, np.float64), np.float64

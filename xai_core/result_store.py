@@ -209,7 +209,7 @@ class ResultStore:
 
     @classmethod
     def _create(cls, location: str, identity: dict[str, Any], shown: Any) -> ResultStore:
-        from . import __version__
+        from ._version import __version__
 
         group = _open_group(location, "a", shown)
         try:
