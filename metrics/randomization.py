@@ -169,7 +169,7 @@ class SmoothModelRandomization(_Randomised):
             curve_x=np.arange(len(names)),
             curve_labels=names,
             x_label=ORDERS[order] + " (0: none)",
-            y_label=f"{self.options['similarity']} similarity, smoothed explanations",
+            y_label=f"{self.options['similarity']} similarity (smoothed)",
             options={"seed": seed},
         )
 
