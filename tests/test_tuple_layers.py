@@ -141,3 +141,5 @@ def test_a_tuple_layer_named_whole_or_out_of_range_is_refused():
         xai_core.explain(net, X, "integrated_gradients", layer="split", target=2)
     with pytest.raises(xai_core.XaiError, match="no element 5"):
         xai_core.explain(net, X, "saliency", layer="split[5]", target=2)
+    with pytest.raises(xai_core.XaiError, match="use one of them"):
+        xai_core.explain(net, X, "saliency", layer="split[0]:input", target=2)

@@ -72,6 +72,14 @@ def layer_element(name: str, known: Callable[[str], bool]) -> tuple[str, tuple[i
     return (base, tuple(path)) if known(base) else (name, ())
 
 
+def input_of_an_element(name: str) -> str:
+    """The refusal of "layer[i]:input": an element of a layer's output has no input."""
+    return (
+        f"layer {name!r}: ':input' names a layer's input and '[i]' one tensor of its output; "
+        "use one of them."
+    )
+
+
 def element_of(output: Any, path: tuple[int, ...], name: str) -> Any:
     """The tensor at `path` in a layer's (nested) tuple output."""
     for i in path:
@@ -153,6 +161,8 @@ def forward_hooks(
                     f"layer {name!r}: this backend cannot record a layer's input; use the "
                     "layer's output, or the output of the layer before it."
                 )
+            if at_input and element(base)[1]:
+                raise InputError(input_of_an_element(name))
             if at_input:
                 handles.append(register_pre(layers[base], make_pre_hook(name)))
             else:
@@ -296,16 +306,12 @@ def copy_structure(
 
 def not_one_tensor(name: str, output: Any) -> Exception:
     """The error for a hooked layer that returns a tuple, a dict or None."""
-    hint = ""
+    fix = "pick a layer (or a sublayer) that returns a tensor"
     if isinstance(output, (tuple, list)) and output:
         # the tuple itself, or the names its parts were captured under
         names = [p if isinstance(p, str) else f"{name}[{i}]" for i, p in enumerate(output)]
-        parts = ", ".join(names)
-        hint = f" Name one of its tensors ({parts}), or a list of them to move them together;"
-    return InputError(
-        f"layer {name!r} returns a {type(output).__name__}, not one tensor.{hint} or pick a "
-        "layer (or a sublayer) that returns a tensor."
-    )
+        fix = f"name one of its tensors ({', '.join(names)}) or a list of them, or {fix}"
+    return InputError(f"layer {name!r} returns a {type(output).__name__}, not one tensor: {fix}.")
 
 
 def replacement_mismatch(name: str, output_shape: Any, replacement_shape: Any) -> Exception:

@@ -27,6 +27,7 @@ from xai_core.backend_utils import (
     flatten_capture,
     gradient_not_reached,
     input_name,
+    input_of_an_element,
     layer_element,
     layer_input,
     one_or_several,
@@ -418,6 +419,8 @@ class KerasAdapter(ModelAdapter):
             for name in names:
                 base, at_input = layer_input(name)
                 base, path = layer_element(base, self._knows)
+                if at_input and path:
+                    raise InputError(input_of_an_element(name))
                 layer = self._layer(base)
                 original = layer.call  # the class's method, or a recorder already set here
 
