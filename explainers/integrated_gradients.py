@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from xai_core import Attribution, BatchedModel, Explainer, hookimpl
-from xai_core.batching import LayerPack
 from xai_core.errors import OptionError
 from xai_core.explainer import (
     check_choice,
@@ -25,6 +24,7 @@ from xai_core.explainer import (
     check_positive_int,
     chosen_layer,
 )
+from xai_core.inputs import InputLayout
 from xai_core.validation import broadcast_baselines
 
 RULES = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
@@ -145,8 +145,15 @@ class IntegratedGradients(Explainer):
             at_inputs = model.capture(inputs, list(layer))
             for name in layer:
                 check_float_layer(name, at_inputs[name])
-            pack = LayerPack(layer, at_inputs)
-            start_point = pack.pack(model.capture(baselines, list(layer)).values())
+            # the layers' outputs packed side by side, as several inputs are
+            pack = InputLayout(
+                "tuple",
+                layer,
+                tuple(at_inputs[name].shape[1:] for name in layer),
+                tuple(at_inputs[name].dtype for name in layer),
+            )
+            at_baselines = model.capture(baselines, list(layer))
+            start_point = pack.pack([at_baselines[name] for name in layer])
             end_point = pack.pack([at_inputs[name] for name in layer])
 
             def groups(path: Callable, n: int) -> Iterator:
@@ -186,7 +193,7 @@ class IntegratedGradients(Explainer):
         convergence = (total * delta).reshape(len(inputs), -1).sum(axis=1) - gap
         attributions = attributions.astype(end_point.dtype)
         if isinstance(layer, tuple):  # one array per layer, by name
-            attributions = dict(zip(layer, pack.split(attributions)))
+            attributions = dict(zip(layer, pack.unpack(attributions, cast=False)))
         return Attribution(
             attributions=attributions,
             convergence_delta=convergence,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -481,20 +481,21 @@ class BatchedModel:
         make_group: Callable[[int, int], np.ndarray],
         target: np.ndarray,
         like: np.ndarray,
-        layers: LayerPack | None = None,
+        layers: InputLayout | None = None,
     ) -> Iterator[tuple[int, int, np.ndarray]]:
         """`gradient_groups` in a layer's output space: blocks shaped like the layer's
         output for the batch (`like`) replace it while the model runs on `inputs`
         (tiled), and the gradient is taken there. Layer Integrated Gradients moves
         along this path, so token ids stay integers. Several layers (a tuple) move
-        together, their outputs packed in one row per sample by `layers`."""
+        together, their outputs packed in one row per sample as inputs are (`layers`, an
+        `InputLayout` of the layers' outputs)."""
 
         def grads(rows: np.ndarray, t: np.ndarray) -> np.ndarray:
             tiled = np.concatenate([inputs] * (len(rows) // len(inputs)), axis=0)
             if layers is None:
                 return self.layer_gradients(tiled, t, layer, replacement=rows)[1]
-            at = self.layer_gradients(tiled, t, layer, replacement=layers.split(rows))[1]
-            return layers.pack(at)
+            parts = layers.unpack(rows, cast=False)
+            return layers.pack(self.layer_gradients(tiled, t, layer, replacement=parts)[1])
 
         per_row = max(int(inputs[:1].nbytes), 1)  # the budget counts model inputs
         for start, stop, g in self._groups(n_blocks, make_group, target, like, grads, per_row):
@@ -544,26 +545,6 @@ def _safe_layers(adapter: ModelAdapter) -> list[LayerInfo]:
         return adapter.layers()
     except Exception:  # noqa: BLE001 - only used to improve a message
         return []
-
-
-class LayerPack:
-    """Several layers' outputs as one flat row per sample (their values side by side), so
-    that a method's path arithmetic runs on one array; `split` gives the layers back."""
-
-    def __init__(self, names: Sequence[str], captured: Mapping[str, np.ndarray]) -> None:
-        self.names = tuple(names)
-        self.shapes = [tuple(captured[n].shape[1:]) for n in self.names]
-        self.sizes = [int(np.prod(s, dtype=np.int64)) for s in self.shapes]
-
-    def pack(self, parts: Sequence[np.ndarray]) -> np.ndarray:
-        return np.concatenate([np.asarray(p).reshape(len(p), -1) for p in parts], axis=1)
-
-    def split(self, rows: np.ndarray) -> tuple[np.ndarray, ...]:
-        ends = np.cumsum([0, *self.sizes])
-        return tuple(
-            np.ascontiguousarray(rows[:, a:b]).reshape(len(rows), *shape)
-            for a, b, shape in zip(ends[:-1], ends[1:], self.shapes)
-        )
 
 
 def _guard(call: Callable[[], Any], rows: int) -> Any:
