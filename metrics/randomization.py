@@ -190,7 +190,8 @@ class EfficientModelRandomization(_Randomised):
     explanation becomes once every layer is randomised, (H(a_random) - H(a)) / H(a), H
     the entropy of the attributions' histogram in `n_bins` bins. An explanation that
     follows the weights turns to noise (a positive score; higher is better). One
-    randomised model, not a cascade: the cost of one explanation."""
+    randomised model, not a cascade: the cost of one explanation. A constant explanation
+    (entropy 0: nothing to rise from) scores NaN, where Quantus divides by zero."""
 
     name = "efficient_model_randomization"
     higher_is_better = True
@@ -208,8 +209,9 @@ class EfficientModelRandomization(_Randomised):
         moved = self.prepared(context.reexplain(context.inputs[None], adapter=randomized)[0])
         n_bins = self.options["n_bins"]
         before, after = histogram_entropy(original, n_bins), histogram_entropy(moved, n_bins)
+        # a constant explanation (one histogram bin, entropy 0) has no relative rise: NaN
         with np.errstate(divide="ignore", invalid="ignore"):
-            scores = (after - before) / before
+            scores = np.where(before > 0, (after - before) / before, np.nan)
         return MetricResult(scores, options={"seed": seed})
 
 
@@ -270,7 +272,7 @@ class RandomLogit(Metric):
 
 def ssim_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """scikit-image's structural similarity of each pair of flattened maps, over the
-    pair's joint value range (Quantus's `ssim`)."""
+    pair's joint value range (Quantus's `ssim`); NaN for two maps of one constant."""
     try:
         from skimage.metrics import structural_similarity  # comes with lime
     except ImportError:
@@ -281,7 +283,9 @@ def ssim_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     out = np.empty(len(a))
     for i, (x, y) in enumerate(zip(a, b)):
         both = np.concatenate([x, y])
-        out[i] = structural_similarity(x, y, data_range=float(np.abs(both.max() - both.min())))
+        value_range = float(np.abs(both.max() - both.min()))
+        # two maps of one and the same constant have no structure to compare: NaN
+        out[i] = structural_similarity(x, y, data_range=value_range) if value_range else np.nan
     return out
 
 

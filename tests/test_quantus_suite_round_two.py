@@ -229,6 +229,8 @@ def test_efficient_model_randomization_equals_quantus_emprt(cnn, digits):
     )
     np.testing.assert_allclose(ours, theirs, rtol=1e-6)
     assert np.isfinite(ours).all() and np.abs(ours).min() > 1e-3  # the entropy moved
+    e.attributions = np.zeros_like(e.attributions)  # constant: entropy 0, nothing to rise from
+    assert np.isnan(xai_core.evaluate(cnn, e, "efficient_model_randomization", seed=6)).all()
 
 
 def test_smooth_model_randomization_equals_quantus_smooth_mprt(cnn, digits, monkeypatch):

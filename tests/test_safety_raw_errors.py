@@ -299,3 +299,16 @@ def test_an_unwritable_location_is_an_xai_error_even_for_root(tmp_path):
         xai_core.explain_dataset(
             linear(), tabular(3, d=4), "saliency", out="/proc/self/xai_store", progress=False
         )
+
+
+@pytest.mark.parametrize("layer, message", [([1, 2], "other than layer names"), (7, "is a int")])
+def test_explanation_load_refuses_layer_metadata_that_names_no_layers(tmp_path, layer, message):
+    path = _saved_explanation(tmp_path)
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    meta = json.loads(str(arrays["meta"]))
+    meta["layer"] = layer  # a list is several layers' names (integrated_gradients, a list)
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(tmp_path / "layers.npz", **arrays)
+    with pytest.raises(xai_core.XaiError, match=message):
+        xai_core.Explanation.load(tmp_path / "layers.npz")
