@@ -65,6 +65,7 @@ class GradCAM(Explainer):
         "token_grid": None,
     }
     requires = ("gradients at a layer",)
+    target_from_first_pass = True
 
     def validate(self) -> None:
         if not isinstance(self.options["layer"], str):

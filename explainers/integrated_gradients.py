@@ -24,6 +24,7 @@ from xai_core.explainer import (
     check_positive_int,
     chosen_layer,
 )
+from xai_core.first_pass import resolved
 from xai_core.inputs import InputLayout
 from xai_core.validation import broadcast_baselines
 
@@ -96,13 +97,20 @@ def selected_outputs(model: BatchedModel, inputs: np.ndarray, target: np.ndarray
     return out[np.arange(len(inputs)), target].astype(np.float64)
 
 
-def baseline_outputs(model: BatchedModel, baselines: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """f(baselines)[i, target[i]]; one forward row when every sample shares one baseline."""
+def baseline_rows(model: BatchedModel, baselines: np.ndarray) -> np.ndarray:
+    """The rows whose outputs give f(baselines): one when every sample shares it."""
     shared = len(baselines) > 1 and not model.batch_kwargs  # rows carry their own kwargs
-    if shared and np.all(baselines == baselines[:1]):
-        out = model.forward(baselines[:1])[0]
-        return out[target].astype(np.float64)
-    return selected_outputs(model, baselines, target)
+    return baselines[:1] if shared and np.all(baselines == baselines[:1]) else baselines
+
+
+def baseline_outputs(
+    model: BatchedModel, rows: np.ndarray, target: np.ndarray, outputs: np.ndarray | None
+) -> np.ndarray:
+    """f(baselines)[i, target[i]] from the outputs of `baseline_rows` (None: not known yet,
+    a forward pass of its own)."""
+    out = model.forward(rows) if outputs is None else outputs
+    picked = out[0, target] if len(rows) == 1 else out[np.arange(len(target)), target]
+    return np.broadcast_to(picked, target.shape).astype(np.float64)
 
 
 class IntegratedGradients(Explainer):
@@ -116,6 +124,7 @@ class IntegratedGradients(Explainer):
         "attribute_to_layer_input": False,
     }
     requires = ("gradients",)
+    target_from_first_pass = True
 
     def validate(self) -> None:
         check_choice("integration", self.options["integration"], RULES)
@@ -134,11 +143,12 @@ class IntegratedGradients(Explainer):
         if layer is None:  # the path runs through input space
             model.check_differentiable()  # ids and bools: say so first, naming embeddings
             start_point, end_point = baselines, inputs
+            at_baselines = baseline_rows(model, baselines)
 
             def groups(path: Callable, n: int) -> Iterator:
-                return model.gradient_groups(n, path, target, like=inputs)
+                # f(baselines) (the convergence delta) rides in the first gradient call
+                return model.gradient_groups(n, path, target, like=inputs, extra=at_baselines)
 
-            f_baselines = baseline_outputs(model, baselines, target)
         elif isinstance(layer, tuple):  # several layers move together, as Captum's
             # LayerIntegratedGradients given a list: their outputs packed side by side
             model.check_layers(list(layer))
@@ -161,7 +171,6 @@ class IntegratedGradients(Explainer):
                     inputs, layer, n, path, target, like=end_point, layers=pack
                 )
 
-            f_baselines = selected_outputs(model, baselines, target)
         else:  # Captum's LayerIntegratedGradients: the model runs on the real inputs while
             # the layer's output moves from its value on the baselines to that on the inputs
             model.check_layers([layer])
@@ -174,7 +183,6 @@ class IntegratedGradients(Explainer):
                     inputs, layer, n, path, target, like=end_point
                 )
 
-            f_baselines = selected_outputs(model, baselines, target)
         nodes, weights = quadrature(self.options["integration"], self.options["n_steps"])
         delta = end_point - start_point
         steps = nodes.astype(end_point.dtype).reshape(-1, *([1] * end_point.ndim))
@@ -189,6 +197,11 @@ class IntegratedGradients(Explainer):
             # on small machines (measured: layer IG on BERT 1.6x slower with the matmul)
             total += np.einsum("k,k...->...", w, grads)
         attributions = total * delta if self.options["multiply_by_inputs"] else total
+        target = resolved(target)  # known now: the first gradient pass gave the predictions
+        if layer is None:
+            f_baselines = baseline_outputs(model, at_baselines, target, model.extra_outputs)
+        else:  # the baselines' outputs came with their layer capture
+            f_baselines = selected_outputs(model, baselines, target)
         gap = selected_outputs(model, inputs, target) - f_baselines
         convergence = (total * delta).reshape(len(inputs), -1).sum(axis=1) - gap
         attributions = attributions.astype(end_point.dtype)

@@ -25,6 +25,7 @@ class Saliency(Explainer):
         "attribute_to_layer_input": False,
     }
     requires = ("gradients",)
+    target_from_first_pass = True
 
     def validate(self) -> None:
         check_bool("abs", self.options["abs"])

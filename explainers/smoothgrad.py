@@ -48,6 +48,7 @@ class SmoothGrad(Explainer):
         "attribute_to_layer_input": False,
     }
     requires = ("gradients",)
+    target_from_first_pass = True
 
     def validate(self) -> None:
         check_positive_int("n_samples", self.options["n_samples"])

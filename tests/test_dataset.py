@@ -333,7 +333,7 @@ def test_a_killed_run_resumes_to_the_store_of_an_uninterrupted_one(
     np.save(tmp_path / "x.npy", images)
     out = tmp_path / "crashed"
     child = subprocess.run(
-        [sys.executable, "-c", CHILD, str(tmp_path / "x.npy"), str(out), "7"],
+        [sys.executable, "-c", CHILD, str(tmp_path / "x.npy"), str(out), "3"],
         capture_output=True,
         text=True,
         timeout=300,

@@ -45,7 +45,8 @@ def test_calls_are_cut_to_the_byte_budget_without_changing_results(monkeypatch, 
     gradient_rows.clear()
     monkeypatch.setenv(CALL_BYTES_ENV, str(256 * 12))  # 12 rows: 3 blocks of 4 per call
     cut = xai_core.explain(model, x, "integrated_gradients", n_steps=20)
-    assert max(gradient_rows) == 12 and sum(gradient_rows) == 80
+    # 80 path rows, and the 4 samples and their shared baseline riding in the first call
+    assert max(gradient_rows) == 12 and sum(gradient_rows) == 80 + 4 + 1
     np.testing.assert_allclose(cut.attributions, whole.attributions, rtol=1e-5, atol=1e-7)
 
 

@@ -85,7 +85,7 @@ def test_traced_once_per_input_signature_across_explain_calls():
         xai_core.explain(model, images(n).transpose(0, 2, 3, 1), "saliency")
         xai_core.explain(model, images(n).transpose(0, 2, 3, 1), "integrated_gradients")
     traces = [fn.experimental_get_tracing_count() for fn in _COMPILED[model][1].values()]
-    assert traces == [1, 1]
+    assert traces and traces == [1] * len(traces)  # (one gradient pass, no forward: issue 21)
 
 
 def test_compiled_functions_do_not_keep_the_model_alive():

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .errors import CapabilityError, UnknownLayerError
+from .outputs import pick_output
 
 #: what to suggest when a backend lacks gradients
 FORWARD_ONLY_METHODS = "occlusion, feature_ablation, rise, kernel_shap or lime"
@@ -46,6 +47,10 @@ class ModelAdapter(ABC):
     #: which of the model's outputs to explain (`explain(..., output=...)`); backends pass
     #: what the model returned through `select_output`
     output: Any = None
+    #: whether `gradients_and_outputs` and `layer_gradients_and_outputs` take a target that
+    #: is a function of the pass's outputs (see those methods): the core then learns the
+    #: predictions from the gradient pass itself, one forward per chunk instead of two
+    targets_from_pass: bool = False
 
     def __init__(self, model: Any) -> None:
         self.model = model
@@ -72,8 +77,27 @@ class ModelAdapter(ABC):
         core can check every gradient call's outputs against the first call's (a model
         whose number of outputs changes between calls is an error, not a silent answer).
         Backends that compute the outputs anyway return them; the default returns None
-        for the outputs (nothing checked)."""
+        for the outputs (nothing checked).
+
+        With `targets_from_pass`, `target` may be a function: call it with this pass's
+        outputs as NumPy (batch first, as the model returned them) after the forward step
+        and before the backward one; it returns the target array (`backend_utils.
+        target_of_pass` does this). The core so chooses the predicted class, or checks
+        the user's target, without a prediction pass of its own."""
         return self.gradients(inputs, target), None
+
+    def layer_gradients_and_outputs(
+        self,
+        inputs: np.ndarray,
+        target: Any,
+        layer: Any,
+        replacement: Any = None,
+    ) -> tuple[Any, Any, np.ndarray | None]:
+        """`layer_gradients(...)` and the model outputs of that pass (None: not known), with
+        targets as in `gradients_and_outputs`."""
+        if replacement is None:
+            return (*self.layer_gradients(inputs, target, layer), None)
+        return (*self.layer_gradients(inputs, target, layer, replacement), None)
 
     def layers(self) -> list[LayerInfo]:
         """Leaf layers in execution order, named as the framework names them."""
@@ -192,8 +216,6 @@ class ModelAdapter(ABC):
     # -- helpers for subclasses ---------------------------------------------------
     def select_output(self, raw: Any) -> Any:
         """The output to explain among what the model returned (see `xai_core.outputs`)."""
-        from .outputs import pick_output
-
         return pick_output(raw, self.output)
 
     def missing(self, capability: str, hint: str | None = None) -> CapabilityError:

@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
+from ._version import __version__
 from .adapter import ModelAdapter
 from .batching import BatchedModel
-from .errors import InputError, ModelOutputError, UnsupportedModelError, XaiError
-from .explainer import Explainer
+from .errors import ModelOutputError, PluginError, UnsupportedModelError, XaiError
+from .explainer import Attribution, Explainer
 from .explanation import Explanation
+from .first_pass import PendingTarget, first_call
 from .inputs import pack_per_input, pack_reference, split_forward_kwargs
 from .locks import model_lock
 from .progress import Progress
 from .registry import REGISTRY
 from .validation import check_predictions, checked_inputs, resolve_target
-
-T = TypeVar("T")
 
 
 def adapt(model: Any) -> ModelAdapter:
@@ -162,12 +162,19 @@ def _run_locked(
                 predictions = np.full((len(x), int(np.prod(known_outputs))), np.nan, np.float32)
                 resolved = resolve_target(user_target, predictions, batched.output_shape)
                 result = explainer.explain(batched, x, resolved)
+            elif explainer.needs_target and explainer.target_from_first_pass:
+                pending = PendingTarget(user_target, len(x), lambda: _forward_samples(batched, x))
+                batched.samples, batched.pending = x, pending
+                result = explainer.explain(batched, x, pending)
+                resolved = pending.resolve()
+                predictions = pending.predictions
+                batched.pending = None
             elif explainer.needs_target:
                 predictions = _predict_or_aggregate(explainer, batched, x)
                 resolved = resolve_target(user_target, predictions, batched.output_shape)
                 result = explainer.explain(batched, x, resolved)
             else:  # e.g. activation capture: one pass yields the activations and the predictions
-                result = _model_call(lambda: explainer.explain(batched, x, None), x, layout)
+                result = first_call(lambda: explainer.explain(batched, x, None), x, layout)
                 predictions = _predict(batched, x)
                 resolved = _recorded_target(user_target, predictions, batched.output_shape)
     finally:
@@ -214,9 +221,6 @@ def _recorded_target(user_target: Any, predictions: np.ndarray, shape: Any) -> n
 def _check_result(explainer: Explainer, result: Any, x: np.ndarray) -> None:
     """What an explainer plugin returned: an `Attribution` whose attributions are real
     numbers shaped like the inputs (or, with a layer, one row per sample)."""
-    from .errors import PluginError
-    from .explainer import Attribution
-
     def fail(problem: str) -> PluginError:
         try:
             plugin = REGISTRY.explainer_table()[explainer.name][1]
@@ -254,38 +258,6 @@ def _target_array(adapter: ModelAdapter, target: Any) -> Any:
     return adapter.to_numpy(target)
 
 
-def _model_call(call: Callable[[], T], x: np.ndarray, layout: Any = None) -> T:
-    """Run the first pass through the model; a framework error there almost always means
-    inputs of the wrong shape or layout, so it is re-raised as an `InputError` saying so,
-    with the inputs as the user gave them (several inputs: each one's shape and dtype, not
-    the packed rows')."""
-    try:
-        return call()
-    except XaiError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - re-raised with the fix, original chained
-        if layout is not None and layout.packed:
-            given = "inputs " + ", ".join(
-                f"{k!r}: {(len(x), *shape)} {dtype}"
-                for k, shape, dtype in zip(layout.keys, layout.shapes, layout.dtypes)
-            )
-            integer = bool(layout.integer)
-        else:
-            given, integer = f"inputs of shape {x.shape} (dtype {x.dtype})", x.dtype.kind in "iu"
-        integers = (
-            " Integer inputs reach the model as integers (token ids); if it expects floats, "
-            "pass x.astype('float32')."
-            if integer
-            else ""
-        )
-        raise InputError(
-            f"the model rejected {given}: "
-            f"{type(exc).__name__}: {exc}\nPass a batch-first array in the layout and "
-            "feature size the model expects (channels-first for PyTorch/Paddle convolutions, "
-            f"channels-last for Keras).{integers}"
-        ) from exc
-
-
 def _predict_or_aggregate(explainer: Explainer, batched: BatchedModel, x: np.ndarray) -> Any:
     """The predictions; or, for a method with `aggregate_mode` and a model that returns
     one value for the whole batch (Captum's aggregation mode), that value for every
@@ -303,19 +275,30 @@ def _predict_or_aggregate(explainer: Explainer, batched: BatchedModel, x: np.nda
     return np.full((len(x), 1), value, np.float32)
 
 
+def _forward_samples(batched: BatchedModel, x: np.ndarray) -> np.ndarray:
+    """The prediction pass a pending target falls back to, outputs as the model shaped them."""
+    out = batched.forward(x)
+    return out.reshape(len(x), *batched.output_shape)
+
+
 def _predict(batched: BatchedModel, x: np.ndarray) -> np.ndarray:
-    return check_predictions(_model_call(lambda: batched.forward(x), x, batched.layout), len(x))
+    return check_predictions(first_call(lambda: batched.forward(x), x, batched.layout), len(x))
+
+
+#: what every Explanation records, per adapter class (versions do not change in a process)
+_VERSIONS: dict[type, dict[str, str | None]] = {}
 
 
 def _versions(adapter: ModelAdapter) -> dict[str, str | None]:
-    from ._version import __version__
-
-    return {
-        "xai_core": __version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-        adapter.backend: adapter.framework_version(),
-    }
+    known = _VERSIONS.get(type(adapter))
+    if known is None or adapter.backend not in known:
+        known = _VERSIONS[type(adapter)] = {
+            "xai_core": __version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+            adapter.backend: adapter.framework_version(),
+        }
+    return dict(known)
 
 
 def backends() -> list[str]:

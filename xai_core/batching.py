@@ -29,9 +29,10 @@ import numpy as np
 from .adapter import LayerInfo, ModelAdapter
 from .backend_utils import not_one_tensor
 from .errors import GradientNotReachedError, InputError, ModelOutputError, XaiError
+from .first_pass import PassTarget, PendingTarget, first_call
 from .inputs import InputLayout
 from .progress import Progress
-from .validation import check_returned
+from .validation import check_returned, outputs_changed
 
 #: model-input bytes per adapter call when `internal_batch_size` is not given
 DEFAULT_CALL_BYTES = 2**20
@@ -83,6 +84,13 @@ class BatchedModel:
         self.output_shape: tuple[int, ...] | None = None
         self._sample: int | None = None
         self._recent: list[tuple[np.ndarray, np.ndarray]] = []
+        #: the core's samples and their target while it waits for the first pass that
+        #: runs them (see `first_pass`); the adapter must say it takes such targets
+        self.samples: np.ndarray | None = None
+        self.pending: PendingTarget | None = None
+        self._in_pass = bool(getattr(adapter, "targets_from_pass", False))
+        #: the flattened model outputs of the latest gradient call, where the backend gave them
+        self._last_outputs: np.ndarray | None = None
 
     @property
     def backend(self) -> str:
@@ -166,6 +174,52 @@ class BatchedModel:
             results.append(check(result, rows) if check is not None else result)
         return results
 
+    def _first_pass(self, run: Callable[[], Any]) -> Any:
+        """`run()`; while no pass has given the pending predictions yet, a framework error
+        is the inputs' fault, and said so (the core's prediction pass did that before)."""
+        if self.pending is None or self.pending.predictions is not None:
+            return run()
+        return first_call(run, self.samples, self.layout)
+
+    # -- targets of rows --------------------------------------------------------------
+    def _targets_for(self, inputs: np.ndarray, target: Any) -> Any:
+        """What `_chunk_target` slices: the target array itself, or, while the samples'
+        target is pending, `_RowTargets` (rows of the samples themselves run first)."""
+        if not isinstance(target, PendingTarget):
+            return target
+        if target.resolved or not self._in_pass:
+            return _tiled(target.resolve(), len(inputs))
+        if inputs is self.samples:
+            return _RowTargets(target, None, target.n)
+        return _tiled(target.resolve(), len(inputs))
+
+    @staticmethod
+    def _chunk_target(targets: Any, rows: slice) -> Any:
+        return targets.for_chunk(rows) if isinstance(targets, _RowTargets) else targets[rows]
+
+    def _pass_outputs(self, check: Callable, out: Any, rows: slice) -> Any:
+        """A gradient pass's own outputs checked as a forward pass's are (numbers, finite,
+        as many per sample as on the first call, which a pending target learns them from)."""
+        if out is None:
+            return None
+        out = check(out, rows)
+        if self.output_shape is None and self.pending is not None:
+            self.output_shape = self.pending.output_shape
+        return out
+
+    def _took(self, outputs: list[Any]) -> None:
+        """After a gradient call: its outputs kept (`extra_outputs`), and the predictions a
+        pending target took from it reused by `forward` and the core."""
+        if outputs and all(o is not None for o in outputs):
+            flat = [np.asarray(o).reshape(len(o), -1) for o in outputs]
+            self._last_outputs = flat[0] if len(flat) == 1 else np.concatenate(flat, axis=0)
+        else:
+            self._last_outputs = None
+        pending = self.pending
+        if pending is not None and pending.resolved and not self._recent_has(self.samples):
+            self.output_shape = self.output_shape or pending.output_shape
+            self._recent = [(self.samples, pending.predictions), *self._recent[:2]]
+
     def _checked(self, call: str, inputs: np.ndarray, shape: Any = None) -> Callable:
         """A check for one call's result (see `validation.check_returned`)."""
 
@@ -189,11 +243,7 @@ class BatchedModel:
         # targets index the flattened outputs: their number is what must not change (a
         # backend may hand the gradient pass's outputs back flattened)
         if int(np.prod(row)) != int(np.prod(first)):
-            raise ModelOutputError(
-                f"{call} returned outputs of shape {row} per sample, but {first} on its first "
-                "call: a model must return the same outputs on every call. Is it stateful "
-                "(a counter, a cache, a train-mode layer that changes shape)?"
-            )
+            raise outputs_changed(call, row, first)
 
     # -- computation -------------------------------------------------------------
     #: set by the core when the model returns one value for the whole batch (Captum's
@@ -218,12 +268,30 @@ class BatchedModel:
         for seen, out in self._recent:
             if seen is inputs:
                 return out
-        parts = self._map(
-            lambda call, _: self.adapter.forward(call), inputs, self._checked("forward", inputs)
+        checked = self._checked("forward", inputs)
+
+        def check(value: Any, rows: slice) -> np.ndarray:
+            arr = checked(value, rows)
+            if self.output_shape is None:  # the first chunk's: later ones must match it
+                self.output_shape = tuple(arr.shape[1:]) or (1,)
+            return arr
+
+        parts = self._first_pass(
+            lambda: self._map(lambda call, _: self.adapter.forward(call), inputs, check)
         )
         out = self._flatten(parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0))
         self._recent = [(inputs, out), *self._recent[:2]]
+        self._record_samples(inputs, out)
         return out
+
+    def _recent_has(self, inputs: np.ndarray) -> bool:
+        return any(seen is inputs for seen, _ in self._recent)
+
+    def _record_samples(self, inputs: np.ndarray, out: np.ndarray) -> None:
+        """A forward pass over the core's samples gives a pending target its predictions."""
+        pending = self.pending
+        if pending is not None and not pending.resolved and inputs is self.samples:
+            pending.record(0, len(out), out.reshape(len(out), *self.output_shape))
 
     def _flatten(self, out: np.ndarray) -> np.ndarray:
         if out.ndim >= 1 and self.output_shape is None:
@@ -259,22 +327,28 @@ class BatchedModel:
             "lime), which switches features to a baseline."
         )
 
-    def gradients(self, inputs: np.ndarray, target: np.ndarray) -> np.ndarray:
+    def gradients(self, inputs: np.ndarray, target: Any) -> np.ndarray:
+        """d output[i, target[i]] / d inputs[i]. `target` may be the core's pending target
+        (`first_pass.PendingTarget`): the pass then also gives the predictions."""
         self.check_differentiable()
         grads_check = self._checked("input gradients", inputs, inputs.shape[1:])
         out_check = self._checked("forward", inputs)
+        targets = self._targets_for(inputs, target)
+        outputs: list[Any] = []
 
         def check(pair: Any, rows: slice) -> np.ndarray:
-            grads, outputs = pair
-            if outputs is not None:  # the outputs of the gradient pass itself
-                out_check(outputs, rows)
+            grads, out = pair
+            outputs.append(self._pass_outputs(out_check, out, rows))
             return grads_check(grads, rows)
 
         def call(inputs_of_call: Any, r: slice) -> tuple[np.ndarray, Any]:
-            grads, outputs = self.adapter.gradients_and_outputs(inputs_of_call, target[r])
-            return self._pack(grads, inputs), outputs
+            grads, out = self.adapter.gradients_and_outputs(
+                inputs_of_call, self._chunk_target(targets, r)
+            )
+            return self._pack(grads, inputs), out
 
-        parts = self._map(call, inputs, check)
+        parts = self._first_pass(lambda: self._map(call, inputs, check))
+        self._took(outputs)
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
     def capture(
@@ -317,11 +391,14 @@ class BatchedModel:
                     )
             return out_check(out, rows), kept
 
-        pairs = self._map(
-            lambda call, _: self.adapter.forward_and_capture(call, layers), inputs, check
+        pairs = self._first_pass(
+            lambda: self._map(
+                lambda call, _: self.adapter.forward_and_capture(call, layers), inputs, check
+            )
         )
         out = self._flatten(np.concatenate([np.asarray(o) for o, _ in pairs], axis=0))
-        self._recent = [(inputs, out)]
+        self._recent = [(inputs, out), *self._recent[:2]]
+        self._record_samples(inputs, out)
         keys = [k for k in pairs[0][1] if k not in self.skipped_layers]
         return {
             key: pairs[0][1][key]
@@ -341,18 +418,24 @@ class BatchedModel:
         layer's output is replaced by it (row for row) and the gradient is taken there."""
 
         several = not isinstance(layer, str)  # a tuple of layers, replaced together
+        targets = self._targets_for(inputs, target)
+        outputs: list[Any] = []
 
-        def call(c: Any, r: slice) -> tuple[Any, Any]:
+        def call(c: Any, r: slice) -> tuple[Any, Any, Any]:
+            t = self._chunk_target(targets, r)
             if replacement is None:
-                return self.adapter.layer_gradients(c, target[r], layer)
+                return self.adapter.layer_gradients_and_outputs(c, t, layer)
             rows = tuple(p[r] for p in replacement) if several else replacement[r]
-            return self.adapter.layer_gradients(c, target[r], layer, rows)
+            return self.adapter.layer_gradients_and_outputs(c, t, layer, rows)
 
         names = list(layer) if several else [layer]
         act_checks = [self._checked(f"output of layer {n!r}", inputs) for n in names]
         grad_checks = [self._checked(f"gradients at layer {n!r}", inputs) for n in names]
+        out_check = self._checked("forward", inputs)
 
-        def check(pair: Any, rows: slice) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        def check(triple: Any, rows: slice) -> tuple[list[np.ndarray], list[np.ndarray]]:
+            pair, out = triple[:2], triple[2]
+            outputs.append(self._pass_outputs(out_check, out, rows))
             acts = list(pair[0]) if several else [pair[0]]
             grads = list(pair[1]) if several else [pair[1]]
             acts = [c(a, rows) for c, a in zip(act_checks, acts)]
@@ -366,7 +449,7 @@ class BatchedModel:
             return acts, grads
 
         try:
-            parts = self._map(call, inputs, check)
+            parts = self._first_pass(lambda: self._map(call, inputs, check))
         except GradientNotReachedError as exc:
             if not several:
                 raise
@@ -376,6 +459,7 @@ class BatchedModel:
                 "is cut off by that layer's replacement: list layers on parallel paths, or "
                 "explain them one at a time."
             ) from exc
+        self._took(outputs)
         acts = tuple(np.concatenate([p[0][i] for p in parts], axis=0) for i in range(len(names)))
         grads = tuple(np.concatenate([p[1][i] for p in parts], axis=0) for i in range(len(names)))
         return (acts, grads) if several else (acts[0], grads[0])
@@ -384,8 +468,9 @@ class BatchedModel:
         self,
         n_blocks: int,
         make_group: Callable[[int, int], np.ndarray],
-        target: np.ndarray,
+        target: Any,
         like: np.ndarray | None = None,
+        extra: np.ndarray | None = None,
     ) -> Iterator[tuple[int, int, np.ndarray]]:
         """Input gradients of `n_blocks` blocks shaped like the batch, group by group.
 
@@ -396,9 +481,14 @@ class BatchedModel:
         most `rows_per_call` rows and the expanded rows never exist all at once.
         Yields (start, stop, gradients) with gradients shaped like the group.
         `like` is one block (the batch), to size the calls before any is built.
+        `extra` rows (baselines: one per sample, or one for all) ride in the first call;
+        their flattened outputs are in `extra_outputs` afterwards (None where the backend
+        does not return a gradient pass's outputs).
         """
         self.check_differentiable()
-        yield from self._groups(n_blocks, make_group, target, like, self.gradients)
+        yield from self._groups(
+            n_blocks, make_group, target, like, self.gradients, extra=extra, samples_lead=True
+        )
 
     def forward_groups(
         self,
@@ -459,11 +549,11 @@ class BatchedModel:
         self.check_differentiable(moves_inputs=True)
         n = len(target)
 
-        def at_layer(rows: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        def at_layer(rows: np.ndarray, t: Any) -> tuple[np.ndarray, np.ndarray]:
             return self.layer_gradients(rows, t, layer)
 
         for start, stop, (acts, grads) in self._groups(
-            n_blocks, make_group, target, like, at_layer
+            n_blocks, make_group, target, like, at_layer, samples_lead=True
         ):
             k = stop - start
             yield (
@@ -490,7 +580,7 @@ class BatchedModel:
         together, their outputs packed in one row per sample as inputs are (`layers`, an
         `InputLayout` of the layers' outputs)."""
 
-        def grads(rows: np.ndarray, t: np.ndarray) -> np.ndarray:
+        def grads(rows: np.ndarray, t: Any) -> np.ndarray:
             tiled = np.concatenate([inputs] * (len(rows) // len(inputs)), axis=0)
             if layers is None:
                 return self.layer_gradients(tiled, t, layer, replacement=rows)[1]
@@ -505,11 +595,17 @@ class BatchedModel:
         self,
         n_blocks: int,
         make_group: Callable[[int, int], np.ndarray],
-        target: np.ndarray,
+        target: Any,
         like: np.ndarray | None,
-        grads_of: Callable[[np.ndarray, np.ndarray], Any],
+        grads_of: Callable[[np.ndarray, Any], Any],
         row_bytes: int | None = None,
+        extra: np.ndarray | None = None,
+        samples_lead: bool = False,
     ) -> Iterator[tuple[int, int, Any]]:
+        """Groups of blocks, one `grads_of(rows, row targets)` call each. `extra` rows (one
+        row per sample, or one row for all) ride in the first call, their outputs left in
+        `extra_outputs`; with `samples_lead` (rows in input space) and a pending target,
+        the samples themselves lead the first call, which so gives the predictions."""
         n = len(target)
         if self.batch_size:
             per_call = max(1, self.batch_size // n)
@@ -518,18 +614,44 @@ class BatchedModel:
             per_call = max(1, call_bytes() // (row * n))
         else:
             per_call = n_blocks
-        per_call = min(per_call, n_blocks)
-        targets = np.tile(target, per_call)  # every group but a shorter last one uses all of it
+        budget, per_call = per_call * n, min(per_call, n_blocks)  # budget: rows per call
+        pending = target if isinstance(target, PendingTarget) else None
+        if pending is not None and (pending.resolved or not self._in_pass or not samples_lead):
+            target, pending = pending.resolve(), None
+        extra_samples = np.arange(0 if extra is None else len(extra)) % n
+        n_lead = len(extra_samples) + (n if pending is not None else 0)
+        # the rows riding in the first call take the place of blocks there, so that it
+        # stays within the call's rows (or budget) and no call of its own is added
+        first = min(n_blocks, max(1, (budget - n_lead) // n))
+        self.extra_outputs: np.ndarray | None = None
         self.progress.start(n_blocks * n, "row")
-        for start in range(0, n_blocks, per_call):
-            stop = min(start + per_call, n_blocks)
+        start = 0
+        while start < n_blocks:
+            stop = min(start + (first if start == 0 else per_call), n_blocks)
             group = make_group(start, stop)
             rows = group.reshape(-1, *group.shape[2:])
-            grads = grads_of(rows, targets[: len(rows)])
-            if isinstance(grads, np.ndarray) and grads.shape == rows.shape:
+            shape = rows.shape
+            samples = np.tile(np.arange(n), stop - start)
+            lead = [] if start else [r for r in (extra,) if r is not None]
+            if start == 0 and pending is not None:  # samples first: their rows decide
+                lead.insert(0, self.samples)
+                samples = np.concatenate([np.arange(n), extra_samples, samples])
+                targets: Any = _RowTargets(pending, samples, n)
+            else:
+                samples = np.concatenate([extra_samples, samples]) if lead else samples
+                targets = (pending.target if pending is not None else target)[samples]
+            n_lead = sum(len(r) for r in lead)
+            grads = grads_of(np.concatenate([*lead, rows]) if lead else rows, targets)
+            if n_lead:
+                out = self._last_outputs
+                if extra is not None and out is not None:
+                    self.extra_outputs = out[n_lead - len(extra) : n_lead]
+                grads = _without_rows(grads, n_lead)
+            if isinstance(grads, np.ndarray) and grads.shape == shape:
                 grads = grads.reshape(group.shape)
             self.progress.update(len(rows))
             yield start, stop, grads
+            start = stop
         self.progress.close()
 
     # -- layers --------------------------------------------------------------------
@@ -562,3 +684,35 @@ def _guard(call: Callable[[], Any], rows: int) -> Any:
                 f"with {CALL_BYTES_ENV} (now {call_bytes()} bytes of inputs)."
             ) from exc
         raise
+
+
+def _tiled(target: np.ndarray, n_rows: int) -> np.ndarray:
+    """A samples' target for rows that are blocks of the samples (or the samples)."""
+    return target if n_rows == len(target) or n_rows % len(target) else np.tile(
+        target, n_rows // len(target)
+    )
+
+
+def _without_rows(result: Any, n: int) -> Any:
+    """A gradient call's result without its first `n` rows (rows that only rode along)."""
+    if isinstance(result, tuple):
+        return tuple(_without_rows(part, n) for part in result)
+    return result[n:]
+
+
+class _RowTargets:
+    """The targets of one call's rows while the samples' target is pending: row j belongs
+    to sample `samples[j]` (None: row j is sample j), and the first `anchors` rows are
+    samples 0..anchors-1 themselves (they run first, so every other row's sample is known
+    by the time it runs)."""
+
+    def __init__(self, pending: PendingTarget, samples: np.ndarray | None, anchors: int) -> None:
+        self.pending, self.samples, self.anchors = pending, samples, anchors
+
+    def for_chunk(self, rows: slice) -> Any:
+        """What the adapter gets for these rows: their targets, or, where the chunk holds
+        samples not yet seen, a function of the pass's outputs that records them first."""
+        start, stop = rows.start, min(rows.stop, self.anchors)
+        if self.pending.resolved or start >= stop:
+            return self.pending.of_rows(self.samples, rows)
+        return PassTarget(self.pending, start, stop, self.samples, rows)

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .backend_utils import LAYER_INPUT
 from .batching import BatchedModel
 from .errors import OptionError
 from .memory import available_memory
@@ -62,6 +63,12 @@ class Explainer(ABC):
     #: (Captum's aggregation mode): the core then sets `BatchedModel.aggregate` and the
     #: method scores whole perturbed batches with `BatchedModel.batch_value`
     aggregate_mode: ClassVar[bool] = False
+    #: whether the method's first model pass runs the samples themselves (a gradient pass
+    #: over them, or over copies of them that `BatchedModel.gradient_groups` leads with the
+    #: samples): the core then runs no prediction pass, and `explain` gets a
+    #: `first_pass.PendingTarget` that that pass resolves (`np.asarray(target)` before it
+    #: costs the prediction pass back); see `xai_core.first_pass`
+    target_from_first_pass: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
         self.options: dict[str, Any] = settle_options(self.name, self.defaults, options)
@@ -186,8 +193,6 @@ def chosen_layer(options: dict[str, Any]) -> Any:
     """The layer an explainer attributes to: `layer`, or its input (the name with
     `backend_utils.LAYER_INPUT`) with Captum's `attribute_to_layer_input=True`; a list
     of layers comes back as a tuple of such names."""
-    from .backend_utils import LAYER_INPUT
-
     layer, at_input = options.get("layer"), options.get("attribute_to_layer_input", False)
     if not isinstance(at_input, bool):
         raise OptionError(f"attribute_to_layer_input must be True or False, got {at_input!r}.")

@@ -37,6 +37,11 @@ def check_inputs(inputs: np.ndarray, name: str = "inputs") -> np.ndarray:
         )
     if inputs.shape[0] == 0:
         raise InputError(f"{name} hold an empty batch (0 samples): pass at least one sample.")
+    if inputs.size == 0:
+        raise InputError(
+            f"{name} of shape {inputs.shape} hold no features (an axis of length 0): each "
+            "sample needs at least one value to explain."
+        )
     needed = inputs.size * inputs.dtype.itemsize  # what the model's tensor will take
     free = available_memory() if needed > 1 << 30 else None
     if free is not None and needed > free:
@@ -175,17 +180,28 @@ def check_background(
     return bg
 
 
+def outputs_changed(call: str, row: tuple[int, ...], first: tuple[int, ...]) -> ModelOutputError:
+    """The error for a model whose outputs per sample differ from its first call's."""
+    return ModelOutputError(
+        f"{call} returned outputs of shape {row} per sample, but {first} on its first "
+        "call: a model must return the same outputs on every call. Is it stateful "
+        "(a counter, a cache, a train-mode layer that changes shape)?"
+    )
+
+
 def check_returned(
     call: str,
     value: Any,
     rows: int,
     shape: tuple[int, ...] | None = None,
     inputs: np.ndarray | None = None,
+    finite: bool = True,
 ) -> np.ndarray:
     """What a backend returned for one call of `rows` rows: real numbers, one row per
-    input row (and `shape` when given), finite. Every model call goes through here, so a
-    model returning NaN, or the wrong batch size on its third call, is an error naming
-    the call instead of NaN attributions or an IndexError deep in an explainer."""
+    input row (and `shape` when given), finite (unless `finite=False`: checked later).
+    Every model call goes through here, so a model returning NaN, or the wrong batch size
+    on its third call, is an error naming the call instead of NaN attributions or an
+    IndexError deep in an explainer."""
     arr = np.asarray(value)
     if arr.dtype.kind not in "fiub":
         raise ModelOutputError(f"{call} returned {arr.dtype} values, not numbers.")
@@ -204,7 +220,7 @@ def check_returned(
         )
     if shape is not None and arr.shape != shape:
         raise ModelOutputError(f"{call} returned shape {arr.shape}, expected {shape}.")
-    if arr.dtype.kind != "f":
+    if arr.dtype.kind != "f" or not finite:
         return arr
     with np.errstate(over="ignore", invalid="ignore"):
         if np.isfinite(np.add.reduce(arr, axis=None)):

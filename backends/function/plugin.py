@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from xai_core import hookimpl
+from xai_core.function_model import FunctionModel
 
 
 @hookimpl
 def xai_adapt(model: Any) -> Any:
-    from xai_core.function_model import FunctionModel
-
     if not isinstance(model, FunctionModel) or model.framework != "numpy":
         return None
     from .adapter import NumpyFunctionAdapter

@@ -37,6 +37,7 @@ from xai_core.backend_utils import (
     replacement_mismatch,
     several_layers,
     stored_output,
+    target_of_pass,
 )
 from xai_core.errors import InputError
 from xai_core.fingerprint import array_digest
@@ -45,6 +46,7 @@ from xai_core.inputs import ModelInputs
 
 class PaddleAdapter(ModelAdapter):
     backend = "paddle"
+    targets_from_pass = True
 
     def __init__(self, model: paddle.nn.Layer) -> None:
         super().__init__(model)
@@ -123,7 +125,9 @@ class PaddleAdapter(ModelAdapter):
     def gradients_and_outputs(self, inputs: Any, target: np.ndarray) -> tuple[Any, np.ndarray]:
         args, kwargs, attributed = self._prepare(inputs, requires_grad=True)
         slots = inputs.attributed if isinstance(inputs, ModelInputs) else (0,)
-        out = self._flat(self._call(args, kwargs, attributed))
+        raw = self._call(args, kwargs, attributed)
+        target = target_of_pass(target, lambda: _numpy(raw))
+        out = self._flat(raw)
         if out.stop_gradient:
             raise gradient_not_reached("the inputs")
         grads = paddle.grad(
@@ -256,9 +260,20 @@ class PaddleAdapter(ModelAdapter):
         layer: str | tuple[str, ...],
         replacement: Any = None,
     ) -> tuple[Any, Any]:
+        return self.layer_gradients_and_outputs(inputs, target, layer, replacement)[:2]
+
+    def layer_gradients_and_outputs(
+        self,
+        inputs: Any,
+        target: Any,
+        layer: str | tuple[str, ...],
+        replacement: Any = None,
+    ) -> tuple[Any, Any, np.ndarray]:
         names, swaps = several_layers(layer, replacement, self._swap)
         with self._hooked(names, keep_graph=True, replacement=swaps) as store:
-            out = self._flat(self._call(*self._prepare(inputs)))
+            raw = self._call(*self._prepare(inputs))
+            target = target_of_pass(target, lambda: _numpy(raw))
+            out = self._flat(raw)
             activations = [stored_output(store, name) for name in names]
             grads: Sequence[Any] = [None] * len(names)
             if not out.stop_gradient:
@@ -268,7 +283,10 @@ class PaddleAdapter(ModelAdapter):
         for name, grad in zip(names, grads):
             if grad is None:  # e.g. an auxiliary head's layer, or a detached path
                 raise gradient_not_reached(f"layer {name!r}")
-        return one_or_several(layer, [_numpy(a) for a in activations], [_numpy(g) for g in grads])
+        acts, grads = one_or_several(
+            layer, [_numpy(a) for a in activations], [_numpy(g) for g in grads]
+        )
+        return acts, grads, _numpy(out.detach())
 
     def _swap(self, replacement: np.ndarray) -> paddle.Tensor:
         swap = paddle.to_tensor(np.ascontiguousarray(replacement))

@@ -6,12 +6,11 @@ from typing import Any
 
 from xai_core import hookimpl
 from xai_core.backend_utils import class_from
+from xai_core.function_model import FunctionModel
 
 
 @hookimpl
 def xai_adapt(model: Any) -> Any:
-    from xai_core.function_model import FunctionModel
-
     if isinstance(model, FunctionModel):
         if model.framework != "paddle":
             return None

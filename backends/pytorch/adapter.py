@@ -17,6 +17,7 @@ import torch
 
 from xai_core import LayerInfo, ModelAdapter
 from xai_core.backend_utils import (
+    IN_PLACE,
     call_leaving_input,
     check_parameter_shapes,
     copy_of,
@@ -35,6 +36,7 @@ from xai_core.backend_utils import (
     replacement_mismatch,
     several_layers,
     stored_output,
+    target_of_pass,
 )
 from xai_core.errors import InputError
 from xai_core.fingerprint import array_digest
@@ -59,6 +61,7 @@ _HOOK_DICTS = (
 
 class TorchAdapter(ModelAdapter):
     backend = "torch"
+    targets_from_pass = True
 
     def __init__(self, model: torch.nn.Module) -> None:
         # `torch.compile` returns a wrapper whose graph ignores hooks added later (Grad-CAM
@@ -215,10 +218,14 @@ class TorchAdapter(ModelAdapter):
         return self.gradients_and_outputs(inputs, target)[0]
 
     def gradients_and_outputs(self, inputs: Any, target: np.ndarray) -> tuple[Any, np.ndarray]:
+        if type(inputs) is np.ndarray and inputs.dtype.kind == "f":
+            return self._plain_gradients(inputs, target)
         args, kwargs, attributed = self._prepare(inputs, requires_grad=True)
         slots = inputs.attributed if isinstance(inputs, ModelInputs) else (0,)
         with torch.enable_grad():
-            out = self._flat(self._call(args, kwargs, attributed))
+            raw = self._call(args, kwargs, attributed)
+            target = target_of_pass(target, lambda: _numpy(raw))
+            out = self._flat(raw)
             if not out.requires_grad:
                 raise gradient_not_reached("the inputs")
             grads = torch.autograd.grad(
@@ -228,7 +235,38 @@ class TorchAdapter(ModelAdapter):
             if g is None:
                 raise gradient_not_reached(input_name(slot, isinstance(inputs, ModelInputs)))
         result = tuple(_numpy(g) for g in grads)
-        return (result[0] if isinstance(inputs, np.ndarray) else result), _numpy(out.detach())
+        return (result[0] if isinstance(inputs, np.ndarray) else result), _numpy(out)
+
+    def _plain_gradients(self, inputs: np.ndarray, target: Any) -> tuple[np.ndarray, np.ndarray]:
+        """`gradients_and_outputs` for one float array, the call explainers in a loop make:
+        the same steps as the general path with nothing to unpack (measured: 0.8x its
+        time on a 1-row MLP, where the framework itself takes ~100 us)."""
+        x = self._tensor(inputs, requires_grad=True)
+        with torch.enable_grad():
+            version = x._version
+            try:
+                raw = self.model(x)
+            except Exception as exc:
+                if "in-place" in str(exc):
+                    raise InputError(IN_PLACE) from exc
+                raise
+            if x._version != version:
+                raise InputError(IN_PLACE)
+            if self.output is not None or type(raw) is not torch.Tensor:
+                raw = self.select_output(raw)
+                if not isinstance(raw, torch.Tensor):
+                    return self._call((x,), {}, (x,))  # the general path's clear error
+            out = raw.detach()
+            target = target_of_pass(target, lambda: _numpy(out))
+            flat = raw if raw.ndim == 2 else raw.reshape(len(raw), -1)
+            if not flat.requires_grad:
+                raise gradient_not_reached("the inputs")
+            (grad,) = torch.autograd.grad(
+                flat, (x,), grad_outputs=self._seed(flat, target), allow_unused=True
+            )
+        if grad is None:
+            raise gradient_not_reached(input_name(0, False))
+        return _numpy(grad), _numpy(out if out.ndim == 2 else out.reshape(len(out), -1))
 
     # -- layers ------------------------------------------------------------------
     def _leaves(self) -> dict[str, torch.nn.Module]:
@@ -365,10 +403,21 @@ class TorchAdapter(ModelAdapter):
         layer: str | tuple[str, ...],
         replacement: Any = None,
     ) -> tuple[Any, Any]:
+        return self.layer_gradients_and_outputs(inputs, target, layer, replacement)[:2]
+
+    def layer_gradients_and_outputs(
+        self,
+        inputs: Any,
+        target: Any,
+        layer: str | tuple[str, ...],
+        replacement: Any = None,
+    ) -> tuple[Any, Any, np.ndarray]:
         names, swaps = several_layers(layer, replacement, self._swap)
         with self._hooked(names, keep_graph=True, replacement=swaps) as store:
             with torch.enable_grad():
-                out = self._flat(self._call(*self._prepare(inputs)))
+                raw = self._call(*self._prepare(inputs))
+                target = target_of_pass(target, lambda: _numpy(raw))
+                out = self._flat(raw)
                 activations = [stored_output(store, name) for name in names]
                 grads: Sequence[Any] = [None] * len(names)
                 if out.requires_grad:
@@ -378,7 +427,10 @@ class TorchAdapter(ModelAdapter):
         for name, grad in zip(names, grads):
             if grad is None:  # e.g. an auxiliary head's layer, or a detached path
                 raise gradient_not_reached(f"layer {name!r}")
-        return one_or_several(layer, [_numpy(a) for a in activations], [_numpy(g) for g in grads])
+        acts, grads = one_or_several(
+            layer, [_numpy(a) for a in activations], [_numpy(g) for g in grads]
+        )
+        return acts, grads, _numpy(out)
 
     def _swap(self, replacement: np.ndarray) -> torch.Tensor:
         swap = torch.from_numpy(np.ascontiguousarray(replacement)).to(self.device)
@@ -446,12 +498,15 @@ def _detached_copy(t: torch.Tensor) -> torch.Tensor:
     return t.detach().clone()
 
 
+_HALF = (torch.float16, torch.bfloat16)
+
+
 def _numpy(t: torch.Tensor) -> np.ndarray:
     """A tensor as NumPy; half precision (no NumPy bfloat16) comes back as float32."""
     t = t.detach()
-    if t.dtype in (torch.float16, torch.bfloat16):
+    if t.dtype in _HALF:
         t = t.float()
-    return t.cpu().numpy()
+    return t.numpy() if t.device.type == "cpu" else t.cpu().numpy()
 
 
 def function_module(fn: Any) -> torch.nn.Module:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from xai_core import hookimpl
 from xai_core.backend_utils import class_from, module_roots
+from xai_core.function_model import FunctionModel
 
 
 @hookimpl
 def xai_adapt(model: Any) -> Any:
-    from xai_core.function_model import FunctionModel
-
     if isinstance(model, FunctionModel):
         if model.framework != "torch":
             return None
@@ -19,7 +19,8 @@ def xai_adapt(model: Any) -> Any:
 
         return TorchAdapter(function_module(model.fn))
     # A Keras 3 model on the torch backend is also an nn.Module; Keras owns it.
-    if "keras" in module_roots(model) or not class_from(model, "torch.nn", "Module"):
+    keras_owned = "keras" in sys.modules and "keras" in module_roots(model)
+    if keras_owned or not class_from(model, "torch.nn", "Module"):
         return None
     from .adapter import TorchAdapter
 

@@ -11,6 +11,7 @@ kind of model, subclassed ones included, where no graph is known.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -34,6 +35,7 @@ from xai_core.backend_utils import (
     replacement_mismatch,
     several_layers,
     stored_output,
+    target_of_pass,
     with_element,
 )
 from xai_core.errors import AmbiguousLayerError, InputError, TargetError
@@ -114,6 +116,25 @@ def _selected(out: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
     return tf.gather(_flat(out), target, axis=1, batch_dims=1)
 
 
+#: targets that a compiled gradient pass asks Python for between its forward and backward
+#: steps (`ModelAdapter.targets_from_pass`), by call token: a traced function holds no
+#: Python object that changes per call, and TensorFlow may run it on another thread
+_PASS_TARGETS: dict[int, Callable[[np.ndarray], np.ndarray]] = {}
+_TOKENS = itertools.count()
+
+
+_PASS_ERRORS: dict[int, BaseException] = {}
+
+
+def _target_of_pass(token: tf.Tensor, out: tf.Tensor) -> np.ndarray:
+    key = int(token)
+    try:
+        return np.asarray(_PASS_TARGETS[key](out.numpy()), np.int32)
+    except Exception as exc:  # re-raised as it is by the caller, not as TensorFlow's error
+        _PASS_ERRORS[key] = exc
+        raise
+
+
 def _compile(model: Any, kind: str, output: Any, sample_shape: tuple, dtype: tf.DType) -> Callable:
     model_ref = weakref.ref(model)
     spec = tf.TensorSpec((None, *sample_shape), dtype)
@@ -123,17 +144,31 @@ def _compile(model: Any, kind: str, output: Any, sample_shape: tuple, dtype: tf.
     def input_gradients(x: tf.Tensor, target: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(x)
-            out = _flat(_outputs_of(model_ref, x, output))
-            selected = _selected(out, target)
-        return tape.gradient(selected, x), out
+            raw = _outputs_of(model_ref, x, output)
+            out = _flat(raw)
+            # a target beyond the outputs is refused by the caller, once it sees them
+            selected = _selected(out, tf.minimum(target, tf.shape(out)[1] - 1))
+        return tape.gradient(selected, x), raw
 
-    target_spec = tf.TensorSpec((None,), tf.int32)
-    return tf.function(input_gradients, input_signature=[spec, target_spec])
+    def targets_in_pass(x: tf.Tensor, token: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(x)
+            raw = _outputs_of(model_ref, x, output)
+            target = tf.py_function(_target_of_pass, [token, raw], tf.int32)
+            target.set_shape([None])
+            selected = _selected(raw, target)
+        return tape.gradient(selected, x), raw
+
+    if kind == "gradients":
+        targets = tf.TensorSpec((None,), tf.int32)
+        return tf.function(input_gradients, input_signature=[spec, targets])
+    return tf.function(targets_in_pass, input_signature=[spec, tf.TensorSpec((), tf.int64)])
 
 
 class KerasAdapter(ModelAdapter):
     backend = "tensorflow"
     channels_last = True
+    targets_from_pass = True
 
     def __init__(self, model: keras.Model) -> None:
         super().__init__(model)
@@ -250,26 +285,57 @@ class KerasAdapter(ModelAdapter):
     def gradients(self, inputs: Any, target: np.ndarray) -> Any:
         return self.gradients_and_outputs(inputs, target)[0]
 
-    def gradients_and_outputs(self, inputs: Any, target: np.ndarray) -> tuple[Any, np.ndarray]:
-        self._check_target(target)
+    def gradients_and_outputs(self, inputs: Any, target: Any) -> tuple[Any, np.ndarray]:
         if isinstance(inputs, ModelInputs):
             call = self._eager(inputs)
             watched = [call.get(slot) for slot in call.attributed]
             with tf.GradientTape(watch_accessed_variables=False) as tape:
                 for t in watched:
                     tape.watch(t)
-                out = _flat(self._outputs(call))
+                raw = self._outputs(call)
+                target = target_of_pass(target, lambda: _numpy(raw))
+                self._check_target(target)
+                out = _flat(raw)
                 selected = _selected(out, tf.constant(target, tf.int32))
             grads = tape.gradient(selected, watched)
             for slot, g in zip(call.attributed, grads):
                 if g is None:
                     raise gradient_not_reached(input_name(slot, True))
             return tuple(_numpy(g) for g in grads), _numpy(out)
-        fn = self._function("gradients", inputs)
-        grads, out = fn(self._tensor(inputs), tf.constant(target, tf.int32))
+        if callable(target) and getattr(target, "known", None) is None:  # the pass decides
+            grads, raw = self._gradients_deciding(inputs, target)
+        else:  # the targets are known: the compiled call; the outputs checked after
+            given = target.known if callable(target) else target
+            self._check_target(given)
+            fn = self._function("gradients", inputs)
+            x = self._tensor(inputs)
+            grads, raw = fn(x, tf.constant(given, tf.int32))
+            n_out = int(np.prod(raw.shape[1:]))
+            if not callable(target) and len(given) and np.max(given) >= n_out:
+                raise TargetError(f"target {np.max(given)} is beyond the {n_out} outputs.")
+            if callable(target):
+                answer = target(_numpy(raw))  # records the predictions; refuses bad targets
+                if not np.array_equal(answer, given):
+                    grads, raw = fn(x, tf.constant(answer, tf.int32))
         if grads is None:
             raise gradient_not_reached("the input")
-        return _numpy(grads), _numpy(out)
+        return _numpy(grads), _numpy(raw)
+
+    def _gradients_deciding(self, inputs: np.ndarray, target: Callable) -> tuple[Any, Any]:
+        """The compiled gradient pass whose target the core chooses from its outputs
+        (`targets_from_pass`), asked between the forward and backward steps."""
+        token = next(_TOKENS)
+        _PASS_TARGETS[token] = target
+        try:
+            fn = self._function("gradients_in_pass", inputs)
+            return fn(self._tensor(inputs), tf.constant(token, tf.int64))
+        except tf.errors.OpError:
+            cause = _PASS_ERRORS.pop(token, None)  # the core's error, raised inside the graph
+            if cause is None:
+                raise
+            raise cause from None
+        finally:
+            del _PASS_TARGETS[token]
 
     @staticmethod
     def _check_target(target: np.ndarray) -> None:
@@ -531,6 +597,15 @@ class KerasAdapter(ModelAdapter):
         layer: str | tuple[str, ...],
         replacement: Any = None,
     ) -> tuple[Any, Any]:
+        return self.layer_gradients_and_outputs(inputs, target, layer, replacement)[:2]
+
+    def layer_gradients_and_outputs(
+        self,
+        inputs: Any,
+        target: Any,
+        layer: str | tuple[str, ...],
+        replacement: Any = None,
+    ) -> tuple[Any, Any, np.ndarray]:
         names, swaps = several_layers(
             layer,
             replacement,
@@ -539,13 +614,18 @@ class KerasAdapter(ModelAdapter):
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             with self._recording(names, tape, swaps) as store:
                 out = self._outputs(self._eager(inputs))
+                target = target_of_pass(target, lambda: _numpy(out))
+                self._check_target(target)
                 selected = _selected(out, tf.constant(target, tf.int32))
         activations = [stored_output(store, name) for name in names]
         grads = tape.gradient(selected, activations)
         for name, grad in zip(names, grads):
             if grad is None:  # e.g. an auxiliary head's layer, or a detached path
                 raise gradient_not_reached(f"layer {name!r}")
-        return one_or_several(layer, [_numpy(a) for a in activations], [_numpy(g) for g in grads])
+        acts, grads = one_or_several(
+            layer, [_numpy(a) for a in activations], [_numpy(g) for g in grads]
+        )
+        return acts, grads, _numpy(out)
 
 
 def _copy_model(model: keras.Model) -> keras.Model:

@@ -8,13 +8,12 @@ from typing import Any
 from xai_core import hookimpl
 from xai_core.backend_utils import class_from
 from xai_core.errors import UnsupportedModelError
+from xai_core.function_model import FunctionModel
 
 
 # tryfirst: a Keras 3 model on the torch backend is also an nn.Module; Keras owns it.
 @hookimpl(tryfirst=True)
 def xai_adapt(model: Any) -> Any:
-    from xai_core.function_model import FunctionModel
-
     if isinstance(model, FunctionModel):
         if model.framework != "tensorflow":
             return None
