@@ -156,6 +156,8 @@ class InputLayout:
 
 def split_inputs(inputs: Any, to_numpy: Any) -> tuple[InputLayout, list[np.ndarray]]:
     """The layout and arrays of what the user passed (one array, or a tuple/list/dict)."""
+    if type(inputs) is np.ndarray:  # the common call: one array, nothing to convert
+        return InputLayout("array", (0,), (inputs.shape[1:],), (inputs.dtype,)), [inputs]
     if isinstance(inputs, Mapping):
         if not inputs or not all(isinstance(k, str) for k in inputs):
             raise InputError(

@@ -58,6 +58,7 @@ class Registry:
         self._records: dict[tuple[str, str], PluginRecord] = {}
         #: per kind ("explainer", "metric"): name -> (class, plugin name), rebuilt on change
         self._tables: dict[str, dict[str, tuple[type, str]]] = {}
+        self._adapt_cache: list[Any] | None = None
         self._clashes: dict[str, dict[str, list[str]]] = {}
 
     # -- loading -----------------------------------------------------------
@@ -115,7 +116,7 @@ class Registry:
             self._pm.unregister(plugin)
             raise
         record.hooks = sorted(h.name for h in self._pm.get_hookcallers(plugin) or [])
-        self._tables = {}
+        self._tables, self._adapt_cache = {}, None
 
     def register(self, plugin: object, name: str | None = None) -> str:
         """Register a plugin object at run time (notebooks, tests); returns its key."""
@@ -142,7 +143,7 @@ class Registry:
                     pm.unregister(plugin)
                 raise PluginError(f"cannot register plugin {record.name!r}: {exc}") from exc
             self._records[("runtime", record.name)] = record
-            self._tables = {}
+            self._tables, self._adapt_cache = {}, None
             clashing = [
                 (n, kind)
                 for kind in _KINDS
@@ -164,7 +165,7 @@ class Registry:
             pm.unregister(plugin)
             if name.startswith("runtime:"):
                 self._records.pop(("runtime", name.split(":", 1)[1]), None)
-            self._tables = {}
+            self._tables, self._adapt_cache = {}, None
 
     # -- queries -----------------------------------------------------------
     def records(self) -> list[PluginRecord]:
@@ -181,6 +182,14 @@ class Registry:
     def backend_failures(self) -> list[PluginRecord]:
         return [r for r in self.records() if r.group == BACKEND_GROUP and r.status == "failed"]
 
+    def _adapt_order(self) -> list[Any]:
+        """The backends' `xai_adapt` implementations in call order, kept until a plugin is
+        registered or unregistered (pluggy copies its list on every `get_hookimpls`)."""
+        order = self._adapt_cache
+        if order is None:
+            order = self._adapt_cache = list(reversed(self.pm.hook.xai_adapt.get_hookimpls()))
+        return order
+
     def adapt(self, model: Any) -> Any:
         """The first adapter a backend offers; a backend that raises, or answers with
         something that is not a `ModelAdapter`, is recorded (`xai plugins`) and skipped."""
@@ -188,7 +197,7 @@ class Registry:
         from .errors import XaiError
 
         # pluggy's call order: last registered first, tryfirst before the others
-        for impl in reversed(self.pm.hook.xai_adapt.get_hookimpls()):
+        for impl in self._adapt_order():
             try:
                 adapter = impl.function(model=model)
             except XaiError:

@@ -14,15 +14,31 @@ from .memory import available_memory
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
+#: up to this many values, finiteness is one `isfinite(...).all()`: a temporary of this
+#: size costs less than entering `np.errstate` (measured: 1.4 vs 2.5 us per check)
+SMALL = 1 << 14
+
+
+def all_finite(arr: np.ndarray) -> bool:
+    """Whether a float array holds no NaN or inf. Large arrays: one sum, no temporary
+    array (a NaN or inf anywhere makes it non-finite; an overflowing sum is settled
+    exactly), so that every call's check stays one pass over the data."""
+    if arr.size <= SMALL:
+        return bool(np.isfinite(arr).all())
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.add.reduce(arr, axis=None)):
+            return True
+    return bool(np.isfinite(arr).all())
+
+
 def check_inputs(inputs: np.ndarray, name: str = "inputs") -> np.ndarray:
     """A non-empty, finite batch of real numbers; integers (token ids) and booleans (on/off
     features, Captum's bool inputs) stay as they are.
 
     Runs on every call, so it is kept to one array pass: dtype kinds instead of
-    `issubdtype`, and one sum for finiteness (a NaN or inf anywhere makes the sum
-    non-finite; only an overflowing sum needs the exact check). Not `np.dot`: it
-    wakes BLAS threads that then spin against the framework's own on small
-    machines (measured: +7% on a PyTorch activation capture on 2 cores).
+    `issubdtype`, and `all_finite`. Not `np.dot`: it wakes BLAS threads that then spin
+    against the framework's own on small machines (measured: +7% on a PyTorch
+    activation capture on 2 cores).
     """
     kind = inputs.dtype.kind
     if kind not in "iufb":
@@ -50,11 +66,8 @@ def check_inputs(inputs: np.ndarray, name: str = "inputs") -> np.ndarray:
             f"than the {free / 2**30:.1f} GiB free (a broadcast or zero-stride view is "
             "materialised when the model reads it). Pass fewer or smaller samples."
         )
-    if kind != "f":
-        return inputs  # integers are finite
-    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is settled below
-        if np.isfinite(np.add.reduce(inputs, axis=None)):  # no temporary array
-            return inputs
+    if kind != "f" or all_finite(inputs):  # integers are finite
+        return inputs
     bad = ~np.isfinite(inputs)  # the sum overflowed, or some values are bad: find them
     if bad.any():
         rows = np.unique(np.nonzero(bad)[0])[:5].tolist()
@@ -94,6 +107,11 @@ def resolve_target(
     shape = tuple(output_shape or (k,))
     if len(shape) > 1:
         return _resolve_index_tuples(target, n, shape)
+    if type(target) is np.ndarray and target.ndim == 0 and target.dtype.kind in "iu":
+        if 0 <= target < k:  # one class for every sample, the common call: no array pass
+            chosen = np.empty(n, np.int64)
+            chosen[:] = target
+            return chosen
     if target is None:
         if k == 1:
             return np.zeros(n, dtype=np.int64)
@@ -220,11 +238,8 @@ def check_returned(
         )
     if shape is not None and arr.shape != shape:
         raise ModelOutputError(f"{call} returned shape {arr.shape}, expected {shape}.")
-    if arr.dtype.kind != "f" or not finite:
+    if arr.dtype.kind != "f" or not finite or all_finite(arr):
         return arr
-    with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(np.add.reduce(arr, axis=None)):
-            return arr
     bad = ~np.isfinite(arr)
     if not bad.any():
         return arr

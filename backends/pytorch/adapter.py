@@ -79,7 +79,7 @@ class TorchAdapter(ModelAdapter):
 
     # -- lifecycle -----------------------------------------------------------
     def session(self) -> contextlib.AbstractContextManager[None]:
-        return eval_mode(self.model, self._modules().values())
+        return eval_mode(self.model, self.model.modules())
 
     @contextlib.contextmanager
     def foreign_session(self) -> Iterator[None]:
