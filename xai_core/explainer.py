@@ -147,7 +147,9 @@ def check_held(name: str, count: int, bytes_each: int, what: str) -> None:
     method keeps for all `count` draws together is counted here; what it cuts into
     `internal_batch_size` chunks is not."""
     needed = int(count) * int(bytes_each)
-    free = available_memory()
+    # the free memory is read (a file on Linux) only for what could come near it: the
+    # check then costs nothing on the calls of a loop
+    free = available_memory() if needed > 1 << 26 else None
     if free is not None and needed > free:
         raise OptionError(
             f"{name}={count} needs {needed / 2**30:.1f} GiB at once for {what}, more than "
