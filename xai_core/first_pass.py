@@ -185,7 +185,9 @@ class PassTarget:
     def __call__(self, outputs: np.ndarray) -> np.ndarray:
         rows = self.rows.stop - self.rows.start
         # numbers, one row per row; their finiteness is checked with the call's inputs after
-        outputs = check_returned("the model's forward", outputs, rows, finite=False)
+        outputs = np.asarray(outputs)
+        if outputs.ndim == 0 or len(outputs) != rows or outputs.dtype.kind not in "fiub":
+            check_returned("the model's forward", outputs, rows, finite=False)  # says why
         self.pending.record(self.start, self.stop, outputs[: self.stop - self.start])
         return self.pending.of_rows(self.samples, self.rows)
 
