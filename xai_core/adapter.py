@@ -126,8 +126,11 @@ class ModelAdapter(ABC):
         output shape), the layer's output is replaced by it during the pass and
         the gradient is taken there (layer Integrated Gradients needs this). A
         layer whose output does not reach the outputs raises
-        `backend_utils.gradient_not_reached` (never zeros that say nothing).
+        `backend_utils.gradient_not_reached` (never zeros that say nothing). A backend
+        may implement `layer_gradients_and_outputs` instead; this is then its first two.
         """
+        if type(self).layer_gradients_and_outputs is not ModelAdapter.layer_gradients_and_outputs:
+            return self.layer_gradients_and_outputs(inputs, target, layer, replacement)[:2]
         raise self.missing("gradients at a layer")
 
     def layer_parameters(self, layer: str) -> list[np.ndarray]:

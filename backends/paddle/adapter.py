@@ -258,15 +258,6 @@ class PaddleAdapter(ModelAdapter):
                 captured.update(flatten_capture(name, stored_output(store, name), _is_tensor))
             return _numpy(out), {key: _numpy(t) for key, t in captured.items()}
 
-    def layer_gradients(
-        self,
-        inputs: Any,
-        target: np.ndarray,
-        layer: str | tuple[str, ...],
-        replacement: Any = None,
-    ) -> tuple[Any, Any]:
-        return self.layer_gradients_and_outputs(inputs, target, layer, replacement)[:2]
-
     def layer_gradients_and_outputs(
         self,
         inputs: Any,

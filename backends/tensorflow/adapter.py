@@ -595,15 +595,6 @@ class KerasAdapter(ModelAdapter):
         given = layer.input
         return given[0] if isinstance(given, (list, tuple)) else given
 
-    def layer_gradients(
-        self,
-        inputs: Any,
-        target: np.ndarray,
-        layer: str | tuple[str, ...],
-        replacement: Any = None,
-    ) -> tuple[Any, Any]:
-        return self.layer_gradients_and_outputs(inputs, target, layer, replacement)[:2]
-
     def layer_gradients_and_outputs(
         self,
         inputs: Any,
