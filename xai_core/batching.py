@@ -47,7 +47,9 @@ _OUT_OF_MEMORY = re.compile(
 
 def call_bytes() -> int:
     """The per-call input budget, from `XAI_CORE_CALL_BYTES` (e.g. 67108864) or the default."""
-    value = os.environ.get(CALL_BYTES_ENV)
+    if CALL_BYTES_ENV not in os.environ:  # (a membership test raises no KeyError inside)
+        return DEFAULT_CALL_BYTES
+    value = os.environ[CALL_BYTES_ENV]
     if not value:
         return DEFAULT_CALL_BYTES
     try:
