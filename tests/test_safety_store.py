@@ -277,3 +277,26 @@ def test_concurrent_runs_into_one_store_are_refused_not_interleaved(tmp_path, re
     assert all(o == "done" or "another explain_dataset run" in o for o in outcomes), outcomes
     assert "done" in outcomes
     same_as(xai_core.open_results(out), reference)
+
+
+def test_a_store_mid_write_by_another_run_is_said_busy_not_foreign(tmp_path, reference):
+    """A run holding the lock writes zarr's temporary files (zarr.<id>.partial) as it
+    goes; a second run that lists the folder then must say the store is busy, not call
+    it a user's folder (found racing three threads into one store)."""
+    import fsspec
+
+    from xai_core.result_store import StoreLock
+
+    out = tmp_path / "s"
+    run(out)
+    (out / "zarr.0123abcd.partial").write_bytes(b"{}")  # what a writer leaves mid-write
+    fs = fsspec.filesystem("file")
+    lock = StoreLock.acquire(fs, str(out), out)
+    try:
+        with pytest.raises(xai_core.XaiError, match="another explain_dataset run"):
+            run(out, overwrite=True)
+    finally:
+        lock.release()
+    with pytest.raises(xai_core.XaiError, match="not an explain_dataset store"):
+        run(out, overwrite=True)  # nobody writing: the stray file is refused, kept
+    assert (out / "zarr.0123abcd.partial").exists()

@@ -139,7 +139,14 @@ class ResultStore:
         anything else is refused (see the module's safety rules)."""
         shown = location if shown is None else shown
         fs, root = _filesystem(location)
-        cls._store_entries(fs, root, shown)  # refuses a user's folder before writing in it
+        try:
+            cls._store_entries(fs, root, shown)  # refuses a user's folder before writing in it
+        except XaiError:
+            # a run holding the lock may be mid-write (zarr's atomic temporary files): that
+            # is the other run's store, said so, not a user's folder
+            if StoreLock.held(fs, root):
+                raise StoreLock.busy(shown) from None
+            cls._store_entries(fs, root, shown)  # afresh: that run may have just finished
         lock = StoreLock.acquire(fs, root, shown)
         try:
             store = cls._open_locked(fs, root, location, identity, overwrite, shown)
@@ -451,11 +458,40 @@ class StoreLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             os.close(fd)
-            raise XaiError(
-                f"out={shown!r} is being written by another explain_dataset run right now "
-                "(its lock is held): wait for that run, or pick another out=."
-            ) from exc
+            raise cls.busy(shown) from exc
         return cls(fd)
+
+    @staticmethod
+    def busy(shown: Any) -> XaiError:
+        return XaiError(
+            f"out={shown!r} is being written by another explain_dataset run right now "
+            "(its lock is held): wait for that run, or pick another out=."
+        )
+
+    @staticmethod
+    def held(fs: Any, root: str) -> bool:
+        """Whether another run holds the lock of a local store now (never creates it)."""
+        try:
+            import fcntl
+
+            from fsspec.implementations.local import LocalFileSystem
+        except ImportError:
+            return False
+        if not isinstance(fs, LocalFileSystem):
+            return False
+        try:
+            fd = os.open(os.path.join(root, LOCK), os.O_RDWR)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        finally:
+            os.close(fd)
 
     def release(self) -> None:
         if self.fd is not None:
