@@ -396,6 +396,24 @@ def several_layers(
     return names, {name: to_tensor(array) for name, array in zip(names, arrays)}
 
 
+def layer_gradients_result(
+    layer: str | tuple[str, ...],
+    names: Sequence[str],
+    activations: Sequence[Any],
+    grads: Sequence[Any],
+    to_numpy: Callable[[Any], Any],
+) -> tuple:
+    """What `layer_gradients` returns, from the framework's tensors: a layer the gradient
+    did not reach (None: an auxiliary head's layer, a detached path) raises, never zeros;
+    then `one_or_several` of the arrays."""
+    for name, grad in zip(names, grads):
+        if grad is None:
+            raise gradient_not_reached(f"layer {name!r}")
+    return one_or_several(
+        layer, [to_numpy(a) for a in activations], [to_numpy(g) for g in grads]
+    )
+
+
 def one_or_several(layer: str | tuple[str, ...], activations: list, grads: list) -> tuple:
     """(activation, gradient) for one layer name; (activations, gradients) as tuples for
     a tuple of names."""

@@ -29,10 +29,10 @@ from xai_core.backend_utils import (
     gradient_not_reached,
     input_name,
     layer_element,
+    layer_gradients_result,
     layer_input,
     not_one_tensor,
     one_hot,
-    one_or_several,
     prepare_call,
     replacement_mismatch,
     several_layers,
@@ -275,12 +275,7 @@ class PaddleAdapter(ModelAdapter):
             if not out.stop_gradient:
                 value, seed = self._seed(out, target)
                 grads = paddle.grad(value, activations, grad_outputs=seed, allow_unused=True)
-        for name, grad in zip(names, grads):
-            if grad is None:  # e.g. an auxiliary head's layer, or a detached path
-                raise gradient_not_reached(f"layer {name!r}")
-        acts, grads = one_or_several(
-            layer, [_numpy(a) for a in activations], [_numpy(g) for g in grads]
-        )
+        acts, grads = layer_gradients_result(layer, names, activations, grads, _numpy)
         return acts, grads, _numpy(out.detach())
 
     def _swap(self, replacement: np.ndarray) -> paddle.Tensor:

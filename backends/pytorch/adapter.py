@@ -28,10 +28,10 @@ from xai_core.backend_utils import (
     gradient_not_reached,
     input_name,
     layer_element,
+    layer_gradients_result,
     layer_input,
     not_one_tensor,
     one_hot,
-    one_or_several,
     prepare_call,
     replacement_mismatch,
     several_layers,
@@ -415,12 +415,7 @@ class TorchAdapter(ModelAdapter):
                     grads = torch.autograd.grad(
                         out, activations, grad_outputs=self._seed(out, target), allow_unused=True
                     )
-        for name, grad in zip(names, grads):
-            if grad is None:  # e.g. an auxiliary head's layer, or a detached path
-                raise gradient_not_reached(f"layer {name!r}")
-        acts, grads = one_or_several(
-            layer, [_numpy(a) for a in activations], [_numpy(g) for g in grads]
-        )
+        acts, grads = layer_gradients_result(layer, names, activations, grads, _numpy)
         return acts, grads, _numpy(out)
 
     def _swap(self, replacement: np.ndarray) -> torch.Tensor:

@@ -30,8 +30,8 @@ from xai_core.backend_utils import (
     input_name,
     input_of_an_element,
     layer_element,
+    layer_gradients_result,
     layer_input,
-    one_or_several,
     replacement_mismatch,
     several_layers,
     stored_output,
@@ -615,12 +615,7 @@ class KerasAdapter(ModelAdapter):
                 selected = _selected(out, tf.constant(target, tf.int32))
         activations = [stored_output(store, name) for name in names]
         grads = tape.gradient(selected, activations)
-        for name, grad in zip(names, grads):
-            if grad is None:  # e.g. an auxiliary head's layer, or a detached path
-                raise gradient_not_reached(f"layer {name!r}")
-        acts, grads = one_or_several(
-            layer, [_numpy(a) for a in activations], [_numpy(g) for g in grads]
-        )
+        acts, grads = layer_gradients_result(layer, names, activations, grads, _numpy)
         return acts, grads, _numpy(out)
 
 
