@@ -175,3 +175,75 @@ def test_a_backend_that_cannot_take_targets_from_its_pass_gets_a_prediction_pass
     np.testing.assert_array_equal(
         explanation.target, own_outputs("torch", model, x).argmax(axis=1)
     )
+
+
+# -- real architectures: BatchNorm, in-place ReLU, residual adds; several inputs with
+# batch-first keyword arguments (the samples' lead rows must carry their own rows) --------
+def test_one_forward_on_a_resnet_with_the_numbers_of_captum():
+    import torch
+    from captum.attr import IntegratedGradients, Saliency
+
+    from real_models import resnet
+
+    model = resnet()
+    calls: list[int] = []
+    model.register_forward_hook(lambda module, args, out: calls.append(len(args[0])))
+    x = np.random.default_rng(0).normal(size=(3, 3, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        chosen = model(torch.from_numpy(x)).argmax(1)
+    calls.clear()
+    ig = xai_core.explain(model, x, "integrated_gradients", n_steps=8)
+    assert calls == [3 + 1 + 8 * 3]  # samples, shared baseline, path: one call
+    np.testing.assert_array_equal(ig.target, chosen.numpy())
+    reference = IntegratedGradients(model).attribute(
+        torch.from_numpy(x), target=chosen, n_steps=8, return_convergence_delta=True
+    )
+    np.testing.assert_allclose(ig.attributions, reference[0].numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(ig.convergence_delta, reference[1].numpy(), atol=1e-4)
+    for method, options in [("saliency", {}), ("grad_cam", {"layer": "layer2"}),
+                            ("smoothgrad", {"n_samples": 3, "seed": 0})]:
+        calls.clear()
+        explanation = xai_core.explain(model, x, method, **options)
+        assert len(calls) == 1, method
+        np.testing.assert_array_equal(explanation.target, chosen.numpy())
+    saliency = Saliency(model).attribute(torch.from_numpy(x), target=chosen)
+    np.testing.assert_allclose(
+        xai_core.explain(model, x, "saliency").attributions, saliency.numpy(), rtol=1e-5
+    )
+
+
+def test_several_inputs_with_row_keyword_arguments_lead_the_first_call():
+    import torch
+    from captum.attr import IntegratedGradients
+
+    class TwoInputs(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.fc = torch.nn.Linear(7, 3)
+
+        def forward(self, a, b, scale):
+            return torch.tanh(self.fc(torch.cat([a, b], dim=1))) * scale[:, None]
+
+    model = TwoInputs().eval()
+    calls: list[int] = []
+    model.register_forward_hook(lambda module, args, out: calls.append(len(args[0])))
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(4, 4)).astype(np.float32), rng.normal(size=(4, 3)).astype(np.float32)
+    scale = np.array([1.0, -2.0, 0.5, 3.0], np.float32)  # one per sample: follows its rows
+    explanation = xai_core.explain(
+        model, (a, b), "integrated_gradients", n_steps=6, forward_kwargs={"scale": scale}
+    )
+    assert calls == [4 + 4 + 6 * 4]  # samples, one baseline per sample (rows carry kwargs)
+    with torch.no_grad():
+        own = model(torch.from_numpy(a), torch.from_numpy(b), torch.from_numpy(scale))
+    np.testing.assert_allclose(explanation.predictions, own.numpy(), rtol=1e-6)
+    chosen = own.argmax(1)
+    reference = IntegratedGradients(model).attribute(
+        (torch.from_numpy(a), torch.from_numpy(b)),
+        target=chosen,
+        additional_forward_args=(torch.from_numpy(scale),),
+        n_steps=6,
+    )
+    for ours, theirs in zip(explanation.attributions, reference):
+        np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-4, atol=1e-6)
