@@ -60,6 +60,10 @@ def get_explainer(method: str, **options: Any) -> Explainer:
     return cls(**options)
 
 
+#: option values that are never arrays (most of them): not looked at twice on every call
+_PLAIN_OPTIONS = frozenset({bool, int, float, str})
+
+
 def explain(
     model: Any,
     inputs: Any,
@@ -111,6 +115,8 @@ def run(
             value = explainer.options[name]
             explainer.options[name] = pack_per_input(kind, value, layout, name, len(x))
     for name, value in explainer.options.items():  # tensors as options (baselines, background)
+        if value is None or type(value) in _PLAIN_OPTIONS:
+            continue
         reference = name in explainer.reference_options
         if reference and layout.packed and isinstance(value, (tuple, list, Mapping)):
             explainer.options[name] = pack_reference(value, layout, name, adapter.to_numpy)

@@ -206,17 +206,21 @@ def _row_starts(shape: tuple[int, ...]) -> Any:
     return np.arange(0, shape[0] * shape[1], shape[1])
 
 
-@contextlib.contextmanager
-def eval_mode(model: Any, layers: Iterable[Any]) -> Iterator[None]:
+def eval_mode(model: Any, layers: Iterable[Any]) -> contextlib.AbstractContextManager[None]:
     """`model.eval()` for a `with` block, then each layer's own `training` flag back.
 
     For frameworks with PyTorch-style modes (PyTorch, Paddle). A model already
-    entirely in eval mode is not touched at all.
+    entirely in eval mode is not touched at all (and costs no generator: this runs on
+    every call).
     """
     modes = [(layer, layer.training) for layer in layers]
     if not any(training for _, training in modes):
-        yield
-        return
+        return contextlib.nullcontext()
+    return _switched_to_eval(model, modes)
+
+
+@contextlib.contextmanager
+def _switched_to_eval(model: Any, modes: list[tuple[Any, bool]]) -> Iterator[None]:
     model.eval()
     try:
         yield

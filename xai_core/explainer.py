@@ -71,8 +71,17 @@ class Explainer(ABC):
     target_from_first_pass: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
-        self.options: dict[str, Any] = settle_options(self.name, self.defaults, options)
-        self.validate()
+        key = _options_key(type(self), options)
+        settled = _SETTLED.get(key) if key is not None else None
+        if settled is None:
+            self.options: dict[str, Any] = settle_options(self.name, self.defaults, options)
+            self.validate()
+            if key is not None:
+                if len(_SETTLED) >= _SETTLED_KEPT:
+                    _SETTLED.clear()
+                _SETTLED[key] = dict(self.options)
+        else:  # the same options checked before (an explainer called in a loop)
+            self.options = dict(settled)
 
     def validate(self) -> None:  # noqa: B027 - optional hook, most explainers need it
         """Check option values; raise `OptionError` saying which and what is allowed."""
@@ -87,23 +96,41 @@ class Explainer(ABC):
         return f"{type(self).__name__}({opts})"
 
 
+#: options already settled and validated, by (explainer class, options); `validate` only
+#: checks, so the same options of the same class settle the same way every time
+_SETTLED: dict[tuple, dict[str, Any]] = {}
+_SETTLED_KEPT = 256
+
+
+def _options_key(cls: type, options: dict[str, Any]) -> tuple | None:
+    """A key for `options` that tells `True` from `1` and `1.0` (equal, and equally hashed,
+    but validated differently); None where a value is not hashable (arrays, lists)."""
+    key = (cls, *((name, type(value), value) for name, value in options.items()))
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
 def settle_options(name: str, defaults: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
     """`defaults` overridden by `options`, plus the options the core consumes; unknown
     names are refused with the list of known ones (explainers and metrics alike)."""
     allowed = {**COMMON_OPTIONS, **defaults}
-    unknown = sorted(set(options) - set(allowed))
+    unknown = options.keys() - allowed.keys()
     if unknown:
         raise OptionError(
-            f"{name!r} has no option {', '.join(map(repr, unknown))}. "
+            f"{name!r} has no option {', '.join(map(repr, sorted(unknown)))}. "
             f"Its options are: {', '.join(sorted(allowed))}."
         )
-    # NumPy scalars (n_steps=np.int64(5)) are plain Python values from here on
-    options = {k: v.item() if isinstance(v, np.generic) else v for k, v in options.items()}
-    settled = {**allowed, **options}
-    if settled["internal_batch_size"] is not None:
-        check_positive_int("internal_batch_size", settled["internal_batch_size"])
-    check_bool("progress", settled["progress"])
-    return settled
+    for key, value in options.items():
+        # NumPy scalars (n_steps=np.int64(5)) are plain Python values from here on
+        allowed[key] = value.item() if isinstance(value, np.generic) else value
+    if allowed["internal_batch_size"] is not None:
+        check_positive_int("internal_batch_size", allowed["internal_batch_size"])
+    if type(allowed["progress"]) is not bool:
+        check_bool("progress", allowed["progress"])
+    return allowed
 
 
 #: drawn seeds fit every random generator the methods hand them to (lime's and NumPy's
@@ -219,7 +246,7 @@ def check_float_layer(layer: str, output: np.ndarray) -> None:
 
 
 def check_bool(name: str, value: Any) -> None:
-    if not isinstance(value, (bool, np.bool_)):
+    if type(value) is not bool and not isinstance(value, np.bool_):
         raise OptionError(f"{name} must be True or False, got {value!r}.")
 
 

@@ -102,7 +102,9 @@ class PendingTarget:
             )
         outputs = np.asarray(outputs)
         shape = tuple(outputs.shape[1:]) or (1,)
-        flat = check_predictions(outputs.reshape(len(outputs), -1), stop - start)
+        flat = outputs if outputs.ndim == 2 else outputs.reshape(len(outputs), -1)
+        if len(flat) != stop - start:
+            check_predictions(flat, stop - start)  # says why
         if flat.dtype.kind == "f" and flat.dtype.itemsize < 4:
             flat = flat.astype(np.float32)  # half-precision models explain in float32
         whole = start == 0 and stop == self.n
@@ -188,7 +190,9 @@ class PassTarget:
         outputs = np.asarray(outputs)
         if outputs.ndim == 0 or len(outputs) != rows or outputs.dtype.kind not in "fiub":
             check_returned("the model's forward", outputs, rows, finite=False)  # says why
-        self.pending.record(self.start, self.stop, outputs[: self.stop - self.start])
+        samples = self.stop - self.start
+        own = outputs if rows == samples else outputs[:samples]
+        self.pending.record(self.start, self.stop, own)
         return self.pending.of_rows(self.samples, self.rows)
 
 

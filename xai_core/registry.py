@@ -19,7 +19,8 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError, UnknownMethodError, UnknownMetricError
+from .adapter import ModelAdapter
+from .errors import PluginError, UnknownMethodError, UnknownMetricError, XaiError
 
 BACKEND_GROUP = "xai_core.backends"
 EXPLAINER_GROUP = "xai_core.explainers"
@@ -193,9 +194,6 @@ class Registry:
     def adapt(self, model: Any) -> Any:
         """The first adapter a backend offers; a backend that raises, or answers with
         something that is not a `ModelAdapter`, is recorded (`xai plugins`) and skipped."""
-        from .adapter import ModelAdapter
-        from .errors import XaiError
-
         # pluggy's call order: last registered first, tryfirst before the others
         for impl in self._adapt_order():
             try:

@@ -70,16 +70,17 @@ class TorchAdapter(ModelAdapter):
         self.compiled = model if _is_compiled(model) else None
         model = model._orig_mod if self.compiled is not None else model
         super().__init__(model)
-        ref = next(model.parameters(), None)
+        ref = _first_tensor(model, "_parameters")
         if ref is None:
-            ref = next(model.buffers(), None)
+            ref = _first_tensor(model, "_buffers")
         self.device = ref.device if ref is not None else torch.device("cpu")
         self.dtype = ref.dtype if ref is not None and ref.is_floating_point() else torch.float32
+        self.on_cpu = self.device.type == "cpu"
         self._named: dict[str, torch.nn.Module] | None = None
 
     # -- lifecycle -----------------------------------------------------------
     def session(self) -> contextlib.AbstractContextManager[None]:
-        return eval_mode(self.model, self.model.modules())
+        return eval_mode(self.model, _modules_in_training(self.model))
 
     @contextlib.contextmanager
     def foreign_session(self) -> Iterator[None]:
@@ -170,7 +171,7 @@ class TorchAdapter(ModelAdapter):
             inputs = inputs if inputs.flags.writeable else inputs.copy()
         x = torch.from_numpy(inputs)  # shares memory: no copy on the CPU
         floating = x.is_floating_point()
-        if (floating and x.dtype != self.dtype) or x.device != self.device:
+        if (floating and x.dtype != self.dtype) or not self.on_cpu:
             x = x.to(device=self.device, dtype=self.dtype if floating else x.dtype)
         return x.requires_grad_(True) if requires_grad and floating else x
 
@@ -202,7 +203,10 @@ class TorchAdapter(ModelAdapter):
 
     @staticmethod
     def _seed(out: torch.Tensor, target: np.ndarray) -> torch.Tensor:
-        """The output gradient that makes `grad` return d out[i, target[i]] / d ..."""
+        """The output gradient that makes `grad` return d out[i, target[i]] / d ...
+
+        A fresh one per call: autograd may hand it back as the gradient itself (a model
+        that returns its input), so a kept one would be shared with a user's result."""
         seed = torch.from_numpy(one_hot(tuple(out.shape), target))
         return seed if seed.dtype == out.dtype and seed.device == out.device else seed.to(out)
 
@@ -256,8 +260,8 @@ class TorchAdapter(ModelAdapter):
                 raw = self.select_output(raw)
                 if not isinstance(raw, torch.Tensor):
                     return self._call((x,), {}, (x,))  # the general path's clear error
-            out = raw.detach()
-            target = target_of_pass(target, lambda: _numpy(out))
+            outputs = _numpy(raw)
+            target = target(outputs) if callable(target) else target  # (`target_of_pass`)
             flat = raw if raw.ndim == 2 else raw.reshape(len(raw), -1)
             if not flat.requires_grad:
                 raise gradient_not_reached("the inputs")
@@ -266,7 +270,7 @@ class TorchAdapter(ModelAdapter):
             )
         if grad is None:
             raise gradient_not_reached(input_name(0, False))
-        return _numpy(grad), _numpy(out if out.ndim == 2 else out.reshape(len(out), -1))
+        return _numpy(grad), outputs if outputs.ndim == 2 else outputs.reshape(len(outputs), -1)
 
     # -- layers ------------------------------------------------------------------
     def _leaves(self) -> dict[str, torch.nn.Module]:
@@ -487,12 +491,42 @@ def _detached_copy(t: torch.Tensor) -> torch.Tensor:
 _HALF = (torch.float16, torch.bfloat16)
 
 
+
+def _first_tensor(model: torch.nn.Module, kind: str) -> torch.Tensor | None:
+    """`next(model.parameters())` (or buffers), in the same order, without the generator
+    chain: adapting a model happens on every call of an explainer in a loop."""
+    stack = [model]
+    while stack:
+        module = stack.pop()
+        for tensor in getattr(module, kind).values():
+            if tensor is not None:
+                return tensor
+        for child in reversed(module._modules.values()):
+            if child is not None:
+                stack.append(child)
+    return None
+
+
+def _modules_in_training(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The modules in train mode (usually none: nothing to switch), found in one loop
+    instead of `modules()`'s generator chain, on every call."""
+    stack, training = [model], []
+    while stack:
+        module = stack.pop()
+        if module.training:
+            training.append(module)
+        for child in module._modules.values():
+            if child is not None:
+                stack.append(child)
+    return training
+
+
 def _numpy(t: torch.Tensor) -> np.ndarray:
     """A tensor as NumPy; half precision (no NumPy bfloat16) comes back as float32."""
     t = t.detach()
     if t.dtype in _HALF:
         t = t.float()
-    return t.numpy() if t.device.type == "cpu" else t.cpu().numpy()
+    return t.numpy() if t.is_cpu else t.cpu().numpy()
 
 
 def function_module(fn: Any) -> torch.nn.Module:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Any
 
@@ -22,6 +23,10 @@ def xai_adapt(model: Any) -> Any:
     keras_owned = "keras" in sys.modules and "keras" in module_roots(model)
     if keras_owned or not class_from(model, "torch.nn", "Module"):
         return None
-    from .adapter import TorchAdapter
+    adapter_module = sys.modules.get(_ADAPTER) or importlib.import_module(_ADAPTER)
+    return adapter_module.TorchAdapter(model)
 
-    return TorchAdapter(model)
+
+#: imported on the first torch model (the statement `from .adapter import ...` costs an
+#: import-machinery call on every explanation; a dict lookup does not)
+_ADAPTER = f"{__package__}.adapter"
