@@ -8,6 +8,7 @@ the model's class hierarchy by module name, as einops and array-api-compat do.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -30,6 +31,13 @@ IN_PLACE = (
 def module_roots(obj: Any) -> set[str]:
     """Top-level package names of every class in `type(obj).__mro__`."""
     return {(cls.__module__ or "").split(".")[0] for cls in type(obj).__mro__}
+
+
+def loaded_module(name: str) -> Any:
+    """`importlib.import_module(name)`, as a dict lookup once it is imported: a backend's
+    `xai_adapt` runs on every explanation, and an `import` statement inside a function
+    costs a pass through the import machinery each time."""
+    return sys.modules.get(name) or importlib.import_module(name)
 
 
 def class_from(obj: Any, module: str, qualname: str) -> bool:

@@ -16,6 +16,7 @@ backend that takes only arrays still works for every single-input model.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,8 +86,9 @@ class InputLayout:
     def sizes(self) -> list[int]:
         return [int(np.prod(s, dtype=np.int64)) for s in self.shapes]
 
-    @property
+    @functools.cached_property
     def integer(self) -> list[Slot]:
+        """The inputs holding integers or booleans (worked out once: asked on every call)."""
         return [k for k, d in zip(self.keys, self.dtypes) if d.kind in "iub"]
 
     def integer_mask(self) -> np.ndarray | None:

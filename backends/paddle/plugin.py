@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from xai_core import hookimpl
-from xai_core.backend_utils import class_from
+from xai_core.backend_utils import class_from, loaded_module
 from xai_core.function_model import FunctionModel
 
 
@@ -19,6 +19,4 @@ def xai_adapt(model: Any) -> Any:
         return PaddleAdapter(function_layer(model.fn))
     if not class_from(model, "paddle.nn", "Layer"):
         return None
-    from .adapter import PaddleAdapter
-
-    return PaddleAdapter(model)
+    return loaded_module(f"{__package__}.adapter").PaddleAdapter(model)

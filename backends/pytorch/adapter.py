@@ -203,12 +203,25 @@ class TorchAdapter(ModelAdapter):
 
     @staticmethod
     def _seed(out: torch.Tensor, target: np.ndarray) -> torch.Tensor:
-        """The output gradient that makes `grad` return d out[i, target[i]] / d ...
-
-        A fresh one per call: autograd may hand it back as the gradient itself (a model
-        that returns its input), so a kept one would be shared with a user's result."""
+        """The output gradient that makes `grad` return d out[i, target[i]] / d ..."""
         seed = torch.from_numpy(one_hot(tuple(out.shape), target))
         return seed if seed.dtype == out.dtype and seed.device == out.device else seed.to(out)
+
+    @classmethod
+    def _kept_seed(cls, out: torch.Tensor, target: np.ndarray) -> torch.Tensor:
+        """`_seed`, kept for small calls (by shape, dtype, device and targets): an explainer
+        in a loop asks for the same one every time. Autograd may hand it back as the
+        gradient itself (a model that returns its input): pass the gradient to `_own`."""
+        target = np.asarray(target)
+        if len(target) > _KEPT_SEED_ROWS:
+            return cls._seed(out, target)
+        key = (out.shape, out.dtype, out.device, target.tobytes())
+        seed = _SEEDS.get(key)
+        if seed is None:
+            if len(_SEEDS) >= _KEPT_SEEDS:
+                _SEEDS.clear()
+            seed = _SEEDS[key] = cls._seed(out, target)
+        return seed
 
     @staticmethod
     def _flat(out: torch.Tensor) -> torch.Tensor:
@@ -265,11 +278,11 @@ class TorchAdapter(ModelAdapter):
             flat = raw if raw.ndim == 2 else raw.reshape(len(raw), -1)
             if not flat.requires_grad:
                 raise gradient_not_reached("the inputs")
-            (grad,) = torch.autograd.grad(
-                flat, (x,), grad_outputs=self._seed(flat, target), allow_unused=True
-            )
+            seed = self._kept_seed(flat, target)
+            (grad,) = torch.autograd.grad(flat, (x,), grad_outputs=seed, allow_unused=True)
         if grad is None:
             raise gradient_not_reached(input_name(0, False))
+        grad = _own(grad, seed)
         return _numpy(grad), outputs if outputs.ndim == 2 else outputs.reshape(len(outputs), -1)
 
     # -- layers ------------------------------------------------------------------
@@ -489,6 +502,16 @@ def _detached_copy(t: torch.Tensor) -> torch.Tensor:
 
 
 _HALF = (torch.float16, torch.bfloat16)
+#: output gradients kept for calls of up to this many rows, at most this many of them
+_KEPT_SEED_ROWS, _KEPT_SEEDS = 64, 64
+_SEEDS: dict[tuple, torch.Tensor] = {}
+
+
+def _own(grad: torch.Tensor, seed: torch.Tensor) -> torch.Tensor:
+    """`grad`, copied if it is (a view of) a kept seed: the caller owns what comes back."""
+    if grad.untyped_storage().data_ptr() == seed.untyped_storage().data_ptr():
+        return grad.clone()
+    return grad
 
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
 from typing import Any
 
 from xai_core import hookimpl
-from xai_core.backend_utils import class_from, module_roots
+from xai_core.backend_utils import class_from, loaded_module, module_roots
 from xai_core.function_model import FunctionModel
 
 
@@ -23,10 +22,4 @@ def xai_adapt(model: Any) -> Any:
     keras_owned = "keras" in sys.modules and "keras" in module_roots(model)
     if keras_owned or not class_from(model, "torch.nn", "Module"):
         return None
-    adapter_module = sys.modules.get(_ADAPTER) or importlib.import_module(_ADAPTER)
-    return adapter_module.TorchAdapter(model)
-
-
-#: imported on the first torch model (the statement `from .adapter import ...` costs an
-#: import-machinery call on every explanation; a dict lookup does not)
-_ADAPTER = f"{__package__}.adapter"
+    return loaded_module(f"{__package__}.adapter").TorchAdapter(model)

@@ -57,12 +57,15 @@ def _fingerprint(model: Any) -> tuple:
     read by a subclassed `call`). Cheap enough to check on every call."""
     plain = tuple(
         sorted(
-            (k, v)
-            for k, v in vars(model).items()
-            if not k.startswith("_") and isinstance(v, (bool, int, float, str))
+            [(k, v) for k, v in vars(model).items() if type(v) in _PLAIN and k[:1] != "_"]
         )
     )
     return tuple(id(layer) for layer in model.layers), plain
+
+
+#: attribute types a traced `call` may read as constants (subclasses of them, e.g. an
+#: IntEnum, are not plain values of a model's configuration)
+_PLAIN = frozenset({bool, int, float, str})
 
 
 def _compiled_for(model: Any) -> dict[tuple, Callable]:
@@ -310,18 +313,23 @@ class KerasAdapter(ModelAdapter):
         if callable(target) and getattr(target, "known", None) is None:  # the pass decides
             grads, raw = self._gradients_deciding(inputs, target)
         else:  # the targets are known: the compiled call; the outputs checked after
-            given = target.known if callable(target) else target
+            given = np.asarray(target.known if callable(target) else target)
             self._check_target(given)
             fn = self._function("gradients", inputs)
             x = self._tensor(inputs)
-            grads, raw = fn(x, tf.constant(given, tf.int32))
-            n_out = int(np.prod(raw.shape[1:]))
-            if not callable(target) and len(given) and np.max(given) >= n_out:
-                raise TargetError(f"target {np.max(given)} is beyond the {n_out} outputs.")
+            grads, raw = fn(x, _target_tensor(given))
+            outputs = _numpy(raw)
+            n_out = outputs.size // max(len(outputs), 1)
+            if not callable(target) and len(given) and given.max() >= n_out:
+                raise TargetError(f"target {given.max()} is beyond the {n_out} outputs.")
             if callable(target):
-                answer = target(_numpy(raw))  # records the predictions; refuses bad targets
+                answer = target(outputs)  # records the predictions; refuses bad targets
                 if not np.array_equal(answer, given):
-                    grads, raw = fn(x, tf.constant(answer, tf.int32))
+                    grads, raw = fn(x, _target_tensor(np.asarray(answer)))
+                    outputs = _numpy(raw)
+            if grads is None:
+                raise gradient_not_reached("the input")
+            return _numpy(grads), outputs
         if grads is None:
             raise gradient_not_reached("the input")
         return _numpy(grads), _numpy(raw)
@@ -345,8 +353,12 @@ class KerasAdapter(ModelAdapter):
     @staticmethod
     def _check_target(target: np.ndarray) -> None:
         """tf.gather on the CPU fails on an index beyond int32 with a raw error."""
-        if len(target) and (np.min(target) < 0 or np.max(target) > np.iinfo(np.int32).max):
-            raise TargetError(f"target {np.max(target)} is not an output index.")
+        if not len(target):
+            return
+        values = target.tolist() if len(target) <= _KEPT_TARGET_ROWS else target
+        low, high = min(values), max(values)
+        if low < 0 or high > _INT32_MAX:
+            raise TargetError(f"target {high if low >= 0 else low} is not an output index.")
 
     # -- layers ------------------------------------------------------------------
     def _walk(self) -> tuple[dict[str, keras.layers.Layer], dict[str, keras.layers.Layer]]:
@@ -630,9 +642,30 @@ def _copy_model(model: keras.Model) -> keras.Model:
         return copy_of(model, "Keras")
 
 
+_HALF = frozenset({tf.float16, tf.bfloat16})
+_INT32_MAX = int(np.iinfo(np.int32).max)
+#: int32 target tensors kept for calls of up to this many rows, at most this many (an
+#: explainer in a loop asks for the same one every time; TensorFlow tensors are immutable)
+_KEPT_TARGET_ROWS, _KEPT_TARGETS = 64, 64
+_TARGET_TENSORS: dict[bytes, tf.Tensor] = {}
+
+
+def _target_tensor(target: np.ndarray) -> tf.Tensor:
+    """`tf.constant(target, tf.int32)`, kept for small targets (it costs ~10 us a call)."""
+    if len(target) > _KEPT_TARGET_ROWS:
+        return tf.constant(target, tf.int32)
+    key = target.astype(np.int64, copy=False).tobytes()
+    kept = _TARGET_TENSORS.get(key)
+    if kept is None:
+        if len(_TARGET_TENSORS) >= _KEPT_TARGETS:
+            _TARGET_TENSORS.clear()
+        kept = _TARGET_TENSORS[key] = tf.constant(target, tf.int32)
+    return kept
+
+
 def _numpy(t: tf.Tensor) -> np.ndarray:
     """A tensor as NumPy; half precision comes back as float32."""
-    if t.dtype in (tf.float16, tf.bfloat16):
+    if t.dtype in _HALF:
         t = tf.cast(t, tf.float32)
     return t.numpy()
 

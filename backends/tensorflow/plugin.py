@@ -6,7 +6,7 @@ import sys
 from typing import Any
 
 from xai_core import hookimpl
-from xai_core.backend_utils import class_from
+from xai_core.backend_utils import class_from, loaded_module
 from xai_core.errors import UnsupportedModelError
 from xai_core.function_model import FunctionModel
 
@@ -29,6 +29,4 @@ def xai_adapt(model: Any) -> Any:
             "explains Keras models on TensorFlow. Set KERAS_BACKEND=tensorflow before "
             "importing keras (or explain the underlying framework's model directly)."
         )
-    from .adapter import KerasAdapter
-
-    return KerasAdapter(model)
+    return loaded_module(f"{__package__}.adapter").KerasAdapter(model)
