@@ -99,6 +99,24 @@ class ModelAdapter(ABC):
             return (*self.layer_gradients(inputs, target, layer), None)
         return (*self.layer_gradients(inputs, target, layer, replacement), None)
 
+    def rule_gradients(
+        self, inputs: np.ndarray, target: np.ndarray, rules: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(`gradients_and_outputs`, with the backward pass of every layer whose kind has a
+        rule in `rules` replaced by it): the `backward_rules` capability behind DeepLift,
+        Guided Backprop, Deconvolution and LRP (see `xai_core.rules`). `inputs` is one
+        array; `target` an int array. The model's hooks, modes and gradients are as before
+        afterwards, also when a rule fails."""
+        raise self.missing(
+            "backward rules (DeepLift, Guided Backprop, Deconvolution, LRP)",
+            "use saliency, integrated_gradients or deep_shap",
+        )
+
+    def layer_kinds(self) -> dict[str, str | None]:
+        """Leaf layer name -> the kind backward rules know it as (`xai_core.rules`), or
+        None for a layer the backend cannot name a kind for (it backpropagates as usual)."""
+        raise self.missing("backward rules (DeepLift, Guided Backprop, Deconvolution, LRP)")
+
     def layers(self) -> list[LayerInfo]:
         """Leaf layers in execution order, named as the framework names them."""
         raise self.missing("layer inspection")

@@ -420,6 +420,63 @@ class BatchedModel:
         self._took([out])
         return grads
 
+    def rule_gradients(
+        self,
+        inputs: np.ndarray,
+        target: Any,
+        rules: Any,
+        references: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """d output[i, target[i]] / d inputs[i] with backward rules (`xai_core.rules`).
+
+        With `references` (one row per sample: DeepLift's baselines), every call runs the
+        rows [its samples; their references], so that a rule sees both halves of each
+        layer's input; the gradients of the samples' rows come back, and the model outputs
+        of the references' rows are kept as `reference_outputs`."""
+        self.check_differentiable(moves_inputs=False)
+        target = np.asarray(target if not isinstance(target, PendingTarget) else target.resolve())
+        target = _tiled(target, len(inputs))
+        n = len(inputs)
+        paired = references is not None
+        per_call = max(1, self.rows_per_call(inputs) // (2 if paired else 1))
+        samples = self._samples_of(n)
+        parts, reference_outputs = [], []
+        for start in range(0, n, per_call):
+            rows = slice(start, min(start + per_call, n))
+            x, t = inputs[rows], target[rows]
+            s = None if samples is None else samples[rows]
+            if paired:
+                x, t = np.concatenate([x, references[rows]]), np.concatenate([t, t])
+                s = None if s is None else np.concatenate([s, s])
+            k = len(x)
+            grads, out = _guard(
+                k, self.adapter.rule_gradients, self._call_inputs(x, s), t, rules
+            )
+            grads = check_returned(
+                _call_name("gradients with backward rules", self.backend),
+                self._pack(grads, x),
+                k,
+                x.shape,
+                x,
+            )
+            if out is not None:
+                out = check_returned(_call_name("forward", self.backend), out, k, None, x)
+                if self.output_shape is not None:
+                    self._check_output_shape(_call_name("forward", self.backend), out)
+                out = out.reshape(k, -1)
+            half = k // 2 if paired else k
+            parts.append(grads[:half])
+            if paired and out is not None:
+                reference_outputs.append(out[half:])
+        self.reference_outputs = (
+            np.concatenate(reference_outputs) if len(reference_outputs) == len(parts) else None
+        )
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+
+    def layer_kinds(self) -> dict[str, str | None]:
+        """Leaf layer -> its kind for backward rules (see `ModelAdapter.layer_kinds`)."""
+        return self.adapter.layer_kinds()
+
     def capture(
         self,
         inputs: np.ndarray,

@@ -189,6 +189,23 @@ class PaddleAdapter(ModelAdapter):
             raise gradient_not_reached(input_name(0, False))
         return _numpy(grad), outputs if outputs.ndim == 2 else outputs.reshape(len(outputs), -1)
 
+    def rule_gradients(
+        self, inputs: np.ndarray, target: np.ndarray, rules: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
+        from .rules import rules_applied
+
+        with rules_applied(self._sublayers(), rules):
+            return self.gradients_and_outputs(inputs, target)
+
+    def layer_kinds(self) -> dict[str, str | None]:
+        from .rules import kind_of
+
+        return {
+            name: kind_of(layer)
+            for name, layer in self._sublayers().items()
+            if not layer.sublayers()
+        }
+
     # -- layers ------------------------------------------------------------------
     def _sublayers(self) -> dict[str, paddle.nn.Layer]:
         return dict(self.model.named_sublayers())

@@ -285,6 +285,19 @@ class TorchAdapter(ModelAdapter):
         grad = _own(grad, seed)
         return _numpy(grad), outputs if outputs.ndim == 2 else outputs.reshape(len(outputs), -1)
 
+    def rule_gradients(
+        self, inputs: np.ndarray, target: np.ndarray, rules: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
+        from .rules import rules_applied
+
+        with rules_applied(self._modules(), rules):
+            return self.gradients_and_outputs(inputs, target)
+
+    def layer_kinds(self) -> dict[str, str | None]:
+        from .rules import kind_of
+
+        return {name: kind_of(module) for name, module in self._leaves().items()}
+
     # -- layers ------------------------------------------------------------------
     def _leaves(self) -> dict[str, torch.nn.Module]:
         return {

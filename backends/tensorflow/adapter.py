@@ -56,9 +56,7 @@ def _fingerprint(model: Any) -> tuple:
     Sequential's `pop()` / `add()`) and its plain public attributes (`model.scale = 10`
     read by a subclassed `call`). Cheap enough to check on every call."""
     plain = tuple(
-        sorted(
-            [(k, v) for k, v in vars(model).items() if type(v) in _PLAIN and k[:1] != "_"]
-        )
+        sorted([(k, v) for k, v in vars(model).items() if type(v) in _PLAIN and k[:1] != "_"])
     )
     return tuple(id(layer) for layer in model.layers), plain
 
@@ -295,21 +293,7 @@ class KerasAdapter(ModelAdapter):
 
     def gradients_and_outputs(self, inputs: Any, target: Any) -> tuple[Any, np.ndarray]:
         if isinstance(inputs, ModelInputs):
-            call = self._eager(inputs)
-            watched = [call.get(slot) for slot in call.attributed]
-            with tf.GradientTape(watch_accessed_variables=False) as tape:
-                for t in watched:
-                    tape.watch(t)
-                raw = self._outputs(call)
-                target = target_of_pass(target, lambda: _numpy(raw))
-                self._check_target(target)
-                out = _flat(raw)
-                selected = _selected(out, tf.constant(target, tf.int32))
-            grads = tape.gradient(selected, watched)
-            for slot, g in zip(call.attributed, grads):
-                if g is None:
-                    raise gradient_not_reached(input_name(slot, True))
-            return tuple(_numpy(g) for g in grads), _numpy(out)
+            return self._eager_gradients(inputs, target)
         if callable(target) and getattr(target, "known", None) is None:  # the pass decides
             grads, raw = self._gradients_deciding(inputs, target)
         else:  # the targets are known: the compiled call; the outputs checked after
@@ -333,6 +317,45 @@ class KerasAdapter(ModelAdapter):
         if grads is None:
             raise gradient_not_reached("the input")
         return _numpy(grads), _numpy(raw)
+
+    def _eager_gradients(self, inputs: Any, target: Any) -> tuple[Any, np.ndarray]:
+        """The gradient pass run eagerly under a tape: several inputs, or backward rules
+        (whose shadowed layers a traced function would not see)."""
+        several = isinstance(inputs, ModelInputs)
+        call = self._eager(inputs)
+        watched = [call.get(slot) for slot in call.attributed] if several else [call]
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            for t in watched:
+                tape.watch(t)
+            raw = self._outputs(call)
+            target = np.asarray(target_of_pass(target, lambda: _numpy(raw)))
+            self._check_target(target)
+            out = _flat(raw)
+            selected = _selected(out, tf.constant(target, tf.int32))
+        grads = tape.gradient(selected, watched)
+        slots = call.attributed if several else (0,)
+        for slot, g in zip(slots, grads):
+            if g is None:
+                raise gradient_not_reached(input_name(slot, several))
+        result = tuple(_numpy(g) for g in grads)
+        return (result if several else result[0]), _numpy(out)
+
+    def rule_gradients(
+        self, inputs: np.ndarray, target: np.ndarray, rules: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
+        from .rules import rules_applied
+
+        with rules_applied(self._leaves(), rules):
+            return self._eager_gradients(inputs, target)
+
+    def layer_kinds(self) -> dict[str, str | None]:
+        from .rules import activation_kinds, kind_of
+
+        leaves = self._leaves()
+        return {
+            **{name: kind_of(layer) for name, layer in leaves.items()},
+            **activation_kinds(leaves),
+        }
 
     def _gradients_deciding(self, inputs: np.ndarray, target: Callable) -> tuple[Any, Any]:
         """The compiled gradient pass whose target the core chooses from its outputs

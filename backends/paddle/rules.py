@@ -1,0 +1,184 @@
+"""Backward rules on Paddle layers (the `backward_rules` capability, `xai_core.rules`).
+
+The PyTorch backend's mechanism with Paddle's parts: a forward pre-hook keeps each ruled
+layer's input, a forward post-hook hands its output on through `_Ruled` (a `PyLayer`)
+whose backward asks the rule for the input gradient. One saved input per call, so a
+layer called twice is ruled twice.
+
+Paddle cannot run autograd inside a `PyLayer`'s backward (`paddle.grad` there is a
+segmentation fault in 3.3), so a layer's own backward (`LayerCall.vjp`) is prepared in
+the forward hook instead: an elementwise layer's derivative is taken there, on a copy of
+its input; max-pooling routes a gradient by the argmax mask of the same call
+(`max_unpool`), softmax by its closed form. Kinds whose backward is not written out here
+(linear, conv, batchnorm, average pooling) refuse a rule with a `CapabilityError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import paddle
+import paddle.nn.functional as F
+from paddle import nn
+from paddle.autograd import PyLayer
+
+from xai_core.errors import CapabilityError
+from xai_core.rules import LayerCall, Rule
+
+#: Paddle classes by the kind rules know them as (exact types, as on PyTorch)
+KINDS: dict[type, str] = {
+    nn.ReLU: "relu",
+    nn.ELU: "nonlinear",
+    nn.LeakyReLU: "nonlinear",
+    nn.Sigmoid: "nonlinear",
+    nn.Tanh: "nonlinear",
+    nn.Softplus: "nonlinear",
+    nn.Softmax: "softmax",
+    nn.MaxPool1D: "maxpool",
+    nn.MaxPool2D: "maxpool",
+    nn.MaxPool3D: "maxpool",
+    nn.AvgPool1D: "avgpool",
+    nn.AvgPool2D: "avgpool",
+    nn.AvgPool3D: "avgpool",
+    nn.AdaptiveAvgPool1D: "avgpool",
+    nn.AdaptiveAvgPool2D: "avgpool",
+    nn.AdaptiveAvgPool3D: "avgpool",
+    nn.Linear: "linear",
+    nn.Conv1D: "conv",
+    nn.Conv2D: "conv",
+    nn.Conv3D: "conv",
+    nn.BatchNorm: "batchnorm",
+    nn.BatchNorm1D: "batchnorm",
+    nn.BatchNorm2D: "batchnorm",
+    nn.BatchNorm3D: "batchnorm",
+    nn.Flatten: "reshape",
+    nn.Identity: "reshape",
+    nn.Dropout: "reshape",
+    nn.Dropout2D: "reshape",
+    nn.Dropout3D: "reshape",
+}
+
+
+class Ops:
+    """`xai_core.rules.RuleOps` on Paddle tensors."""
+
+    where = staticmethod(paddle.where)
+    abs = staticmethod(paddle.abs)
+    relu = staticmethod(F.relu)
+    maximum = staticmethod(paddle.maximum)
+    total = staticmethod(paddle.sum)
+
+    @staticmethod
+    def halves(a: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor]:
+        first, second = paddle.chunk(a, 2)
+        return first, second
+
+    @staticmethod
+    def stack(first: paddle.Tensor, second: paddle.Tensor) -> paddle.Tensor:
+        return paddle.concat([first, second])
+
+    @staticmethod
+    def size(a: paddle.Tensor) -> int:
+        return int(a.size)
+
+
+OPS = Ops()
+
+
+class _Ruled(PyLayer):
+    """Passes a layer's output on; its backward is the layer's rule."""
+
+    @staticmethod
+    def forward(ctx: Any, x: paddle.Tensor, y: paddle.Tensor, call: tuple) -> paddle.Tensor:
+        ctx.save_for_backward(x, y)
+        ctx.call = call
+        return y.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: paddle.Tensor) -> paddle.Tensor:
+        x, y = ctx.saved_tensor()
+        kind, name, rule, vjp = ctx.call
+        return rule(OPS, LayerCall(kind, name, x, y, grad_out, vjp))
+
+
+def _backward_of(layer: nn.Layer, kind: str, name: str, x: paddle.Tensor, y: paddle.Tensor) -> Any:
+    """The layer's own backward on this call, v -> v . dy/dx, without autograd at the
+    time it is asked (see the module's docstring)."""
+    if kind in ("relu", "nonlinear"):  # elementwise: the derivative, taken now
+        with paddle.set_grad_enabled(True):
+            leaf = x.detach()
+            leaf.stop_gradient = False
+            out = layer.forward(leaf.clone())
+            (slope,) = paddle.grad([out], [leaf], grad_outputs=[paddle.ones_like(out)])
+        slope = slope.detach()
+        return lambda v: v * slope
+    if kind == "softmax":
+        axis = getattr(layer, "_axis", -1)
+        return lambda v: y * (v - paddle.sum(v * y, axis=axis, keepdim=True))
+    if kind == "maxpool":
+        dims = len(x.shape) - 2
+        pool = getattr(F, f"max_pool{dims}d")
+        unpool = getattr(F, f"max_unpool{dims}d")
+        options = {"stride": layer.stride, "padding": layer.padding}
+        _, mask = pool(
+            x.detach(), layer.ksize, return_mask=True, ceil_mode=layer.ceil_mode, **options
+        )
+        size = list(x.shape[2:])
+        return lambda v: unpool(v, mask, layer.ksize, output_size=size, **options)
+
+    def refuse(_: Any) -> Any:
+        raise CapabilityError(
+            f"the paddle backend has no written-out backward for layer {name!r} "
+            f"({type(layer).__name__}, kind {kind!r}) inside a backward rule (Paddle cannot "
+            "run autograd there); use the rule on PyTorch or Keras, or one that reads only "
+            "grad_out."
+        )
+
+    return refuse
+
+
+@contextlib.contextmanager
+def rules_applied(layers: Mapping[str, nn.Layer], rules: Mapping[str, Rule]) -> Iterator[None]:
+    """Every layer of a kind in `rules` backpropagates by its rule inside the block; the
+    hooks are removed afterwards, whatever happens."""
+    handles = []
+    try:
+        for name, layer in layers.items():
+            kind = KINDS.get(type(layer))
+            rule = rules.get(kind) if kind is not None else None
+            if rule is None:
+                continue
+            inputs: list[paddle.Tensor] = []
+            handles.append(layer.register_forward_pre_hook(_keep_input(inputs)))
+            handles.append(
+                layer.register_forward_post_hook(_ruled_output(inputs, kind, name, rule))
+            )
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _keep_input(inputs: list[paddle.Tensor]) -> Any:
+    def hook(layer: nn.Layer, args: tuple) -> Any:
+        inputs.append(args[0])
+        return None
+
+    return hook
+
+
+def _ruled_output(inputs: list[paddle.Tensor], kind: str, name: str, rule: Rule) -> Any:
+    def hook(layer: nn.Layer, args: tuple, output: Any) -> Any:
+        x = inputs.pop()
+        if not isinstance(output, paddle.Tensor) or x.stop_gradient:
+            return None
+        y = output.detach()
+        return _Ruled.apply(x, y, (kind, name, rule, _backward_of(layer, kind, name, x, y)))
+
+    return hook
+
+
+def kind_of(layer: nn.Layer) -> str | None:
+    return KINDS.get(type(layer))

@@ -1,0 +1,151 @@
+"""Backward rules on PyTorch modules (the `backward_rules` capability, `xai_core.rules`).
+
+Every module of a ruled kind gets, for the pass, a forward pre-hook that keeps its input
+and a forward hook that hands its output on through `_Ruled`, an autograd function whose
+backward asks the rule for the input gradient. This is not Captum's mechanism (backward
+hooks plus attributes on the module), so that a module called twice (a ResNet block's
+`self.relu`) has one saved input per call, and an in-place module (`ReLU(inplace=True)`)
+works on a copy while the graph keeps the input it was given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from xai_core.rules import LayerCall, Rule
+
+#: PyTorch classes by the kind rules know them as (`xai_core.rules`); exact types, as in
+#: Captum (a subclass may compute something else)
+KINDS: dict[type, str] = {
+    nn.ReLU: "relu",
+    nn.ELU: "nonlinear",
+    nn.LeakyReLU: "nonlinear",
+    nn.Sigmoid: "nonlinear",
+    nn.Tanh: "nonlinear",
+    nn.Softplus: "nonlinear",
+    nn.Softmax: "softmax",
+    nn.MaxPool1d: "maxpool",
+    nn.MaxPool2d: "maxpool",
+    nn.MaxPool3d: "maxpool",
+    nn.AvgPool1d: "avgpool",
+    nn.AvgPool2d: "avgpool",
+    nn.AvgPool3d: "avgpool",
+    nn.AdaptiveAvgPool1d: "avgpool",
+    nn.AdaptiveAvgPool2d: "avgpool",
+    nn.AdaptiveAvgPool3d: "avgpool",
+    nn.Linear: "linear",
+    nn.Conv1d: "conv",
+    nn.Conv2d: "conv",
+    nn.Conv3d: "conv",
+    nn.BatchNorm1d: "batchnorm",
+    nn.BatchNorm2d: "batchnorm",
+    nn.BatchNorm3d: "batchnorm",
+    nn.Flatten: "reshape",
+    nn.Unflatten: "reshape",
+    nn.Identity: "reshape",
+    nn.Dropout: "reshape",
+    nn.Dropout1d: "reshape",
+    nn.Dropout2d: "reshape",
+    nn.Dropout3d: "reshape",
+}
+
+
+class Ops:
+    """`xai_core.rules.RuleOps` on torch tensors."""
+
+    where = staticmethod(torch.where)
+    abs = staticmethod(torch.abs)
+    relu = staticmethod(torch.relu)
+    maximum = staticmethod(torch.maximum)
+    total = staticmethod(torch.sum)
+
+    @staticmethod
+    def halves(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        first, second = a.chunk(2)
+        return first, second
+
+    @staticmethod
+    def stack(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        return torch.cat([first, second])
+
+    @staticmethod
+    def size(a: torch.Tensor) -> int:
+        return a.numel()
+
+
+OPS = Ops()
+
+
+class _Ruled(torch.autograd.Function):
+    """Passes a layer's output on; its backward is the layer's rule."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, y: torch.Tensor, call: tuple) -> torch.Tensor:
+        ctx.save_for_backward(x, y)
+        ctx.call = call
+        return y.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[Any, None, None]:
+        x, y = ctx.saved_tensors
+        module, kind, name, rule = ctx.call
+
+        def vjp(v: torch.Tensor) -> torch.Tensor:
+            with torch.enable_grad():
+                leaf = x.detach().requires_grad_(True)
+                # the module's own computation, without its hooks; on a copy, which an
+                # in-place module may overwrite
+                (g,) = torch.autograd.grad(module.forward(leaf.clone()), leaf, v)
+            return g
+
+        return rule(OPS, LayerCall(kind, name, x, y, grad_out, vjp)), None, None
+
+
+@contextlib.contextmanager
+def rules_applied(modules: Mapping[str, nn.Module], rules: Mapping[str, Rule]) -> Iterator[None]:
+    """Every module of a kind in `rules` backpropagates by its rule inside the block;
+    the hooks are removed afterwards, whatever happens."""
+    handles = []
+    try:
+        for name, module in modules.items():
+            kind = KINDS.get(type(module))
+            rule = rules.get(kind) if kind is not None else None
+            if rule is None or not name:
+                continue
+            inputs: list[torch.Tensor] = []  # one per call not yet finished (reuse, recursion)
+            handles.append(module.register_forward_pre_hook(_keep_input(inputs)))
+            handles.append(module.register_forward_hook(_ruled_output(inputs, kind, name, rule)))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _keep_input(inputs: list[torch.Tensor]) -> Any:
+    def hook(module: nn.Module, args: tuple) -> Any:
+        x = args[0]
+        inputs.append(x)
+        if getattr(module, "inplace", False) is True:  # it may overwrite x: give it a copy
+            return (x.clone(), *args[1:])
+        return None
+
+    return hook
+
+
+def _ruled_output(inputs: list[torch.Tensor], kind: str, name: str, rule: Rule) -> Any:
+    def hook(module: nn.Module, args: tuple, output: Any) -> Any:
+        x = inputs.pop()
+        if not isinstance(output, torch.Tensor) or not torch.is_grad_enabled():
+            return None
+        return _Ruled.apply(x, output.detach(), (module, kind, name, rule))
+
+    return hook
+
+
+def kind_of(module: nn.Module) -> str | None:
+    return KINDS.get(type(module))
