@@ -73,6 +73,10 @@ METHOD_OPTIONS: dict[str, list[dict]] = {
     ],
     "feature_ablation": [{}, {"baselines": BASELINE, "only": "mlp"}],
     "rise": [{"n_masks": 30, "cell": 3, "seed": 6, "only": "cnn"}],
+    "guided_backprop": [{}],
+    "deconvolution": [{}],
+    "input_x_gradient": [{}],
+    "deeplift": [{}, {"baselines": BASELINE, "multiply_by_inputs": False}],
     # shap's DeepExplainer exists for PyTorch and TensorFlow only (paddle: see its own test)
     "deep_shap": [{"background": BACKGROUND, "only": "mlp", "frameworks": ["tensorflow"]}],
 }

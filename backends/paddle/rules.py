@@ -9,8 +9,9 @@ Paddle cannot run autograd inside a `PyLayer`'s backward (`paddle.grad` there is
 segmentation fault in 3.3), so a layer's own backward (`LayerCall.vjp`) is prepared in
 the forward hook instead: an elementwise layer's derivative is taken there, on a copy of
 its input; max-pooling routes a gradient by the argmax mask of the same call
-(`max_unpool`), softmax by its closed form. Kinds whose backward is not written out here
-(linear, conv, batchnorm, average pooling) refuse a rule with a `CapabilityError`.
+(`put_along_axis`: `max_unpool` misplaces padded pools), softmax by its closed form.
+Kinds whose backward is not written out here (linear, conv, batchnorm, average pooling)
+refuse a rule with a `CapabilityError`.
 """
 
 from __future__ import annotations
@@ -117,16 +118,25 @@ def _backward_of(layer: nn.Layer, kind: str, name: str, x: paddle.Tensor, y: pad
     if kind == "softmax":
         axis = getattr(layer, "_axis", -1)
         return lambda v: y * (v - paddle.sum(v * y, axis=axis, keepdim=True))
-    if kind == "maxpool":
-        dims = len(x.shape) - 2
-        pool = getattr(F, f"max_pool{dims}d")
-        unpool = getattr(F, f"max_unpool{dims}d")
-        options = {"stride": layer.stride, "padding": layer.padding}
+    if kind == "maxpool":  # each output's gradient to its argmax (summed where they meet)
+        pool = getattr(F, f"max_pool{len(x.shape) - 2}d")
         _, mask = pool(
-            x.detach(), layer.ksize, return_mask=True, ceil_mode=layer.ceil_mode, **options
+            x.detach(),
+            layer.ksize,
+            stride=layer.stride,
+            padding=layer.padding,
+            ceil_mode=layer.ceil_mode,
+            return_mask=True,
         )
-        size = list(x.shape[2:])
-        return lambda v: unpool(v, mask, layer.ksize, output_size=size, **options)
+        n, c = x.shape[:2]
+        where = mask.reshape([n, c, -1]).astype("int64")  # flat positions in each plane
+
+        def route(v: paddle.Tensor) -> paddle.Tensor:
+            plane = paddle.zeros([n, c, int(x.size) // (n * c)], v.dtype)
+            routed = paddle.put_along_axis(plane, where, v.reshape([n, c, -1]), 2, "add")
+            return routed.reshape(x.shape)
+
+        return route
 
     def refuse(_: Any) -> Any:
         raise CapabilityError(
