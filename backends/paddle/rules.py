@@ -11,7 +11,7 @@ the forward hook instead: an elementwise layer's derivative is taken there, on a
 its input; max-pooling routes a gradient by the argmax mask of the same call
 (`put_along_axis`: `max_unpool` misplaces padded pools), softmax by its closed form.
 Kinds whose backward is not written out here (linear, conv, batchnorm, average pooling)
-refuse a rule with a `CapabilityError`.
+refuse a rule with a `CapabilityError` before the pass.
 """
 
 from __future__ import annotations
@@ -100,8 +100,12 @@ class _Ruled(PyLayer):
     @staticmethod
     def backward(ctx: Any, grad_out: paddle.Tensor) -> paddle.Tensor:
         x, y = ctx.saved_tensor()
-        kind, name, rule, vjp = ctx.call
-        return rule(OPS, LayerCall(kind, name, x, y, grad_out, vjp))
+        kind, name, rule, vjp, errors = ctx.call
+        try:
+            return rule(OPS, LayerCall(kind, name, x, y, grad_out, vjp))
+        except Exception as exc:  # Paddle re-raises it as an OSError: kept to raise as itself
+            errors.append(exc)
+            raise
 
 
 def _backward_of(layer: nn.Layer, kind: str, name: str, x: paddle.Tensor, y: paddle.Tensor) -> Any:
@@ -138,22 +142,27 @@ def _backward_of(layer: nn.Layer, kind: str, name: str, x: paddle.Tensor, y: pad
 
         return route
 
-    def refuse(_: Any) -> Any:
-        raise CapabilityError(
-            f"the paddle backend has no written-out backward for layer {name!r} "
-            f"({type(layer).__name__}, kind {kind!r}) inside a backward rule (Paddle cannot "
-            "run autograd there); use the rule on PyTorch or Keras, or one that reads only "
-            "grad_out."
-        )
+    raise AssertionError(f"no backward written out for kind {kind!r}")  # refused earlier
 
-    return refuse
+
+#: the kinds whose own backward `_backward_of` writes out (the rules of DeepLift, Guided
+#: Backprop and Deconvolution need no others)
+RULED_KINDS = frozenset({"relu", "nonlinear", "softmax", "maxpool"})
 
 
 @contextlib.contextmanager
 def rules_applied(layers: Mapping[str, nn.Layer], rules: Mapping[str, Rule]) -> Iterator[None]:
     """Every layer of a kind in `rules` backpropagates by its rule inside the block; the
     hooks are removed afterwards, whatever happens."""
-    handles = []
+    refused = sorted(set(rules) - RULED_KINDS - {"reshape"})
+    if refused:
+        raise CapabilityError(
+            f"the paddle backend cannot apply backward rules to layers of kind {refused}: "
+            "Paddle cannot run autograd inside a rule, and their backward is not written "
+            f"out here (it is for {sorted(RULED_KINDS)}); use PyTorch or Keras for those."
+        )
+    handles: list[Any] = []
+    errors: list[Exception] = []
     try:
         for name, layer in layers.items():
             kind = KINDS.get(type(layer))
@@ -162,10 +171,14 @@ def rules_applied(layers: Mapping[str, nn.Layer], rules: Mapping[str, Rule]) -> 
                 continue
             inputs: list[paddle.Tensor] = []
             handles.append(layer.register_forward_pre_hook(_keep_input(inputs)))
-            handles.append(
-                layer.register_forward_post_hook(_ruled_output(inputs, kind, name, rule))
-            )
-        yield
+            hook = _ruled_output(inputs, kind, name, rule, errors)
+            handles.append(layer.register_forward_post_hook(hook))
+        try:
+            yield
+        except OSError:
+            if errors:  # a rule's own error, which Paddle wrapped: raised as itself
+                raise errors[0] from None
+            raise
     finally:
         for handle in handles:
             handle.remove()
@@ -179,13 +192,16 @@ def _keep_input(inputs: list[paddle.Tensor]) -> Any:
     return hook
 
 
-def _ruled_output(inputs: list[paddle.Tensor], kind: str, name: str, rule: Rule) -> Any:
+def _ruled_output(
+    inputs: list[paddle.Tensor], kind: str, name: str, rule: Rule, errors: list
+) -> Any:
     def hook(layer: nn.Layer, args: tuple, output: Any) -> Any:
         x = inputs.pop()
         if not isinstance(output, paddle.Tensor) or x.stop_gradient:
             return None
         y = output.detach()
-        return _Ruled.apply(x, y, (kind, name, rule, _backward_of(layer, kind, name, x, y)))
+        vjp = _backward_of(layer, kind, name, x, y)
+        return _Ruled.apply(x, y, (kind, name, rule, vjp, errors))
 
     return hook
 

@@ -219,6 +219,62 @@ def check_state_restored(case: Case) -> None:
         assert after == before, f"model state changed by {kwargs}: {before} -> {after}"
 
 
+def check_backward_rules(case: Case) -> None:
+    """The optional `backward_rules` capability (`ModelAdapter.rule_gradients`): a rule
+    that returns each layer's own input gradient gives the plain gradients; a rule sees
+    one call per layer call, with input and output batch first; a rule that raises leaves
+    the model as it was. A backend without it (`layer_kinds` raises `CapabilityError`)
+    passes: it is optional."""
+    from .. import rules as rule_kinds
+
+    adapter = case.adapter()
+    try:
+        kinds = adapter.layer_kinds()
+    except CapabilityError:
+        return
+    assert isinstance(kinds, dict), "layer_kinds() must return a dict name -> kind"
+    unknown = {k for k in kinds.values() if k is not None} - rule_kinds.LAYER_KINDS
+    assert not unknown, f"layer_kinds() names kinds that rules do not know: {unknown}"
+    x = np.asarray(case.inputs, np.float32)
+    target = np.zeros(len(x), dtype=np.int64)
+    seen: list[tuple[str, tuple, tuple]] = []
+
+    def own_gradient(ops: Any, call: Any) -> Any:
+        seen.append((call.name, tuple(call.x.shape), tuple(call.y.shape)))
+        return call.grad_in
+
+    # the kinds the built-in methods rule (a backend may refuse others: CapabilityError)
+    every_kind = dict.fromkeys(("relu", "nonlinear", "softmax", "maxpool"), own_gradient)
+    with adapter.session():
+        plain = adapter.gradients(x, target)
+        ruled, outputs = adapter.rule_gradients(x, target, every_kind)
+        forward = adapter.forward(x)
+    _close(ruled, plain, case.rtol, "rule_gradients with each layer's own gradient vs gradients")
+    _close(
+        np.asarray(outputs).reshape(len(x), -1), forward.reshape(len(x), -1), case.rtol, "outputs"
+    )
+    ruled_layers = [name for name, kind in kinds.items() if kind in every_kind]
+    if ruled_layers:
+        assert seen, f"no rule was called, though layer_kinds() lists {ruled_layers}"
+    for name, x_shape, y_shape in seen:
+        assert x_shape[0] == len(x) and y_shape[0] == len(x), f"{name}: not batch first"
+    if case.model_state is not None and seen:
+        before = case.model_state(case.model)
+
+        def broken(ops: Any, call: Any) -> Any:
+            raise _HalfwayFailure("a rule that fails")
+
+        try:
+            with adapter.session():
+                adapter.rule_gradients(x, target, dict.fromkeys(every_kind, broken))
+        except _HalfwayFailure:
+            pass
+        else:
+            raise AssertionError("a rule's exception must reach the caller")
+        after = case.model_state(case.model)
+        assert after == before, f"model state changed by a failing rule: {before} -> {after}"
+
+
 class _HalfwayFailure(RuntimeError):
     pass
 
@@ -362,3 +418,6 @@ class AdapterConformance:
 
     def test_state_restored(self) -> None:
         self._run(check_state_restored)
+
+    def test_backward_rules(self) -> None:
+        self._run(check_backward_rules)
