@@ -19,10 +19,13 @@ from typing import Any
 import numpy as np
 
 from xai_core import Attribution, BatchedModel, Explainer, hookimpl
-from xai_core.explainer import check_bool, check_number
+from xai_core.errors import OptionError
+from xai_core.explainer import check_bool, check_held, check_number
 from xai_core.first_pass import resolved
 from xai_core.rules import LayerCall, RuleOps
 from xai_core.validation import broadcast_baselines
+
+from .grad_cam import GradCAM
 
 
 class NotRuledWarning(UserWarning):
@@ -133,6 +136,61 @@ class InputXGradient(Explainer):
         return Attribution(attributions=model.gradients(inputs, target) * inputs)
 
 
+class GuidedGradCam(Explainer):
+    """Captum's GuidedGradCam (Selvaraju et al., 2017): Guided Backprop times the layer's
+    Grad-CAM map (ReLU'd, as Captum's) upsampled to the input by nearest neighbours
+    (Captum's `interpolate_mode="nearest"`), over every channel."""
+
+    name = "guided_grad_cam"
+    defaults = {"layer": None, "attribute_to_layer_input": False}
+    requires = ("gradients",)
+
+    def validate(self) -> None:
+        if not isinstance(self.options["layer"], str):
+            raise OptionError(
+                "guided_grad_cam needs layer=<name of a convolutional layer>, e.g. the last "
+                "one; xai_core.adapt(model).layers() lists the names."
+            )
+
+    def explain(self, model: BatchedModel, inputs: np.ndarray, target: Any) -> Attribution:
+        if inputs.ndim < 3 or (model.layout is not None and model.layout.packed):
+            raise OptionError(
+                f"guided_grad_cam maps a layer onto images or sequences (one array with "
+                f"spatial axes), not inputs of shape {inputs.shape}."
+            )
+        target = resolved(target)
+        cam = GradCAM(
+            layer=self.options["layer"],
+            attribute_to_layer_input=self.options["attribute_to_layer_input"],
+            relu_attributions=True,
+        ).explain(model, inputs, target)
+        layer_map = cam.extras["layer_attributions"]  # (N, h, w) or (N, t)
+        guided = model.rule_gradients(inputs, target, {"relu": guided_relu})
+        spatial = inputs.shape[1:-1] if model.channels_last else inputs.shape[2:]
+        if layer_map.ndim - 1 != len(spatial):
+            raise OptionError(
+                f"layer {self.options['layer']!r} gives a map of shape {layer_map.shape[1:]}, "
+                f"which does not follow the inputs' spatial axes {spatial}."
+            )
+        upsampled = np.expand_dims(nearest(layer_map, spatial), -1 if model.channels_last else 1)
+        return Attribution(
+            attributions=(guided * upsampled).astype(inputs.dtype),
+            extras={"layer_attributions": layer_map},
+        )
+
+
+def nearest(maps: np.ndarray, size: tuple[int, ...]) -> np.ndarray:
+    """(N, *in) maps resized to (N, *size) as `torch.nn.functional.interpolate(mode=
+    "nearest")` does: source index floor(i * (in / out)), in float32 as torch computes it."""
+    out = maps
+    for axis, n_out in enumerate(size, start=1):
+        n_in = maps.shape[axis]
+        scale = np.float32(n_in) / np.float32(n_out)
+        index = np.floor(np.arange(n_out, dtype=np.float32) * scale).astype(np.int64)
+        out = np.take(out, np.minimum(index, n_in - 1), axis=axis)
+    return out
+
+
 #: the DeepLift rules by layer kind; linear layers (Linear, Conv, BatchNorm at inference,
 #: average pooling) need none: their gradient is already Δout/Δin
 DEEPLIFT_KINDS = ("relu", "nonlinear", "maxpool", "softmax")
@@ -153,28 +211,80 @@ class DeepLift(Explainer):
         check_number("eps", self.options["eps"])
 
     def explain(self, model: BatchedModel, inputs: np.ndarray, target: Any) -> Attribution:
-        model.check_differentiable(moves_inputs=False)
         baselines = broadcast_baselines(self.options["baselines"], inputs)
-        eps = float(self.options["eps"])
-        rules = {
-            "relu": rescale(eps),
-            "nonlinear": rescale(eps),
-            "maxpool": maxpool_rescale(eps),
-            "softmax": softmax_rescale(eps),
-        }
-        _warn_unknown_layers(model)
         target = resolved(target)
-        grads = model.rule_gradients(inputs, target, rules, references=baselines)
-        contributions = (inputs - baselines) * grads
-        attributions = contributions if self.options["multiply_by_inputs"] else grads
-        outputs = model.forward(inputs)
-        rows = np.arange(len(inputs))
-        f_refs = model.reference_outputs
-        if f_refs is None:
-            f_refs = model.forward(baselines)
-        gap = outputs[rows, target].astype(np.float64) - f_refs[rows, target]
-        delta = contributions.reshape(len(inputs), -1).sum(axis=1, dtype=np.float64) - gap
+        multipliers, delta = deeplift_pass(model, inputs, baselines, target, self.options["eps"])
+        contributions = (inputs - baselines) * multipliers
+        attributions = contributions if self.options["multiply_by_inputs"] else multipliers
         return Attribution(attributions=attributions.astype(inputs.dtype), convergence_delta=delta)
+
+
+class DeepLiftShap(Explainer):
+    """Captum's DeepLiftShap: DeepLift from every row of `background`, averaged, which
+    approximates SHAP values with the background as the reference distribution. The
+    convergence delta per sample is sum(attributions) - (f(x) - mean f(background)), the
+    mean of Captum's per-(sample, background row) deltas."""
+
+    name = "deeplift_shap"
+    defaults = {"background": None, "multiply_by_inputs": True, "eps": 1e-10}
+    requires = ("gradients",)
+    reference_options = ("background",)
+
+    def validate(self) -> None:
+        if self.options["background"] is None:
+            raise OptionError(
+                "deeplift_shap needs background=<reference samples> (e.g. 50-100 rows of the "
+                "training data), like gradient_shap and kernel_shap."
+            )
+        check_bool("multiply_by_inputs", self.options["multiply_by_inputs"])
+        check_number("eps", self.options["eps"])
+
+    def explain(self, model: BatchedModel, inputs: np.ndarray, target: Any) -> Attribution:
+        background = np.asarray(self.options["background"], dtype=inputs.dtype)
+        if background.ndim != inputs.ndim or background.shape[1:] != inputs.shape[1:]:
+            raise OptionError(
+                f"background of shape {background.shape} does not match one row of the "
+                f"inputs {inputs.shape[1:]}: give reference rows shaped like the samples."
+            )
+        check_held("background x samples", len(background) * len(inputs), inputs[0].nbytes, "rows")
+        n, b = len(inputs), len(background)
+        target = resolved(target)
+        rows = np.repeat(inputs, b, axis=0)  # Captum's order: each sample with every row
+        references = np.tile(background, (n, *([1] * (inputs.ndim - 1))))
+        multipliers, pair_deltas = deeplift_pass(
+            model, rows, references, np.repeat(target, b), self.options["eps"]
+        )
+        contributions = (rows - references) * multipliers
+        kept = contributions if self.options["multiply_by_inputs"] else multipliers
+        attributions = kept.reshape(n, b, *inputs.shape[1:]).mean(axis=1)
+        return Attribution(
+            attributions=attributions.astype(inputs.dtype),
+            convergence_delta=pair_deltas.reshape(n, b).mean(axis=1),
+        )
+
+
+def deeplift_pass(
+    model: BatchedModel, inputs: np.ndarray, baselines: np.ndarray, target: np.ndarray, eps: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(DeepLift's multipliers of each row against its baseline row, the convergence delta
+    of each pair: sum((x - b) * m) - (f(x) - f(b)))."""
+    model.check_differentiable(moves_inputs=False)
+    eps = float(eps)
+    rules = {
+        "relu": rescale(eps),
+        "nonlinear": rescale(eps),
+        "maxpool": maxpool_rescale(eps),
+        "softmax": softmax_rescale(eps),
+    }
+    _warn_unknown_layers(model)
+    multipliers = model.rule_gradients(inputs, target, rules, references=baselines)
+    f_inputs, f_refs = model.sample_outputs, model.reference_outputs
+    if f_inputs is None or f_refs is None:  # a backend that gave no outputs with its pass
+        f_inputs, f_refs = model.forward(inputs), model.forward(baselines)
+    rows = np.arange(len(inputs))
+    gap = f_inputs[rows, target].astype(np.float64) - f_refs[rows, target]
+    contributions = ((inputs - baselines) * multipliers).reshape(len(inputs), -1)
+    return multipliers, contributions.sum(axis=1, dtype=np.float64) - gap
 
 
 def _warn_unknown_layers(model: BatchedModel) -> None:
@@ -196,4 +306,4 @@ def _warn_unknown_layers(model: BatchedModel) -> None:
 
 @hookimpl
 def xai_explainers() -> list[type[Explainer]]:
-    return [GuidedBackprop, Deconvolution, InputXGradient, DeepLift]
+    return [GuidedBackprop, Deconvolution, InputXGradient, GuidedGradCam, DeepLift, DeepLiftShap]

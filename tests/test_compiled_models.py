@@ -43,9 +43,7 @@ def test_grad_cam_on_a_compiled_resnet_equals_captum_on_the_same_compiled_model(
     )
     reference = reference[:, 0].detach().numpy()
     assert np.abs(reference).max() > 0
-    np.testing.assert_allclose(
-        expl.extras["layer_attributions"], reference, rtol=1e-4, atol=1e-6
-    )
+    np.testing.assert_allclose(expl.extras["layer_attributions"], reference, rtol=1e-4, atol=1e-6)
     # the compiled wrapper's own prefix is accepted too, and means the same layer
     prefixed = xai_core.explain(
         model, x, "grad_cam", layer="_orig_mod.layer2.0.conv2", target=3, relu_attributions=True

@@ -77,6 +77,8 @@ METHOD_OPTIONS: dict[str, list[dict]] = {
     "deconvolution": [{}],
     "input_x_gradient": [{}],
     "deeplift": [{}, {"baselines": BASELINE, "multiply_by_inputs": False}],
+    "deeplift_shap": [{"background": BACKGROUND}],
+    "guided_grad_cam": [{"layer": "conv2", "only": "cnn"}, {"layer": "conv1", "only": "cnn"}],
     # shap's DeepExplainer exists for PyTorch and TensorFlow only (paddle: see its own test)
     "deep_shap": [{"background": BACKGROUND, "only": "mlp", "frameworks": ["tensorflow"]}],
 }

@@ -243,9 +243,7 @@ CHANGING = {
 
 @pytest.mark.parametrize("before, after", [(3, 4), (4, 3)])
 @pytest.mark.parametrize("method", list(CHANGING))
-def test_a_model_whose_outputs_change_between_calls_is_a_model_output_error(
-    method, before, after
-):
+def test_a_model_whose_outputs_change_between_calls_is_a_model_output_error(method, before, after):
     model = WidthChanges(before, after).eval()
     state = torch_state(model)
     # one row per call: a gradient method runs one call per chunk (issue 21), so a batch

@@ -420,3 +420,57 @@ def test_deeplift_warns_about_activations_it_has_no_rule_for():
     model = nn.Sequential(nn.Linear(3, 4), nn.GELU(), nn.Linear(4, 2)).eval()
     with pytest.warns(UserWarning, match=r"no rule for layers \['1'\]"):
         xai_core.explain(model, np.ones((2, 3), np.float32), "deeplift", target=0)
+
+
+# -- Guided Grad-CAM and DeepLiftShap ---------------------------------------------------------
+@pytest.mark.parametrize("layer", ["conv1", "layer1", "layer2.0.conv2"])
+def test_guided_grad_cam_equals_captum_on_a_resnet(layer):
+    model = resnet()
+    x = rng_images(3, side=16).repeat(3, axis=1)
+    ours = xai_core.explain(model, x, "guided_grad_cam", layer=layer, target=1).attributions
+    module = dict(model.named_modules())[layer]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = captum_attr.GuidedGradCam(model, module).attribute(
+            torch.from_numpy(x), target=1
+        )
+    assert_close(ours, reference.detach().numpy())
+
+
+def test_guided_grad_cam_upsamples_by_nearest_neighbours_as_torch():
+    from xai_core_explainers.modified_backprop import nearest
+
+    maps = np.random.default_rng(0).normal(size=(2, 3, 5)).astype(np.float32)
+    for size in [(7, 11), (6, 10), (3, 5), (13, 4)]:
+        expected = torch.nn.functional.interpolate(torch.from_numpy(maps)[:, None], size=size)
+        np.testing.assert_array_equal(nearest(maps, size), expected[:, 0].numpy())
+
+
+@pytest.mark.parametrize("model", ["small_cnn", "softmax_mlp"])
+def test_deeplift_shap_equals_captum(model):
+    net = small_cnn() if model == "small_cnn" else softmax_mlp()
+    x, background = rng_images(3), rng_images(5, seed=9, scale=0.3)
+    e = xai_core.explain(net, x, "deeplift_shap", background=background, target=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference, delta = captum_attr.DeepLiftShap(net).attribute(
+            torch.from_numpy(x),
+            baselines=torch.from_numpy(background),
+            target=1,
+            return_convergence_delta=True,
+        )
+    assert_close(e.attributions, reference.detach().numpy())
+    pairs = delta.numpy().reshape(3, len(background))  # Captum's: one per (sample, row)
+    np.testing.assert_allclose(e.convergence_delta, pairs.mean(axis=1), atol=1e-6)
+    f_background = np.mean(
+        [reference_gap(net, x, np.repeat(b[None], 3, 0), 1) for b in background], axis=0
+    )
+    sums = e.attributions.reshape(3, -1).sum(axis=1, dtype=np.float64)
+    np.testing.assert_allclose(sums - f_background, e.convergence_delta, atol=1e-6)
+    if model == "small_cnn":  # no softmax, whose rule is not exact: complete
+        assert np.abs(e.convergence_delta).max() < 1e-5
+
+
+def test_deeplift_shap_needs_a_background():
+    with pytest.raises(xai_core.OptionError, match="background"):
+        xai_core.explain(small_cnn(), rng_images(2), "deeplift_shap")

@@ -172,9 +172,7 @@ def test_a_backend_that_cannot_take_targets_from_its_pass_gets_a_prediction_pass
     x = inputs("torch", "mlp", 4)
     explanation = xai_core.explain(Plain(model), x, "saliency")
     assert calls == [4, 4]  # the prediction pass, then the gradient pass
-    np.testing.assert_array_equal(
-        explanation.target, own_outputs("torch", model, x).argmax(axis=1)
-    )
+    np.testing.assert_array_equal(explanation.target, own_outputs("torch", model, x).argmax(axis=1))
 
 
 # -- real architectures: BatchNorm, in-place ReLU, residual adds; several inputs with
@@ -200,8 +198,11 @@ def test_one_forward_on_a_resnet_with_the_numbers_of_captum():
     )
     np.testing.assert_allclose(ig.attributions, reference[0].numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(ig.convergence_delta, reference[1].numpy(), atol=1e-4)
-    for method, options in [("saliency", {}), ("grad_cam", {"layer": "layer2"}),
-                            ("smoothgrad", {"n_samples": 3, "seed": 0})]:
+    for method, options in [
+        ("saliency", {}),
+        ("grad_cam", {"layer": "layer2"}),
+        ("smoothgrad", {"n_samples": 3, "seed": 0}),
+    ]:
         calls.clear()
         explanation = xai_core.explain(model, x, method, **options)
         assert len(calls) == 1, method

@@ -29,6 +29,7 @@ def _victim(tmp_path: Path) -> Path:
 def _hostile_torchscript(tmp_path: Path) -> tuple[Path, Path]:
     torch = pytest.importorskip("torch")
     from hostile_files import OverwritesAFile
+
     victim = _victim(tmp_path)
     path = tmp_path / "evil.pt"
     torch.jit.save(torch.jit.script(OverwritesAFile(str(victim))), str(path))

@@ -227,6 +227,7 @@ def _recorded_target(user_target: Any, predictions: np.ndarray, shape: Any) -> n
 def _check_result(explainer: Explainer, result: Any, x: np.ndarray) -> None:
     """What an explainer plugin returned: an `Attribution` whose attributions are real
     numbers shaped like the inputs (or, with a layer, one row per sample)."""
+
     def fail(problem: str) -> PluginError:
         try:
             plugin = REGISTRY.explainer_table()[explainer.name][1]

@@ -421,9 +421,7 @@ def layer_gradients_result(
     for name, grad in zip(names, grads):
         if grad is None:
             raise gradient_not_reached(f"layer {name!r}")
-    return one_or_several(
-        layer, [to_numpy(a) for a in activations], [to_numpy(g) for g in grads]
-    )
+    return one_or_several(layer, [to_numpy(a) for a in activations], [to_numpy(g) for g in grads])
 
 
 def one_or_several(layer: str | tuple[str, ...], activations: list, grads: list) -> tuple:

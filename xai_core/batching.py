@@ -432,7 +432,8 @@ class BatchedModel:
         With `references` (one row per sample: DeepLift's baselines), every call runs the
         rows [its samples; their references], so that a rule sees both halves of each
         layer's input; the gradients of the samples' rows come back, and the model outputs
-        of the references' rows are kept as `reference_outputs`."""
+        of the samples' and the references' rows are kept as `sample_outputs` and
+        `reference_outputs` (None where the backend gave no outputs)."""
         self.check_differentiable(moves_inputs=False)
         target = np.asarray(target if not isinstance(target, PendingTarget) else target.resolve())
         target = _tiled(target, len(inputs))
@@ -440,7 +441,7 @@ class BatchedModel:
         paired = references is not None
         per_call = max(1, self.rows_per_call(inputs) // (2 if paired else 1))
         samples = self._samples_of(n)
-        parts, reference_outputs = [], []
+        parts, sample_outputs, reference_outputs = [], [], []
         for start in range(0, n, per_call):
             rows = slice(start, min(start + per_call, n))
             x, t = inputs[rows], target[rows]
@@ -449,9 +450,7 @@ class BatchedModel:
                 x, t = np.concatenate([x, references[rows]]), np.concatenate([t, t])
                 s = None if s is None else np.concatenate([s, s])
             k = len(x)
-            grads, out = _guard(
-                k, self.adapter.rule_gradients, self._call_inputs(x, s), t, rules
-            )
+            grads, out = _guard(k, self.adapter.rule_gradients, self._call_inputs(x, s), t, rules)
             grads = check_returned(
                 _call_name("gradients with backward rules", self.backend),
                 self._pack(grads, x),
@@ -466,11 +465,12 @@ class BatchedModel:
                 out = out.reshape(k, -1)
             half = k // 2 if paired else k
             parts.append(grads[:half])
-            if paired and out is not None:
+            if out is not None:
+                sample_outputs.append(out[:half])
                 reference_outputs.append(out[half:])
-        self.reference_outputs = (
-            np.concatenate(reference_outputs) if len(reference_outputs) == len(parts) else None
-        )
+        whole = len(sample_outputs) == len(parts)
+        self.sample_outputs = np.concatenate(sample_outputs) if whole else None
+        self.reference_outputs = np.concatenate(reference_outputs) if whole and paired else None
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
     def layer_kinds(self) -> dict[str, str | None]:
@@ -829,8 +829,10 @@ def _guard(rows: int | slice, call: Callable[..., Any], *args: Any) -> Any:
 
 def _tiled(target: np.ndarray, n_rows: int) -> np.ndarray:
     """A samples' target for rows that are blocks of the samples (or the samples)."""
-    return target if n_rows == len(target) or n_rows % len(target) else np.tile(
-        target, n_rows // len(target)
+    return (
+        target
+        if n_rows == len(target) or n_rows % len(target)
+        else np.tile(target, n_rows // len(target))
     )
 
 
@@ -850,7 +852,7 @@ def _call_name(call: str, backend: str) -> _CallName:
 
 
 class _CallName:
-    """"the model's <call> (backend 'torch')", formatted only when a message needs it:
+    """ "the model's <call> (backend 'torch')", formatted only when a message needs it:
     every model call is checked, few fail."""
 
     __slots__ = ("call", "backend")
