@@ -93,13 +93,14 @@ class _RuledGradient(Explainer):
 
     requires = ("gradients",)
     defaults: dict[str, Any] = {}
+    target_from_first_pass = True
 
     def rules(self) -> dict[str, Any]:
         raise NotImplementedError
 
     def explain(self, model: BatchedModel, inputs: np.ndarray, target: Any) -> Attribution:
         model.check_differentiable(moves_inputs=False)
-        grads = model.rule_gradients(inputs, resolved(target), self.rules())
+        grads = model.rule_gradients(inputs, target, self.rules())
         return Attribution(attributions=grads)
 
 
@@ -144,6 +145,7 @@ class GuidedGradCam(Explainer):
     name = "guided_grad_cam"
     defaults = {"layer": None, "attribute_to_layer_input": False}
     requires = ("gradients",)
+    target_from_first_pass = True  # the Grad-CAM pass settles it
 
     def validate(self) -> None:
         if not isinstance(self.options["layer"], str):
@@ -158,12 +160,12 @@ class GuidedGradCam(Explainer):
                 f"guided_grad_cam maps a layer onto images or sequences (one array with "
                 f"spatial axes), not inputs of shape {inputs.shape}."
             )
-        target = resolved(target)
         cam = GradCAM(
             layer=self.options["layer"],
             attribute_to_layer_input=self.options["attribute_to_layer_input"],
             relu_attributions=True,
         ).explain(model, inputs, target)
+        target = resolved(target)
         layer_map = cam.extras["layer_attributions"]  # (N, h, w) or (N, t)
         guided = model.rule_gradients(inputs, target, {"relu": guided_relu})
         spatial = inputs.shape[1:-1] if model.channels_last else inputs.shape[2:]
@@ -205,6 +207,7 @@ class DeepLift(Explainer):
     defaults = {"baselines": 0.0, "multiply_by_inputs": True, "eps": 1e-10}
     requires = ("gradients",)
     reference_options = ("baselines",)
+    target_from_first_pass = True  # the paired pass [x; baselines] settles it
 
     def validate(self) -> None:
         check_bool("multiply_by_inputs", self.options["multiply_by_inputs"])
@@ -212,7 +215,6 @@ class DeepLift(Explainer):
 
     def explain(self, model: BatchedModel, inputs: np.ndarray, target: Any) -> Attribution:
         baselines = broadcast_baselines(self.options["baselines"], inputs)
-        target = resolved(target)
         multipliers, delta = deeplift_pass(model, inputs, baselines, target, self.options["eps"])
         contributions = (inputs - baselines) * multipliers
         attributions = contributions if self.options["multiply_by_inputs"] else multipliers
@@ -278,6 +280,7 @@ def deeplift_pass(
     }
     _warn_unknown_layers(model)
     multipliers = model.rule_gradients(inputs, target, rules, references=baselines)
+    target = resolved(target)  # settled by that pass, if it was pending
     f_inputs, f_refs = model.sample_outputs, model.reference_outputs
     if f_inputs is None or f_refs is None:  # a backend that gave no outputs with its pass
         f_inputs, f_refs = model.forward(inputs), model.forward(baselines)

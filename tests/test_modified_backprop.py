@@ -474,3 +474,28 @@ def test_deeplift_shap_equals_captum(model):
 def test_deeplift_shap_needs_a_background():
     with pytest.raises(xai_core.OptionError, match="background"):
         xai_core.explain(small_cnn(), rng_images(2), "deeplift_shap")
+
+
+@pytest.mark.parametrize(
+    "method, options, calls",
+    [
+        ("guided_backprop", {}, [4]),
+        ("deconvolution", {}, [4]),
+        ("deeplift", {}, [8]),  # the samples and their baselines, one pass
+        ("guided_grad_cam", {"layer": "0"}, [4, 4]),  # Grad-CAM, then Guided Backprop
+    ],
+)
+def test_the_rule_pass_is_the_first_pass(method, options, calls):
+    """No prediction pass of its own: the predicted class comes from the rule pass."""
+    model = small_cnn()
+    seen = []
+    handle = model.register_forward_pre_hook(lambda m, args: seen.append(len(args[0])))
+    try:
+        e = xai_core.explain(model, rng_images(4), method, **options)
+    finally:
+        handle.remove()
+    assert seen == calls
+    with torch.no_grad():
+        expected = model(torch.from_numpy(rng_images(4))).numpy()
+    np.testing.assert_allclose(e.predictions, expected, rtol=1e-6)
+    np.testing.assert_array_equal(e.target, expected.argmax(axis=1))

@@ -104,8 +104,9 @@ class ModelAdapter(ABC):
     ) -> tuple[np.ndarray, np.ndarray]:
         """(`gradients_and_outputs`, with the backward pass of every layer whose kind has a
         rule in `rules` replaced by it): the `backward_rules` capability behind DeepLift,
-        Guided Backprop, Deconvolution and LRP (see `xai_core.rules`). `inputs` is one
-        array; `target` an int array. The model's hooks, modes and gradients are as before
+        Guided Backprop, Deconvolution and LRP (see `xai_core.rules`). `inputs` and
+        `target` as in `gradients_and_outputs` (a function of the pass's outputs where
+        `targets_from_pass`). The model's hooks, modes and gradients are as before
         afterwards, also when a rule fails."""
         raise self.missing(
             "backward rules (DeepLift, Guided Backprop, Deconvolution, LRP)",

@@ -355,13 +355,15 @@ class BatchedModel:
             "lime), which switches features to a baseline."
         )
 
-    def gradients(self, inputs: np.ndarray, target: Any) -> np.ndarray:
+    def gradients(self, inputs: np.ndarray, target: Any, rules: Any = None) -> np.ndarray:
         """d output[i, target[i]] / d inputs[i]. `target` may be the core's pending target
-        (`first_pass.PendingTarget`): the pass then also gives the predictions."""
+        (`first_pass.PendingTarget`): the pass then also gives the predictions. With
+        `rules`, the backward rules of `xai_core.rules` apply (`ModelAdapter.rule_gradients`)."""
         self.check_differentiable()
         targets = self._targets_for(inputs, target)
+        gradient_call = self._gradient_call(rules)
         if self._one_plain_call(inputs):
-            return self._gradients_in_one_call(inputs, targets)
+            return self._gradients_in_one_call(inputs, targets, gradient_call)
         grads_check = self._checked("input gradients", inputs, inputs.shape[1:])
         out_check = self._checked("forward", inputs)
         outputs: list[Any] = []
@@ -372,9 +374,7 @@ class BatchedModel:
             return grads_check(grads, rows)
 
         def call(inputs_of_call: Any, r: slice) -> tuple[np.ndarray, Any]:
-            grads, out = self.adapter.gradients_and_outputs(
-                inputs_of_call, self._chunk_target(targets, r)
-            )
+            grads, out = gradient_call(inputs_of_call, self._chunk_target(targets, r))
             return self._pack(grads, inputs), out
 
         parts = self._first_pass(lambda: self._map(call, inputs, check))
@@ -391,7 +391,15 @@ class BatchedModel:
             and len(inputs) <= self.rows_per_call(inputs)
         )
 
-    def _gradients_in_one_call(self, inputs: np.ndarray, targets: Any) -> np.ndarray:
+    def _gradient_call(self, rules: Any) -> Callable[[Any, Any], tuple[Any, Any]]:
+        """The adapter's gradient call: plain, or with backward rules."""
+        if rules is None:
+            return self.adapter.gradients_and_outputs
+        return lambda inputs, target: self.adapter.rule_gradients(inputs, target, rules)
+
+    def _gradients_in_one_call(
+        self, inputs: np.ndarray, targets: Any, call: Callable[[Any, Any], tuple[Any, Any]]
+    ) -> np.ndarray:
         """`gradients` for `_one_plain_call` inputs: the same call and the same checks as
         chunk by chunk, without the chunking, its closures and its nested error wrappers
         (measured: ~15% of a 1-row MLP saliency call)."""
@@ -400,7 +408,7 @@ class BatchedModel:
         target = self._chunk_target(targets, rows)
         pending = self.pending
         try:
-            grads, out = self.adapter.gradients_and_outputs(inputs, target)
+            grads, out = call(inputs, target)
         except XaiError:
             raise
         except Exception as exc:
@@ -433,24 +441,41 @@ class BatchedModel:
         rows [its samples; their references], so that a rule sees both halves of each
         layer's input; the gradients of the samples' rows come back, and the model outputs
         of the samples' and the references' rows are kept as `sample_outputs` and
-        `reference_outputs` (None where the backend gave no outputs)."""
+        `reference_outputs` (None where the backend gave no outputs). Without references,
+        this is `gradients(..., rules=rules)`: a pending target is settled by the pass."""
+        if references is None:
+            return self.gradients(inputs, target, rules=rules)
         self.check_differentiable(moves_inputs=False)
-        target = np.asarray(target if not isinstance(target, PendingTarget) else target.resolve())
-        target = _tiled(target, len(inputs))
+        pending = target if isinstance(target, PendingTarget) else None
+        if pending is not None and (
+            pending.resolved or not self._in_pass or inputs is not self.samples
+        ):
+            target, pending = pending.resolve(), None
+        if pending is None:
+            target = _tiled(np.asarray(target), len(inputs))
         n = len(inputs)
-        paired = references is not None
-        per_call = max(1, self.rows_per_call(inputs) // (2 if paired else 1))
+        per_call = max(1, self.rows_per_call(inputs) // 2)
         samples = self._samples_of(n)
         parts, sample_outputs, reference_outputs = [], [], []
         for start in range(0, n, per_call):
             rows = slice(start, min(start + per_call, n))
-            x, t = inputs[rows], target[rows]
-            s = None if samples is None else samples[rows]
-            if paired:
-                x, t = np.concatenate([x, references[rows]]), np.concatenate([t, t])
-                s = None if s is None else np.concatenate([s, s])
+            x = np.concatenate([inputs[rows], references[rows]])
+            s = None if samples is None else np.concatenate([samples[rows], samples[rows]])
+            if pending is None:
+                t: Any = np.concatenate([target[rows], target[rows]])
+            else:  # the pass's outputs settle the samples' target (its first rows are them)
+                of_rows = np.concatenate([np.arange(rows.start, rows.stop)] * 2)
+                t = PassTarget(pending, rows.start, rows.stop, of_rows, slice(0, len(of_rows)))
             k = len(x)
-            grads, out = _guard(k, self.adapter.rule_gradients, self._call_inputs(x, s), t, rules)
+            call = self._call_inputs(x, s)
+            if pending is not None and pending.predictions is None:
+                grads, out = first_call(
+                    lambda c=call, t=t, k=k: _guard(k, self.adapter.rule_gradients, c, t, rules),
+                    self.samples,
+                    self.layout,
+                )
+            else:
+                grads, out = _guard(k, self.adapter.rule_gradients, call, t, rules)
             grads = check_returned(
                 _call_name("gradients with backward rules", self.backend),
                 self._pack(grads, x),
@@ -463,14 +488,17 @@ class BatchedModel:
                 if self.output_shape is not None:
                     self._check_output_shape(_call_name("forward", self.backend), out)
                 out = out.reshape(k, -1)
-            half = k // 2 if paired else k
+            half = k // 2
             parts.append(grads[:half])
             if out is not None:
                 sample_outputs.append(out[:half])
                 reference_outputs.append(out[half:])
         whole = len(sample_outputs) == len(parts)
         self.sample_outputs = np.concatenate(sample_outputs) if whole else None
-        self.reference_outputs = np.concatenate(reference_outputs) if whole and paired else None
+        self.reference_outputs = np.concatenate(reference_outputs) if whole else None
+        if pending is not None and pending.resolved:  # the core's predictions, reused
+            self.output_shape = self.output_shape or pending.output_shape
+            self._recent = [(self.samples, pending.predictions), *self._recent[:2]]
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
     def layer_kinds(self) -> dict[str, str | None]:

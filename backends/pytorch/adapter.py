@@ -527,7 +527,6 @@ def _own(grad: torch.Tensor, seed: torch.Tensor) -> torch.Tensor:
     return grad
 
 
-
 def _first_tensor(model: torch.nn.Module, kind: str) -> torch.Tensor | None:
     """`next(model.parameters())` (or buffers), in the same order, without the generator
     chain: adapting a model happens on every call of an explainer in a loop."""

@@ -94,16 +94,37 @@ class _Ruled(torch.autograd.Function):
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[Any, None, None]:
         x, y = ctx.saved_tensors
         module, kind, name, rule = ctx.call
+        closed_form = _CLOSED_FORMS.get(type(module))
+        graph: list[torch.Tensor] = []  # (leaf, output) of the module run again, once
 
         def vjp(v: torch.Tensor) -> torch.Tensor:
+            if closed_form is not None:
+                return closed_form(v, y, module)
             with torch.enable_grad():
-                leaf = x.detach().requires_grad_(True)
-                # the module's own computation, without its hooks; on a copy, which an
-                # in-place module may overwrite
-                (g,) = torch.autograd.grad(module.forward(leaf.clone()), leaf, v)
+                if not graph:
+                    leaf = x.detach().requires_grad_(True)
+                    # the module's own computation, without its hooks; on a copy, which an
+                    # in-place module may overwrite
+                    graph.extend((leaf, module.forward(leaf.clone())))
+                (g,) = torch.autograd.grad(graph[1], graph[0], v, retain_graph=True)
             return g
 
         return rule(OPS, LayerCall(kind, name, x, y, grad_out, vjp)), None, None
+
+
+def _softmax_backward(v: torch.Tensor, y: torch.Tensor, module: nn.Softmax) -> Any:
+    dim = module.dim if module.dim is not None else -1
+    return y * (v - (v * y).sum(dim=dim, keepdim=True))
+
+
+#: layers whose own backward is written out (as torch computes it), so that a rule does
+#: not run the layer again: measured ~30% of Guided Backprop on a ResNet-18
+_CLOSED_FORMS: dict[type, Any] = {
+    nn.ReLU: lambda v, y, _: v * (y > 0),  # torch's threshold_backward on the output
+    nn.Sigmoid: lambda v, y, _: v * y * (1 - y),
+    nn.Tanh: lambda v, y, _: v * (1 - y * y),
+    nn.Softmax: _softmax_backward,
+}
 
 
 @contextlib.contextmanager
