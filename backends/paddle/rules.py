@@ -111,6 +111,9 @@ class _Ruled(PyLayer):
 def _backward_of(layer: nn.Layer, kind: str, name: str, x: paddle.Tensor, y: paddle.Tensor) -> Any:
     """The layer's own backward on this call, v -> v . dy/dx, without autograd at the
     time it is asked (see the module's docstring)."""
+    closed_form = _CLOSED_FORMS.get(type(layer))
+    if closed_form is not None:  # written out: nothing run again
+        return lambda v: closed_form(v, y)
     if kind in ("relu", "nonlinear"):  # elementwise: the derivative, taken now
         with paddle.set_grad_enabled(True):
             leaf = x.detach()
@@ -144,6 +147,14 @@ def _backward_of(layer: nn.Layer, kind: str, name: str, x: paddle.Tensor, y: pad
 
     raise AssertionError(f"no backward written out for kind {kind!r}")  # refused earlier
 
+
+#: layers whose own backward is written out, as Paddle computes it (the others of their
+#: kind have their derivative taken in the forward hook, one more small pass each)
+_CLOSED_FORMS: dict[type, Any] = {
+    nn.ReLU: lambda v, y: v * (y > 0).astype(v.dtype),
+    nn.Sigmoid: lambda v, y: v * y * (1 - y),
+    nn.Tanh: lambda v, y: v * (1 - y * y),
+}
 
 #: the kinds whose own backward `_backward_of` writes out (the rules of DeepLift, Guided
 #: Backprop and Deconvolution need no others)
