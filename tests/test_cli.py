@@ -69,14 +69,27 @@ def test_demo_writes_figures_and_a_summary(tmp_path):
     assert summary.count("| integrated_gradients |") == 3, summary
     for fw in frameworks:
         assert (out / f"compare_{fw}.png").stat().st_size > 20000
-    # 3 gradient methods x 2 frameworks, tokens x 2, 3 forward-only methods on the ONNX export
-    assert len(differences) == 11 and max(differences) < 1e-5, summary
+    # 3 gradient methods x 2 frameworks, tokens x 2, 3 forward-only methods on the ONNX export,
+    # 3 modified-backprop methods x 2 frameworks
+    assert len(differences) == 17 and max(differences) < 1e-5, summary
+    completeness = [
+        float(line.rsplit(" ", 1)[1])
+        for line in summary.splitlines()
+        if "deeplift: largest |sum" in line
+    ]
+    assert len(completeness) == 3 and max(completeness) < 1e-4, summary
     for name in ("perturbation_torch.png", "perturbation_onnx.png", "digits_cnn.onnx"):
         assert (out / name).stat().st_size > 3000
     for name in ("ig_mean_abs_torch.png", "saliency_torch.png", "lime_image_torch.png"):
         assert (out / name).stat().st_size > 5000
     for fw in frameworks:
-        for name in ("shap_waterfall", "shap_decision", "lime_tabular", "grad_cam"):
+        for name in (
+            "shap_waterfall",
+            "shap_decision",
+            "lime_tabular",
+            "grad_cam",
+            "modified_backprop",
+        ):
             assert (out / f"{name}_{fw}.png").stat().st_size > 5000
         assert (out / f"text_ig_{fw}_1.png").stat().st_size > 3000
         gap = float(summary.split(f"[{fw}] accuracy")[1].split("max |gap| ")[1].split(";")[0])

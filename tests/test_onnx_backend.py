@@ -87,6 +87,13 @@ def test_gradient_methods_name_the_methods_that_work(pairs, method):
         xai_core.explain(exported, x, method, **options)
 
 
+@pytest.mark.parametrize("method", ["guided_backprop", "deeplift"])
+def test_rule_methods_say_onnx_has_no_backward_rules(pairs, method):
+    _, exported, x = pairs["cnn"]
+    with pytest.raises(xai_core.CapabilityError, match=r"backward rules.*occlusion"):
+        xai_core.explain(exported, x, method)
+
+
 def test_a_session_works_and_summary_lists_the_graph(pairs):
     import onnxruntime as ort
 

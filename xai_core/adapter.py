@@ -108,9 +108,12 @@ class ModelAdapter(ABC):
         `target` as in `gradients_and_outputs` (a function of the pass's outputs where
         `targets_from_pass`). The model's hooks, modes and gradients are as before
         afterwards, also when a rule fails."""
+        has_gradients = type(self).gradients_and_outputs is not ModelAdapter.gradients_and_outputs
         raise self.missing(
             "backward rules (DeepLift, Guided Backprop, Deconvolution, LRP)",
-            "use saliency, integrated_gradients or deep_shap",
+            "use saliency, integrated_gradients or gradient_shap"
+            if has_gradients
+            else f"use a forward-only method such as {FORWARD_ONLY_METHODS}",
         )
 
     def layer_kinds(self) -> dict[str, str | None]:

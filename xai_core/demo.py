@@ -209,6 +209,7 @@ def run_demo(
         lines += _comparison_part(fw, model, x, labels[test], save, reference)
         cam = xai_core.explain(model, x[:n_images], "grad_cam", layer="conv2")
         save(cam.plot(), f"grad_cam_{fw}.png")
+        lines += _modified_backprop_part(fw, model, x[:n_images], shown, save, reference)
         if fw == "torch":
             save(plot_global_importance(ig_all.attributions), "ig_mean_abs_torch.png")
             save(explanations[0].plot(), "saliency_torch.png")
@@ -227,6 +228,43 @@ def run_demo(
     (out_dir / "summary.txt").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return out_dir
+
+
+#: the gradient next to the modified-backpropagation methods (issue 22)
+MODIFIED_BACKPROP: list[tuple[str, dict[str, Any]]] = [
+    ("saliency", {"abs": False}),
+    ("guided_backprop", {}),
+    ("guided_grad_cam", {"layer": "conv2"}),
+    ("deeplift", {}),
+]
+
+
+def _modified_backprop_part(
+    fw: str, model: Any, x: np.ndarray, shown: list[int], save: Any, reference: dict
+) -> list[str]:
+    """`modified_backprop_<fw>.png`: the signed gradient, Guided Backprop, Guided Grad-CAM
+    and DeepLift side by side; each compared with the PyTorch twin's numbers."""
+    import xai_core
+
+    from .plotting import plot_comparison
+    from .testing.twins import from_layout
+
+    explanations = [
+        xai_core.explain(model, x, method, **options) for method, options in MODIFIED_BACKPROP
+    ]
+    save(plot_comparison(explanations, shown), f"modified_backprop_{fw}.png")
+    lines = []
+    for expl in explanations[1:]:
+        attr = from_layout(expl.attributions, fw)
+        key = f"modified:{expl.method}"
+        if fw == "torch":
+            reference[key] = attr
+        else:
+            err = np.abs(attr - reference[key]).max() / np.abs(reference[key]).max()
+            lines.append(f"[{fw}] {expl.method}: max relative difference to PyTorch {err:.1e}")
+    delta = np.abs(explanations[-1].convergence_delta).max()
+    lines.append(f"[{fw}] deeplift: largest |sum - (f(x) - f(0))| = {delta:.1e}")
+    return lines
 
 
 def _start_tensorflow_quietly() -> None:
