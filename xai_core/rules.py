@@ -56,6 +56,20 @@ class RuleOps(Protocol):
     def size(self, a: Any) -> int: ...
 
 
+@dataclass(frozen=True)
+class FrameworkOps:
+    """`RuleOps` from a framework's own functions: what a backend builds once."""
+
+    where: Callable[[Any, Any, Any], Any]
+    abs: Callable[[Any], Any]
+    relu: Callable[[Any], Any]
+    maximum: Callable[[Any, Any], Any]
+    halves: Callable[[Any], tuple[Any, Any]]
+    stack: Callable[[Any, Any], Any]
+    total: Callable[[Any], Any]
+    size: Callable[[Any], int]
+
+
 @dataclass
 class LayerCall:
     """One call of a layer in the backward pass, as a rule sees it.

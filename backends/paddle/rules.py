@@ -26,7 +26,7 @@ from paddle import nn
 from paddle.autograd import PyLayer
 
 from xai_core.errors import CapabilityError
-from xai_core.rules import LayerCall, Rule
+from xai_core.rules import FrameworkOps, LayerCall, Rule
 
 #: Paddle classes by the kind rules know them as (exact types, as on PyTorch)
 KINDS: dict[type, str] = {
@@ -62,30 +62,17 @@ KINDS: dict[type, str] = {
 }
 
 
-class Ops:
-    """`xai_core.rules.RuleOps` on Paddle tensors."""
-
-    where = staticmethod(paddle.where)
-    abs = staticmethod(paddle.abs)
-    relu = staticmethod(F.relu)
-    maximum = staticmethod(paddle.maximum)
-    total = staticmethod(paddle.sum)
-
-    @staticmethod
-    def halves(a: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor]:
-        first, second = paddle.chunk(a, 2)
-        return first, second
-
-    @staticmethod
-    def stack(first: paddle.Tensor, second: paddle.Tensor) -> paddle.Tensor:
-        return paddle.concat([first, second])
-
-    @staticmethod
-    def size(a: paddle.Tensor) -> int:
-        return int(a.size)
-
-
-OPS = Ops()
+#: `xai_core.rules.RuleOps` on Paddle tensors
+OPS = FrameworkOps(
+    where=paddle.where,
+    abs=paddle.abs,
+    relu=F.relu,
+    maximum=paddle.maximum,
+    halves=lambda a: tuple(paddle.chunk(a, 2)),
+    stack=lambda first, second: paddle.concat([first, second]),
+    total=paddle.sum,
+    size=lambda a: int(a.size),
+)
 
 
 class _Ruled(PyLayer):

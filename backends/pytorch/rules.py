@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from xai_core.rules import LayerCall, Rule
+from xai_core.rules import FrameworkOps, LayerCall, Rule
 
 #: PyTorch classes by the kind rules know them as (`xai_core.rules`); exact types, as in
 #: Captum (a subclass may compute something else)
@@ -55,30 +55,17 @@ KINDS: dict[type, str] = {
 }
 
 
-class Ops:
-    """`xai_core.rules.RuleOps` on torch tensors."""
-
-    where = staticmethod(torch.where)
-    abs = staticmethod(torch.abs)
-    relu = staticmethod(torch.relu)
-    maximum = staticmethod(torch.maximum)
-    total = staticmethod(torch.sum)
-
-    @staticmethod
-    def halves(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        first, second = a.chunk(2)
-        return first, second
-
-    @staticmethod
-    def stack(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
-        return torch.cat([first, second])
-
-    @staticmethod
-    def size(a: torch.Tensor) -> int:
-        return a.numel()
-
-
-OPS = Ops()
+#: `xai_core.rules.RuleOps` on torch tensors
+OPS = FrameworkOps(
+    where=torch.where,
+    abs=torch.abs,
+    relu=torch.relu,
+    maximum=torch.maximum,
+    halves=lambda a: tuple(a.chunk(2)),
+    stack=lambda first, second: torch.cat([first, second]),
+    total=torch.sum,
+    size=lambda a: a.numel(),
+)
 
 
 class _Ruled(torch.autograd.Function):

@@ -20,7 +20,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from xai_core.rules import LayerCall, Rule
+from xai_core.rules import FrameworkOps, LayerCall, Rule
 
 L = keras.layers
 
@@ -78,30 +78,17 @@ def kind_of(layer: Any) -> str | None:
     return KINDS.get(cls)
 
 
-class Ops:
-    """`xai_core.rules.RuleOps` on TensorFlow tensors."""
-
-    where = staticmethod(tf.where)
-    abs = staticmethod(tf.abs)
-    relu = staticmethod(tf.nn.relu)
-    maximum = staticmethod(tf.maximum)
-    total = staticmethod(tf.reduce_sum)
-
-    @staticmethod
-    def halves(a: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        first, second = tf.split(a, 2, axis=0)
-        return first, second
-
-    @staticmethod
-    def stack(first: tf.Tensor, second: tf.Tensor) -> tf.Tensor:
-        return tf.concat([first, second], axis=0)
-
-    @staticmethod
-    def size(a: tf.Tensor) -> int:
-        return int(tf.size(a))
-
-
-OPS = Ops()
+#: `xai_core.rules.RuleOps` on TensorFlow tensors
+OPS = FrameworkOps(
+    where=tf.where,
+    abs=tf.abs,
+    relu=tf.nn.relu,
+    maximum=tf.maximum,
+    halves=lambda a: tuple(tf.split(a, 2, axis=0)),
+    stack=lambda first, second: tf.concat([first, second], axis=0),
+    total=tf.reduce_sum,
+    size=lambda a: int(tf.size(a)),
+)
 
 
 def _ruled(fn: Callable, kind: str, name: str, rule: Rule) -> Callable:
