@@ -79,6 +79,18 @@ METHOD_OPTIONS: dict[str, list[dict]] = {
     "deeplift": [{}, {"baselines": BASELINE, "multiply_by_inputs": False}],
     "deeplift_shap": [{"background": BACKGROUND}],
     "guided_grad_cam": [{"layer": "conv2", "only": "cnn"}, {"layer": "conv1", "only": "cnn"}],
+    "layer_gradient_x_activation": [
+        {"layer": "conv2", "only": "cnn"},
+        {"layer": "fc1", "only": "mlp"},
+    ],
+    "internal_influence": [
+        {"layer": "conv1", "n_steps": 8, "only": "cnn"},
+        {"layer": "fc1", "baselines": BASELINE, "only": "mlp"},
+    ],
+    "layer_conductance": [
+        {"layer": "conv2", "n_steps": 8, "only": "cnn"},
+        {"layer": "fc1", "only": "mlp"},
+    ],
     # shap's DeepExplainer exists for PyTorch and TensorFlow only (paddle: see its own test)
     "deep_shap": [{"background": BACKGROUND, "only": "mlp", "frameworks": ["tensorflow"]}],
 }
@@ -185,7 +197,8 @@ def test_every_explainer_gives_the_same_explanation(twins, method, options, kind
         assert expl.backend == framework
         np.testing.assert_array_equal(expl.target, reference.target)
         if reference.attributions is not None:
-            assert expl.attributions.shape == to_layout(x, framework).shape  # layout kept
+            like = x if reference.layer is None else reference.attributions  # a layer's shape
+            assert expl.attributions.shape == to_layout(like, framework).shape  # layout kept
             assert_close(
                 from_layout(expl.attributions, framework),
                 reference.attributions,
