@@ -13,6 +13,7 @@ and softmax rules.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import Any
 
@@ -88,6 +89,11 @@ def maxpool_rescale(eps: float) -> Any:
     return rule
 
 
+#: the rule sets, built once (see `deeplift_rules`)
+GUIDED = {"relu": guided_relu}
+DECONVOLUTION = {"relu": deconvolution_relu}
+
+
 class _RuledGradient(Explainer):
     """The gradient with `rules` (built by `rules()` from the options)."""
 
@@ -111,7 +117,7 @@ class GuidedBackprop(_RuledGradient):
     name = "guided_backprop"
 
     def rules(self) -> dict[str, Any]:
-        return {"relu": guided_relu}
+        return GUIDED
 
 
 class Deconvolution(_RuledGradient):
@@ -121,7 +127,7 @@ class Deconvolution(_RuledGradient):
     name = "deconvolution"
 
     def rules(self) -> dict[str, Any]:
-        return {"relu": deconvolution_relu}
+        return DECONVOLUTION
 
 
 class InputXGradient(Explainer):
@@ -167,7 +173,7 @@ class GuidedGradCam(Explainer):
         ).explain(model, inputs, target)
         target = resolved(target)
         layer_map = cam.extras["layer_attributions"]  # (N, h, w) or (N, t)
-        guided = model.rule_gradients(inputs, target, {"relu": guided_relu})
+        guided = model.rule_gradients(inputs, target, GUIDED)
         spatial = inputs.shape[1:-1] if model.channels_last else inputs.shape[2:]
         if layer_map.ndim - 1 != len(spatial):
             raise OptionError(
@@ -265,19 +271,25 @@ class DeepLiftShap(Explainer):
         )
 
 
+@functools.lru_cache(maxsize=16)
+def deeplift_rules(eps: float) -> dict[str, Any]:
+    """DeepLift's rules for one eps, built once: a backend that traces its rule passes
+    (Keras) keeps one trace per rule set, told apart by the functions' identity."""
+    return {
+        "relu": rescale(eps),
+        "nonlinear": rescale(eps),
+        "maxpool": maxpool_rescale(eps),
+        "softmax": softmax_rescale(eps),
+    }
+
+
 def deeplift_pass(
     model: BatchedModel, inputs: np.ndarray, baselines: np.ndarray, target: np.ndarray, eps: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """(DeepLift's multipliers of each row against its baseline row, the convergence delta
     of each pair: sum((x - b) * m) - (f(x) - f(b)))."""
     model.check_differentiable(moves_inputs=False)
-    eps = float(eps)
-    rules = {
-        "relu": rescale(eps),
-        "nonlinear": rescale(eps),
-        "maxpool": maxpool_rescale(eps),
-        "softmax": softmax_rescale(eps),
-    }
+    rules = deeplift_rules(float(eps))
     _warn_unknown_layers(model)
     multipliers = model.rule_gradients(inputs, target, rules, references=baselines)
     target = resolved(target)  # settled by that pass, if it was pending

@@ -136,16 +136,27 @@ def _target_of_pass(token: tf.Tensor, out: tf.Tensor) -> np.ndarray:
         raise
 
 
-def _compile(model: Any, kind: str, output: Any, sample_shape: tuple, dtype: tf.DType) -> Callable:
+def _compile(
+    model: Any, kind: str, output: Any, sample_shape: tuple, dtype: tf.DType, rules: Any = None
+) -> Callable:
     model_ref = weakref.ref(model)
     spec = tf.TensorSpec((None, *sample_shape), dtype)
     if kind == "forward":
         return tf.function(lambda x: _outputs_of(model_ref, x, output), input_signature=[spec])
 
+    def outputs(x: tf.Tensor) -> tf.Tensor:
+        if rules is None:
+            return _outputs_of(model_ref, x, output)
+        from .rules import rules_applied
+
+        # traced with the rules' custom gradients in place; the layers are as before after
+        with rules_applied(KerasAdapter(model_ref())._leaves(), rules):
+            return _outputs_of(model_ref, x, output)
+
     def input_gradients(x: tf.Tensor, target: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(x)
-            raw = _outputs_of(model_ref, x, output)
+            raw = outputs(x)
             out = _flat(raw)
             # a target beyond the outputs is refused by the caller, once it sees them
             selected = _selected(out, tf.minimum(target, tf.shape(out)[1] - 1))
@@ -154,7 +165,7 @@ def _compile(model: Any, kind: str, output: Any, sample_shape: tuple, dtype: tf.
     def targets_in_pass(x: tf.Tensor, token: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(x)
-            raw = _outputs_of(model_ref, x, output)
+            raw = outputs(x)
             target = tf.py_function(_target_of_pass, [token, raw], tf.int32)
             target.set_shape([None])
             selected = _selected(raw, target)
@@ -250,23 +261,32 @@ class KerasAdapter(ModelAdapter):
     def _outputs(self, x: Any) -> tf.Tensor:
         return _outputs_of(weakref.ref(self.model), x, self.output)
 
-    def _function(self, kind: str, inputs: np.ndarray) -> Callable:
-        """One `tf.function` per (model, kind, output, sample shape, dtype): traced once for
-        any batch size."""
+    def _function(self, kind: str, inputs: np.ndarray, rules: Any = None) -> Callable:
+        """One `tf.function` per (model, kind, output, sample shape, dtype, backward rules):
+        traced once for any batch size. Rules are told apart by identity (a method that
+        builds new rule functions on every call retraces: keep them, as the built-in
+        methods do); at most `_KEPT_RULE_SETS` rule sets are kept per model."""
         try:
             compiled = _compiled_for(self.model)
         except TypeError:  # an unhashable or non-weakref-able model: cache on the adapter
             compiled = self.__dict__.setdefault("_own_compiled", {})
         dtype = self._dtype_of(inputs)
         output = self.output if not callable(self.output) else id(self.output)
-        key = (kind, output, inputs.shape[1:], dtype.name)
+        ruled = None if rules is None else tuple(sorted((k, id(f)) for k, f in rules.items()))
+        key = (kind, output, inputs.shape[1:], dtype.name, ruled)
         fn = compiled.get(key)
         if fn is None:
-            fn = compiled[key] = _compile(self.model, kind, self.output, inputs.shape[1:], dtype)
+            if ruled is not None:
+                kept = [k for k in compiled if k[-1] is not None]
+                for old in kept[: max(0, len(kept) - _KEPT_RULE_SETS + 1)]:
+                    del compiled[old]
+            shape = inputs.shape[1:]
+            fn = _compile(self.model, kind, self.output, shape, dtype, rules)
             # its one concrete function, called directly: tf.function's dispatch (binding,
             # canonicalising, cache lookup) is then skipped on every call (measured: about a
-            # third of a 1-row MLP gradient call)
+            # third of a 1-row MLP gradient call); kept only once it traced
             fn.concrete = fn.get_concrete_function()
+            compiled[key] = fn
         return fn.concrete
 
     def _dtype_of(self, inputs: np.ndarray) -> tf.DType:
@@ -294,12 +314,17 @@ class KerasAdapter(ModelAdapter):
     def gradients_and_outputs(self, inputs: Any, target: Any) -> tuple[Any, np.ndarray]:
         if isinstance(inputs, ModelInputs):
             return self._eager_gradients(inputs, target)
+        return self._compiled_gradients(inputs, target)
+
+    def _compiled_gradients(
+        self, inputs: np.ndarray, target: Any, rules: Any = None
+    ) -> tuple[Any, np.ndarray]:
         if callable(target) and getattr(target, "known", None) is None:  # the pass decides
-            grads, raw = self._gradients_deciding(inputs, target)
+            grads, raw = self._gradients_deciding(inputs, target, rules)
         else:  # the targets are known: the compiled call; the outputs checked after
             given = np.asarray(target.known if callable(target) else target)
             self._check_target(given)
-            fn = self._function("gradients", inputs)
+            fn = self._function("gradients", inputs, rules)
             x = self._tensor(inputs)
             grads, raw = fn(x, _target_tensor(given))
             outputs = _numpy(raw)
@@ -319,8 +344,8 @@ class KerasAdapter(ModelAdapter):
         return _numpy(grads), _numpy(raw)
 
     def _eager_gradients(self, inputs: Any, target: Any) -> tuple[Any, np.ndarray]:
-        """The gradient pass run eagerly under a tape: several inputs, or backward rules
-        (whose shadowed layers a traced function would not see)."""
+        """The gradient pass run eagerly under a tape: several inputs (with backward rules
+        too)."""
         several = isinstance(inputs, ModelInputs)
         call = self._eager(inputs)
         watched = [call.get(slot) for slot in call.attributed] if several else [call]
@@ -343,7 +368,16 @@ class KerasAdapter(ModelAdapter):
     def rule_gradients(
         self, inputs: np.ndarray, target: np.ndarray, rules: Any
     ) -> tuple[np.ndarray, np.ndarray]:
-        from .rules import rules_applied
+        from .rules import RULE_ERRORS, rules_applied
+
+        if not isinstance(inputs, ModelInputs):  # traced with the rules, kept per rule set
+            RULE_ERRORS.clear()
+            try:
+                return self._compiled_gradients(inputs, target, rules)
+            except Exception:
+                if RULE_ERRORS:  # a rule's own error, which tracing wrapped: as itself
+                    raise RULE_ERRORS.pop() from None
+                raise
 
         with rules_applied(self._leaves(), rules):
             return self._eager_gradients(inputs, target)
@@ -357,13 +391,15 @@ class KerasAdapter(ModelAdapter):
             **activation_kinds(leaves),
         }
 
-    def _gradients_deciding(self, inputs: np.ndarray, target: Callable) -> tuple[Any, Any]:
+    def _gradients_deciding(
+        self, inputs: np.ndarray, target: Callable, rules: Any = None
+    ) -> tuple[Any, Any]:
         """The compiled gradient pass whose target the core chooses from its outputs
         (`targets_from_pass`), asked between the forward and backward steps."""
         token = next(_TOKENS)
         _PASS_TARGETS[token] = target
         try:
-            fn = self._function("gradients_in_pass", inputs)
+            fn = self._function("gradients_in_pass", inputs, rules)
             return fn(self._tensor(inputs), tf.constant(token, tf.int64))
         except tf.errors.OpError:
             cause = _PASS_ERRORS.pop(token, None)  # the core's error, raised inside the graph
@@ -666,6 +702,8 @@ def _copy_model(model: keras.Model) -> keras.Model:
 
 
 _HALF = frozenset({tf.float16, tf.bfloat16})
+#: traced rule passes kept per model (one per rule set: a method's rules, per eps)
+_KEPT_RULE_SETS = 16
 _INT32_MAX = int(np.iinfo(np.int32).max)
 #: int32 target tensors kept for calls of up to this many rows, at most this many (an
 #: explainer in a loop asks for the same one every time; TensorFlow tensors are immutable)

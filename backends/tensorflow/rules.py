@@ -109,7 +109,11 @@ def _ruled(fn: Callable, kind: str, name: str, rule: Rule) -> Callable:
                         again = fn(x, *args, **kwargs)
                     return tape.gradient(again, x, output_gradients=v)
 
-                grad_in = rule(OPS, LayerCall(kind, name, x, y, grad_out, vjp))
+                try:
+                    grad_in = rule(OPS, LayerCall(kind, name, x, y, grad_out, vjp))
+                except Exception as exc:  # tracing wraps it: kept to be raised as itself
+                    RULE_ERRORS.append(exc)
+                    raise
                 if variables:  # the rule is the input gradient; weights get none here
                     return grad_in, [None] * len(variables)
                 return grad_in
@@ -151,6 +155,8 @@ def rules_applied(layers: Mapping[str, Any], rules: Mapping[str, Rule]) -> Itera
 
 
 _ABSENT = object()
+#: the error a rule raised while a rule pass was traced (`KerasAdapter.rule_gradients`)
+RULE_ERRORS: list[Exception] = []
 
 
 def activation_kinds(layers: Mapping[str, Any]) -> dict[str, str | None]:
