@@ -8,10 +8,11 @@ from typing import Any
 
 import numpy as np
 
+from . import noise_tunnel
 from ._version import __version__
 from .adapter import ModelAdapter
 from .batching import BatchedModel
-from .errors import ModelOutputError, PluginError, UnsupportedModelError, XaiError
+from .errors import ModelOutputError, OptionError, PluginError, UnsupportedModelError, XaiError
 from .explainer import Attribution, Explainer
 from .explanation import Explanation
 from .first_pass import PendingTarget, first_call
@@ -84,11 +85,72 @@ def explain(
     explain when the model returns several outputs (index, key or function).
     `target` is None (the predicted class, or the only output), an int, one int
     per sample, or a tuple indexing an output with several axes (class, row, col).
-    `options` go to the explainer.
+    `options` go to the explainer; with `noise_tunnel=` ("smoothgrad", "smoothgrad_sq",
+    "vargrad"), `nt_samples=`, `stdevs=` and `seed=`, the method explains noisy copies of
+    each sample and their attributions are aggregated (Captum's NoiseTunnel; see
+    `xai_core.noise_tunnel`).
     """
+    if "noise_tunnel" in options:
+        return _explain_noise_tunnel(model, inputs, method, target, forward_kwargs, output, options)
     explainer = get_explainer(method, **options)
     return run(
         explainer, adapt(model), inputs, target, forward_kwargs=forward_kwargs, output=output
+    )
+
+
+def _explain_noise_tunnel(
+    model: Any,
+    inputs: Any,
+    method: str,
+    target: Any,
+    forward_kwargs: dict[str, Any] | None,
+    output: Any,
+    options: dict[str, Any],
+) -> Explanation:
+    """`explain` over noisy copies of each sample, aggregated per sample."""
+    options = dict(options)
+    settled = noise_tunnel.settle(options, REGISTRY.explainer_class(method).defaults, method)
+    adapter = adapt(model)
+    layout, arrays = checked_inputs(inputs, adapter.to_numpy)
+    if layout.packed or forward_kwargs or arrays[0].dtype.kind != "f":
+        raise OptionError(
+            "noise_tunnel adds noise to one float input array and takes no forward_kwargs "
+            "(several inputs, token ids and keyword arguments are not supported with it)."
+        )
+    x = arrays[0]
+    batched = BatchedModel(adapter, options.get("internal_batch_size"), layout, len(x))
+    previous, adapter.output = adapter.output, output
+    try:
+        with model_lock(adapter.model), adapter.session():
+            predictions = _predict(batched, x)
+    finally:
+        adapter.output = previous
+    user_target = None if target is None else _target_array(adapter, target)
+    resolved = resolve_target(user_target, predictions, batched.output_shape)
+    copies = settled["nt_samples"]
+    inner = explain(
+        model,
+        noise_tunnel.noisy_copies(x, settled),
+        method,
+        target=np.tile(resolved, copies),
+        output=output,
+        **{k: noise_tunnel.per_copy(v, len(x), copies) for k, v in options.items()},
+    )
+    if inner.attributions is None or not isinstance(inner.attributions, np.ndarray):
+        raise OptionError(f"noise_tunnel needs a method that returns attributions, not {method!r}.")
+    delta = inner.convergence_delta
+    return Explanation(
+        method=method,
+        inputs=x,
+        target=resolved,
+        predictions=predictions,
+        attributions=noise_tunnel.aggregate(inner.attributions, settled["noise_tunnel"], copies),
+        convergence_delta=None if delta is None else delta.reshape(copies, -1).mean(axis=0),
+        backend=inner.backend,
+        options={**inner.options, **settled},
+        versions=inner.versions,
+        layer=inner.layer,
+        output=output,
     )
 
 
