@@ -1,5 +1,5 @@
-"""Modified backpropagation: Guided Backprop, Deconvolution, DeepLift (rescale), and
-Input x Gradient under its own name.
+"""Modified backpropagation: Guided Backprop, Deconvolution, Guided Grad-CAM, DeepLift
+(rescale) and DeepLiftShap, and Input x Gradient under its own name.
 
 Each method is the gradient with some layers' backward pass replaced by a rule
 (`xai_core.rules`); the rules are written here once, against the framework's own
@@ -52,6 +52,8 @@ def _deltas(ops: RuleOps, call: LayerCall) -> tuple[Any, Any]:
 
 
 def rescale(eps: float) -> Any:
+    """DeepLift's rescale rule: g * Δout/Δin, the plain input gradient where |Δin| < eps."""
+
     def rule(ops: RuleOps, call: LayerCall) -> Any:
         delta_in, delta_out = _deltas(ops, call)
         return ops.where(
@@ -84,6 +86,8 @@ def maxpool_rescale(eps: float) -> Any:
         routed = call.vjp(call.grad_out * delta_out)
         first, second = ops.halves(routed)
         routed = ops.stack(first + second, first + second)
+        # Captum takes `grad_input[0]` here, the first row's plain gradient, broadcast to
+        # every row where Δin is 0 (README, DeepLift): copied, to give Captum's numbers
         return ops.where(ops.abs(delta_in) < eps, call.grad_in[:1], routed / delta_in)
 
     return rule
