@@ -499,3 +499,18 @@ def test_the_rule_pass_is_the_first_pass(method, options, calls):
         expected = model(torch.from_numpy(rng_images(4))).numpy()
     np.testing.assert_allclose(e.predictions, expected, rtol=1e-6)
     np.testing.assert_array_equal(e.target, expected.argmax(axis=1))
+
+
+@pytest.mark.parametrize("method", ["deeplift", "guided_backprop", "deeplift_shap"])
+def test_chunked_rule_passes_give_the_same_numbers(method):
+    """Calls cut by internal_batch_size keep each sample with its baseline (DeepLift's
+    [x; baselines] halves) and give the numbers of one call."""
+    model, x = resnet(), rng_images(5, side=16).repeat(3, axis=1)
+    options = {"background": rng_images(3, side=16, seed=4).repeat(3, axis=1)}
+    options = options if method == "deeplift_shap" else {}
+    whole = xai_core.explain(model, x, method, **options)
+    cut = xai_core.explain(model, x, method, internal_batch_size=2, **options)
+    np.testing.assert_array_equal(cut.target, whole.target)
+    assert_close(cut.attributions, whole.attributions, rtol=1e-5)
+    if whole.convergence_delta is not None:
+        np.testing.assert_allclose(cut.convergence_delta, whole.convergence_delta, atol=1e-6)
