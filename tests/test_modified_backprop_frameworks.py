@@ -138,3 +138,42 @@ def test_keras_builtin_relu_activations_are_ruled(keras):
     plain = xai_core.explain(built_in, x, "saliency", abs=False, target=2).attributions
     guided = xai_core.explain(built_in, x, "guided_backprop", target=2).attributions
     assert not np.allclose(plain, guided)
+
+
+@pytest.mark.parametrize(
+    "stride, padding, dilation, groups", [(1, 1, 1, 1), (2, 0, 1, 1), (1, 2, 2, 2)]
+)
+def test_paddle_writes_out_the_backward_of_linear_layers_for_rules(
+    paddle, stride, padding, dilation, groups
+):
+    """Paddle runs no autograd inside a rule, so Linear, Conv (the transposed convolution)
+    and inference BatchNorm have their backward written out: with each layer's own gradient
+    as the rule the gradient is the plain one, and a rule doubling them doubles it per layer."""
+    nn = paddle.nn
+    paddle.seed(3)
+    conv = nn.Conv2D(2, 4, 3, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    x = images(2, (2, 9, 9), seed=5)
+    width = int(np.prod(conv(paddle.to_tensor(x)).shape[1:]))
+    model = nn.Sequential(conv, nn.BatchNorm2D(4), nn.ReLU(), nn.Flatten(), nn.Linear(width, 3))
+    bn = model[1]
+    bn._mean.set_value(np.linspace(-0.5, 0.5, 4).astype("float32"))
+    bn._variance.set_value(np.linspace(0.5, 2.0, 4).astype("float32"))
+    model.eval()
+    adapter, target = xai_core.adapt(model), np.array([1, 2])
+    calls = []
+
+    def own(ops, call):
+        calls.append(call.kind)
+        return call.grad_in
+
+    def doubled(ops, call):
+        return call.grad_in * 2
+
+    kinds = ("relu", "linear", "conv", "batchnorm")
+    with adapter.session():
+        plain, _ = adapter.gradients_and_outputs(x, target)
+        ruled, _ = adapter.rule_gradients(x, target, dict.fromkeys(kinds, own))
+        twice, _ = adapter.rule_gradients(x, target, dict.fromkeys(kinds[1:], doubled))
+    assert sorted(calls) == sorted(kinds)
+    np.testing.assert_allclose(ruled, plain, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(twice, 8 * plain, rtol=1e-5, atol=1e-7)

@@ -10,8 +10,9 @@ segmentation fault in 3.3), so a layer's own backward (`LayerCall.vjp`) is prepa
 the forward hook instead: an elementwise layer's derivative is taken there, on a copy of
 its input; max-pooling routes a gradient by the argmax mask of the same call
 (`put_along_axis`: `max_unpool` misplaces padded pools), softmax by its closed form.
-Kinds whose backward is not written out here (linear, conv, batchnorm, average pooling)
-refuse a rule with a `CapabilityError` before the pass.
+Linear layers, convolutions (the transposed convolution) and inference-mode BatchNorm
+are written out too; average pooling is not yet, and refuses a rule with a
+`CapabilityError` before the pass.
 """
 
 from __future__ import annotations
@@ -101,6 +102,11 @@ def _backward_of(layer: nn.Layer, kind: str, name: str, x: paddle.Tensor, y: pad
     closed_form = _CLOSED_FORMS.get(type(layer))
     if closed_form is not None:  # written out: nothing run again
         return lambda v: closed_form(v, y)
+    if kind == "conv" and getattr(layer, "_padding_mode", "zeros") != "zeros":
+        raise CapabilityError(
+            f"layer {name!r} pads with {layer._padding_mode!r}: its backward is not written "
+            "out for rules on Paddle (zero padding is)."
+        )
     if kind in ("relu", "nonlinear"):  # elementwise: the derivative, taken now
         with paddle.set_grad_enabled(True):
             leaf = x.detach()
@@ -132,6 +138,26 @@ def _backward_of(layer: nn.Layer, kind: str, name: str, x: paddle.Tensor, y: pad
 
         return route
 
+    if kind == "linear":  # y = x W + b, W stored (in, out)
+        weight = layer.weight.detach()
+        return lambda v: paddle.matmul(v, weight, transpose_y=True)
+    if kind == "conv":  # the transposed convolution with the same weights
+        transpose = getattr(F, f"conv{len(x.shape) - 2}d_transpose")
+        weight, size = layer.weight.detach(), list(x.shape[2:])
+        options = {
+            "stride": layer._stride,
+            "padding": layer._updated_padding,
+            "dilation": layer._dilation,
+            "groups": layer._groups,
+            "data_format": layer._data_format,
+        }
+        return lambda v: transpose(v, weight, output_size=size, **options)
+    if kind == "batchnorm":  # at inference, a scale per channel
+        scale = layer.weight.detach() / paddle.sqrt(layer._variance.detach() + layer._epsilon)
+        axis = 1 if layer._data_format.startswith("NC") else len(x.shape) - 1
+        shape = [1] * len(x.shape)
+        shape[axis] = -1
+        return lambda v: v * scale.reshape(shape)
     raise AssertionError(f"no backward written out for kind {kind!r}")  # refused earlier
 
 
@@ -143,16 +169,17 @@ _CLOSED_FORMS: dict[type, Any] = {
     nn.Tanh: lambda v, y: v * (1 - y * y),
 }
 
-#: the kinds whose own backward `_backward_of` writes out (the rules of DeepLift, Guided
-#: Backprop and Deconvolution need no others)
-RULED_KINDS = frozenset({"relu", "nonlinear", "softmax", "maxpool"})
+#: the kinds whose own backward `_backward_of` writes out (average pooling is not yet;
+#: the rules of DeepLift, Guided Backprop and Deconvolution need none of the last three)
+RULED_KINDS = frozenset({"relu", "nonlinear", "softmax", "maxpool", "linear", "conv", "batchnorm"})
 
 
 @contextlib.contextmanager
 def rules_applied(layers: Mapping[str, nn.Layer], rules: Mapping[str, Rule]) -> Iterator[None]:
     """Every layer of a kind in `rules` backpropagates by its rule inside the block; the
     hooks are removed afterwards, whatever happens."""
-    refused = sorted(set(rules) - RULED_KINDS - {"reshape"})
+    present = {KINDS.get(type(layer)) for layer in layers.values()}
+    refused = sorted((set(rules) & present) - RULED_KINDS - {"reshape"})
     if refused:
         raise CapabilityError(
             f"the paddle backend cannot apply backward rules to layers of kind {refused}: "
