@@ -78,6 +78,14 @@ METHOD_OPTIONS: dict[str, list[dict]] = {
     "input_x_gradient": [{}],
     "deeplift": [{}, {"baselines": BASELINE, "multiply_by_inputs": False}],
     "deeplift_shap": [{"background": BACKGROUND}],
+    "lrp": [
+        {},
+        {"rule": "gamma"},
+        {"rule": "alpha1-beta0"},
+        {"rule": "z+"},
+        {"composite": "epsilon_plus_flat"},
+        {"composite": "epsilon_alpha2_beta1_flat"},
+    ],
     "guided_grad_cam": [{"layer": "conv2", "only": "cnn"}, {"layer": "conv1", "only": "cnn"}],
     "layer_gradient_x_activation": [
         {"layer": "conv2", "only": "cnn"},

@@ -113,6 +113,12 @@ class BatchedModel:
         return self.adapter.backend
 
     @property
+    def last_outputs(self) -> np.ndarray | None:
+        """The flattened model outputs of the latest gradient pass (None where the
+        backend gave none): what a method scales by f(x) reads instead of a forward."""
+        return self._last_outputs
+
+    @property
     def channels_last(self) -> bool:
         return self.adapter.channels_last
 

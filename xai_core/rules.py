@@ -28,9 +28,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .errors import CapabilityError
+
 LAYER_KINDS = frozenset(
     {"relu", "nonlinear", "softmax", "maxpool", "avgpool", "linear", "conv", "batchnorm", "reshape"}
 )
+#: the kinds whose calls carry `LayerCall.refit`
+WEIGHTED_KINDS = frozenset({"linear", "conv", "batchnorm"})
 
 
 class RuleOps(Protocol):
@@ -70,6 +74,11 @@ class FrameworkOps:
     size: Callable[[Any], int]
 
 
+#: what `LayerCall.refit` takes: (a parameter, its name "weight" or "bias") -> the value
+#: to use instead (a BatchNorm's scale is its "weight", its shift its "bias")
+ParamModifier = Callable[[Any, str], Any]
+
+
 @dataclass
 class LayerCall:
     """One call of a layer in the backward pass, as a rule sees it.
@@ -77,7 +86,14 @@ class LayerCall:
     `x` and `y` are the layer's input and output on that call (for a layer called twice,
     each call has its own), `grad_out` the gradient arriving at `y`, and `vjp(v)` the
     layer's own backward applied to any gradient `v` at its output (its plain input
-    gradient is `vjp(grad_out)`, also `grad_in`)."""
+    gradient is `vjp(grad_out)`, also `grad_in`).
+
+    For the weighted kinds (``linear``, ``conv``, ``batchnorm``) a backend also gives
+    `refit(x_new, modify) -> (z, vjp_z)`: the layer's affine computation (without a
+    built-in activation) on another input with each parameter replaced by
+    `modify(param, name)`, and the backward of that computation. It is what the LRP
+    rules need (gamma adds the positive weights, z+ splits positive and negative parts,
+    flat sets every weight to one); None where the backend or the kind has none."""
 
     kind: str
     name: str
@@ -85,10 +101,21 @@ class LayerCall:
     y: Any
     grad_out: Any
     vjp: Callable[[Any], Any]
+    refit: Callable[[Any, ParamModifier], tuple[Any, Callable[[Any], Any]]] | None = None
 
     @property
     def grad_in(self) -> Any:
         return self.vjp(self.grad_out)
+
+    def refitted(self, x_new: Any, modify: ParamModifier) -> tuple[Any, Callable[[Any], Any]]:
+        """`refit`, or a clear error naming the layer where the backend gives none."""
+        if self.refit is None:
+            raise CapabilityError(
+                f"layer {self.name!r} (kind {self.kind!r}): this backend cannot run it with "
+                "modified parameters, which this rule needs (LRP's gamma, alpha-beta, z+ "
+                "and flat rules); the epsilon rule needs none."
+            )
+        return self.refit(x_new, modify)
 
 
 #: a rule: (the framework's operations, one layer call) -> the gradient at the layer's input

@@ -10,9 +10,9 @@ segmentation fault in 3.3), so a layer's own backward (`LayerCall.vjp`) is prepa
 the forward hook instead: an elementwise layer's derivative is taken there, on a copy of
 its input; max-pooling routes a gradient by the argmax mask of the same call
 (`put_along_axis`: `max_unpool` misplaces padded pools), softmax by its closed form.
-Linear layers, convolutions (the transposed convolution) and inference-mode BatchNorm
-are written out too; average pooling is not yet, and refuses a rule with a
-`CapabilityError` before the pass.
+Linear layers, convolutions (the transposed convolution), inference-mode BatchNorm and
+average pooling are written out too, and so is their computation with the parameters
+an LRP rule chooses (`LayerCall.refit`): plain operations, nothing differentiated.
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import numpy as np
 import paddle
 import paddle.nn.functional as F
 from paddle import nn
 from paddle.autograd import PyLayer
 
 from xai_core.errors import CapabilityError
-from xai_core.rules import FrameworkOps, LayerCall, Rule
+from xai_core.rules import WEIGHTED_KINDS, FrameworkOps, LayerCall, Rule
 
 #: Paddle classes by the kind rules know them as (exact types, as on PyTorch)
 KINDS: dict[type, str] = {
@@ -88,9 +89,9 @@ class _Ruled(PyLayer):
     @staticmethod
     def backward(ctx: Any, grad_out: paddle.Tensor) -> paddle.Tensor:
         x, y = ctx.saved_tensor()
-        kind, name, rule, vjp, errors = ctx.call
+        kind, name, rule, vjp, refit, errors = ctx.call
         try:
-            return rule(OPS, LayerCall(kind, name, x, y, grad_out, vjp))
+            return rule(OPS, LayerCall(kind, name, x, y, grad_out, vjp, refit))
         except Exception as exc:  # Paddle re-raises it as an OSError: kept to raise as itself
             errors.append(exc)
             raise
@@ -138,12 +139,21 @@ def _backward_of(layer: nn.Layer, kind: str, name: str, x: paddle.Tensor, y: pad
 
         return route
 
+    if kind == "avgpool":
+        return _avgpool_backward(layer, name, x)
+    if kind in WEIGHTED_KINDS:
+        return _weighted_backward(layer, kind, x, layer.weight.detach())
+    raise AssertionError(f"no backward written out for kind {kind!r}")  # refused earlier
+
+
+def _weighted_backward(layer: nn.Layer, kind: str, x: paddle.Tensor, weight: Any) -> Any:
+    """v -> v . dy/dx of a Linear, Conv or inference BatchNorm layer whose weight is
+    `weight` (its own, or the one a rule chose: `LayerCall.refit`)."""
     if kind == "linear":  # y = x W + b, W stored (in, out)
-        weight = layer.weight.detach()
         return lambda v: paddle.matmul(v, weight, transpose_y=True)
     if kind == "conv":  # the transposed convolution with the same weights
         transpose = getattr(F, f"conv{len(x.shape) - 2}d_transpose")
-        weight, size = layer.weight.detach(), list(x.shape[2:])
+        size = list(x.shape[2:]) if layer._data_format.startswith("NC") else list(x.shape[1:-1])
         options = {
             "stride": layer._stride,
             "padding": layer._updated_padding,
@@ -152,13 +162,116 @@ def _backward_of(layer: nn.Layer, kind: str, name: str, x: paddle.Tensor, y: pad
             "data_format": layer._data_format,
         }
         return lambda v: transpose(v, weight, output_size=size, **options)
-    if kind == "batchnorm":  # at inference, a scale per channel
-        scale = layer.weight.detach() / paddle.sqrt(layer._variance.detach() + layer._epsilon)
-        axis = 1 if layer._data_format.startswith("NC") else len(x.shape) - 1
-        shape = [1] * len(x.shape)
-        shape[axis] = -1
-        return lambda v: v * scale.reshape(shape)
-    raise AssertionError(f"no backward written out for kind {kind!r}")  # refused earlier
+    # batchnorm at inference: a scale per channel
+    scale = weight / paddle.sqrt(layer._variance.detach() + layer._epsilon)
+    shape = _channel_shape(layer, x)
+    return lambda v: v * scale.reshape(shape)
+
+
+def _avgpool_backward(layer: nn.Layer, name: str, x: paddle.Tensor) -> Any:
+    """Average pooling's backward, written out: an adaptive pool whose output size
+    divides its input is a block average (each block's gradient spread over it); a plain
+    pool is the transposed depthwise convolution with a kernel of ones over each window's
+    divisor (the count of non-padding values where the pool is `exclusive`, Paddle's
+    default). Channels-first only, without `ceil_mode`: other pools are refused."""
+    n = len(x.shape) - 2
+    spatial = [int(d) for d in x.shape[2:]]
+    data_format = getattr(layer, "data_format", None) or getattr(layer, "_data_format", "NC")
+    refused = CapabilityError(
+        f"layer {name!r}: its average pooling ({type(layer).__name__}, {data_format}) has no "
+        "written-out backward for rules on Paddle (channels-first pools without ceil_mode "
+        "have, and adaptive ones whose output size divides the input)."
+    )
+    if not str(data_format).startswith("NC"):
+        raise refused
+    if type(layer).__name__.startswith("Adaptive"):
+        size = getattr(layer, "_output_size", getattr(layer, "output_size", None))
+        sizes = [size] * n if isinstance(size, int) else list(size)
+        out = [s if o is None else int(o) for s, o in zip(spatial, sizes)]
+        if any(s % o for s, o in zip(spatial, out)):
+            raise refused
+        blocks = [s // o for s, o in zip(spatial, out)]
+        interleaved = [d for o in out for d in (o, 1)]
+        spread = [d for o, b in zip(out, blocks) for d in (o, b)]
+        area = float(np.prod(blocks))
+
+        def block_mean(v: paddle.Tensor) -> paddle.Tensor:
+            head = list(v.shape[:2])
+            tiled = v.reshape(head + interleaved).expand(head + spread)
+            return tiled.reshape(head + spatial) / area
+
+        return block_mean
+    kernel = getattr(layer, "ksize", None) or layer.kernel_size
+    kernel = [kernel] * n if isinstance(kernel, int) else list(kernel)
+    stride = layer.stride if layer.stride is not None else kernel
+    padding = layer.padding
+    if layer.ceil_mode or not isinstance(padding, (int, list, tuple)):
+        raise refused
+    ones = paddle.ones([1, *x.shape[1:]], x.dtype)
+    pool = getattr(F, f"avg_pool{n}d")
+    divisor = getattr(layer, "divisor", None)
+    if divisor:
+        count: Any = float(divisor)
+    elif layer.exclusive:
+        count = pool(ones, kernel, stride, padding, exclusive=False) * float(np.prod(kernel))
+    else:
+        count = float(np.prod(kernel))
+    channels = int(x.shape[1])
+    weight = paddle.ones([channels, 1, *kernel], x.dtype)
+    transpose = getattr(F, f"conv{n}d_transpose")
+    return lambda v: transpose(
+        v / count, weight, stride=stride, padding=padding, groups=channels, output_size=spatial
+    )
+
+
+def _channel_shape(layer: nn.Layer, x: paddle.Tensor) -> list[int]:
+    axis = 1 if layer._data_format.startswith("NC") else len(x.shape) - 1
+    shape = [1] * len(x.shape)
+    shape[axis] = -1
+    return shape
+
+
+def _refit_of(layer: nn.Layer, kind: str) -> Any:
+    """`LayerCall.refit` of a Linear, Conv or BatchNorm layer: its functional forward with
+    the parameters a rule chose and the written-out backward with that weight, both plain
+    operations (nothing differentiated: see the module's docstring). None for a layer
+    this cannot write (a legacy `nn.BatchNorm`, padding modes other than zeros)."""
+    if kind == "batchnorm" and not isinstance(layer, nn.layer.norm._BatchNormBase):
+        return None
+    if kind == "conv" and getattr(layer, "_padding_mode", "zeros") != "zeros":
+        return None
+
+    def refit(x_new: paddle.Tensor, modify: Any) -> tuple[paddle.Tensor, Any]:
+        weight = modify(layer.weight.detach(), "weight")
+        bias = None if layer.bias is None else modify(layer.bias.detach(), "bias")
+        if kind == "linear":
+            z = F.linear(x_new, weight, bias)
+        elif kind == "conv":
+            conv = getattr(F, f"conv{len(x_new.shape) - 2}d")
+            z = conv(
+                x_new,
+                weight,
+                bias,
+                stride=layer._stride,
+                padding=layer._padding,
+                dilation=layer._dilation,
+                groups=layer._groups,
+                data_format=layer._data_format,
+            )
+        else:
+            z = F.batch_norm(
+                x_new,
+                layer._mean.detach(),
+                layer._variance.detach(),
+                weight,
+                bias,
+                training=False,
+                epsilon=layer._epsilon,
+                data_format=layer._data_format,
+            )
+        return z, _weighted_backward(layer, kind, x_new, weight)
+
+    return refit
 
 
 #: layers whose own backward is written out, as Paddle computes it (the others of their
@@ -169,23 +282,12 @@ _CLOSED_FORMS: dict[type, Any] = {
     nn.Tanh: lambda v, y: v * (1 - y * y),
 }
 
-#: the kinds whose own backward `_backward_of` writes out (average pooling is not yet;
-#: the rules of DeepLift, Guided Backprop and Deconvolution need none of the last three)
-RULED_KINDS = frozenset({"relu", "nonlinear", "softmax", "maxpool", "linear", "conv", "batchnorm"})
-
 
 @contextlib.contextmanager
 def rules_applied(layers: Mapping[str, nn.Layer], rules: Mapping[str, Rule]) -> Iterator[None]:
     """Every layer of a kind in `rules` backpropagates by its rule inside the block; the
-    hooks are removed afterwards, whatever happens."""
-    present = {KINDS.get(type(layer)) for layer in layers.values()}
-    refused = sorted((set(rules) & present) - RULED_KINDS - {"reshape"})
-    if refused:
-        raise CapabilityError(
-            f"the paddle backend cannot apply backward rules to layers of kind {refused}: "
-            "Paddle cannot run autograd inside a rule, and their backward is not written "
-            f"out here (it is for {sorted(RULED_KINDS)}); use PyTorch or Keras for those."
-        )
+    hooks are removed afterwards, whatever happens. A layer whose backward cannot be
+    written out (`_backward_of`) refuses with a `CapabilityError` naming it."""
     handles: list[Any] = []
     errors: list[Exception] = []
     try:
@@ -226,7 +328,8 @@ def _ruled_output(
             return None
         y = output.detach()
         vjp = _backward_of(layer, kind, name, x, y)
-        return _Ruled.apply(x, y, (kind, name, rule, vjp, errors))
+        refit = _refit_of(layer, kind) if kind in WEIGHTED_KINDS else None
+        return _Ruled.apply(x, y, (kind, name, rule, vjp, refit, errors))
 
     return hook
 

@@ -15,9 +15,10 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from xai_core.rules import FrameworkOps, LayerCall, Rule
+from xai_core.rules import WEIGHTED_KINDS, FrameworkOps, LayerCall, Rule
 
 #: PyTorch classes by the kind rules know them as (`xai_core.rules`); exact types, as in
 #: Captum (a subclass may compute something else)
@@ -96,7 +97,40 @@ class _Ruled(torch.autograd.Function):
                 (g,) = torch.autograd.grad(graph[1], graph[0], v, retain_graph=True)
             return g
 
-        return rule(OPS, LayerCall(kind, name, x, y, grad_out, vjp)), None, None
+        refit = _refit_of(module) if kind in WEIGHTED_KINDS else None
+        return rule(OPS, LayerCall(kind, name, x, y, grad_out, vjp, refit)), None, None
+
+
+def _refit_of(module: nn.Module) -> Any:
+    """`LayerCall.refit` for a Linear, Conv or (inference) BatchNorm module: its own
+    functional form with the parameters a rule chose, differentiated by autograd (None
+    for a BatchNorm without running statistics: it normalises by the batch's)."""
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.running_mean is None:
+        return None
+
+    def refit(x_new: torch.Tensor, modify: Any) -> tuple[torch.Tensor, Any]:
+        weight = module.weight
+        bias = module.bias
+        with torch.enable_grad():
+            leaf = x_new.detach().requires_grad_(True)
+            w = None if weight is None else modify(weight.detach(), "weight")
+            b = None if bias is None else modify(bias.detach(), "bias")
+            if isinstance(module, nn.Linear):
+                z = F.linear(leaf, w, b)
+            elif isinstance(module, nn.modules.conv._ConvNd):
+                z = module._conv_forward(leaf, w, b)
+            else:  # BatchNorm at inference (the adapter explains in eval mode)
+                z = F.batch_norm(
+                    leaf, module.running_mean, module.running_var, w, b, False, 0.0, module.eps
+                )
+
+        def vjp(v: torch.Tensor) -> torch.Tensor:
+            (g,) = torch.autograd.grad(z, leaf, v, retain_graph=True)
+            return g
+
+        return z.detach(), vjp
+
+    return refit
 
 
 def _softmax_backward(v: torch.Tensor, y: torch.Tensor, module: nn.Softmax) -> Any:

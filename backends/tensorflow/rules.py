@@ -20,7 +20,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from xai_core.rules import FrameworkOps, LayerCall, Rule
+from xai_core.rules import WEIGHTED_KINDS, FrameworkOps, LayerCall, Rule
 
 L = keras.layers
 
@@ -91,8 +91,9 @@ OPS = FrameworkOps(
 )
 
 
-def _ruled(fn: Callable, kind: str, name: str, rule: Rule) -> Callable:
-    """`fn(x, ...)` whose gradient with respect to `x` is the rule's."""
+def _ruled(fn: Callable, kind: str, name: str, rule: Rule, refit: Any = None) -> Callable:
+    """`fn(x, ...)` whose gradient with respect to `x` is the rule's (`refit`: the
+    layer's `LayerCall.refit`, for the weighted kinds)."""
 
     def call(x: Any, *args: Any, **kwargs: Any) -> Any:
         if not isinstance(x, tf.Tensor):  # not a tensor (a list of inputs): as it is
@@ -110,7 +111,7 @@ def _ruled(fn: Callable, kind: str, name: str, rule: Rule) -> Callable:
                     return tape.gradient(again, x, output_gradients=v)
 
                 try:
-                    grad_in = rule(OPS, LayerCall(kind, name, x, y, grad_out, vjp))
+                    grad_in = rule(OPS, LayerCall(kind, name, x, y, grad_out, vjp, refit))
                 except Exception as exc:  # tracing wraps it: kept to be raised as itself
                     RULE_ERRORS.append(exc)
                     raise
@@ -138,7 +139,10 @@ def rules_applied(layers: Mapping[str, Any], rules: Mapping[str, Rule]) -> Itera
     try:
         for name, layer in layers.items():
             kind = kind_of(layer)
-            if kind is not None and kind in rules:
+            affine = _affine_of(layer) if kind in WEIGHTED_KINDS and kind in rules else None
+            if affine is not None:  # ruled without its built-in activation (LRP's z)
+                shadow(layer, "call", _ruled_affine(layer, affine, kind, name, rules[kind]))
+            elif kind is not None and kind in rules:
                 shadow(layer, "call", _ruled(layer.call, kind, name, rules[kind]))
             activation = getattr(layer, "activation", None) if kind in ("linear", "conv") else None
             act_kind = _activation_kind(activation) if activation is not None else None
@@ -152,6 +156,82 @@ def rules_applied(layers: Mapping[str, Any], rules: Mapping[str, Rule]) -> Itera
                 object.__delattr__(layer, attribute)
             else:
                 object.__setattr__(layer, attribute, own)
+
+
+def _ruled_affine(layer: Any, affine: Callable, kind: str, name: str, rule: Rule) -> Callable:
+    """A Dense, Conv or BatchNorm layer's call as its affine part under the rule, then its
+    built-in activation (itself ruled where its kind is): the rule sees the layer's
+    pre-activation output, as a PyTorch rule sees a Linear module's."""
+
+    def own(x: Any) -> Any:
+        return affine(x, lambda param, _: param)
+
+    def refit(x_new: Any, modify: Any) -> tuple[Any, Callable]:
+        with tf.GradientTape(watch_accessed_variables=False, persistent=True) as tape:
+            tape.watch(x_new)
+            z = affine(x_new, modify)
+        return z, lambda v: tape.gradient(z, x_new, output_gradients=v)
+
+    ruled = _ruled(own, kind, name, rule, refit)
+
+    def call(x: Any, *args: Any, **kwargs: Any) -> Any:
+        z = ruled(x)
+        activation = getattr(layer, "activation", None) if kind != "batchnorm" else None
+        return z if activation is None else activation(z)
+
+    return call
+
+
+def _affine_of(layer: Any) -> Callable | None:
+    """(x, modify) -> the layer's affine computation on x with each parameter p as
+    `modify(p, "weight" | "bias")`, written with Keras's own ops as the layer computes it;
+    None for a layer computed some other way (a quantised or LoRA Dense, a causal Conv1D):
+    it is ruled whole, without `refit`."""
+    ops = keras.ops
+    if type(layer) is L.Dense:
+        if getattr(layer, "lora_enabled", False) or getattr(layer, "quantization_mode", None):
+            return None
+
+        def dense(x: Any, modify: Any) -> Any:
+            z = ops.matmul(x, modify(ops.convert_to_tensor(layer.kernel), "weight"))
+            if layer.bias is None:
+                return z
+            return z + modify(ops.convert_to_tensor(layer.bias), "bias")
+
+        return dense
+    if type(layer) in (L.Conv1D, L.Conv2D, L.Conv3D):
+        if layer.padding == "causal":
+            return None
+
+        def conv(x: Any, modify: Any) -> Any:
+            z = layer.convolution_op(x, modify(ops.convert_to_tensor(layer.kernel), "weight"))
+            if not layer.use_bias:
+                return z
+            bias = modify(ops.convert_to_tensor(layer.bias), "bias")
+            if layer.data_format == "channels_last":
+                shape = (1,) * (layer.rank + 1) + (layer.filters,)
+            else:
+                shape = (1, layer.filters) + (1,) * layer.rank
+            return z + ops.reshape(bias, shape)
+
+        return conv
+    if type(layer) is L.BatchNormalization:
+
+        def batchnorm(x: Any, modify: Any) -> Any:
+            gamma = layer.gamma if layer.scale else None
+            beta = layer.beta if layer.center else None
+            return ops.batch_normalization(
+                x,
+                mean=ops.convert_to_tensor(layer.moving_mean),
+                variance=ops.convert_to_tensor(layer.moving_variance),
+                axis=layer.axis,
+                offset=None if beta is None else modify(ops.convert_to_tensor(beta), "bias"),
+                scale=None if gamma is None else modify(ops.convert_to_tensor(gamma), "weight"),
+                epsilon=layer.epsilon,
+            )
+
+        return batchnorm
+    return None
 
 
 _ABSENT = object()
