@@ -236,14 +236,17 @@ MODIFIED_BACKPROP: list[tuple[str, dict[str, Any]]] = [
     ("guided_backprop", {}),
     ("guided_grad_cam", {"layer": "conv2"}),
     ("deeplift", {}),
+    ("lrp", {}),
+    ("lrp", {"composite": "epsilon_plus_flat"}),
 ]
 
 
 def _modified_backprop_part(
     fw: str, model: Any, x: np.ndarray, shown: list[int], save: Any, reference: dict
 ) -> list[str]:
-    """`modified_backprop_<fw>.png`: the signed gradient, Guided Backprop, Guided Grad-CAM
-    and DeepLift side by side; each compared with the PyTorch twin's numbers."""
+    """`modified_backprop_<fw>.png`: the signed gradient, Guided Backprop, Guided Grad-CAM,
+    DeepLift and LRP (epsilon, and zennit's epsilon_plus_flat) side by side; each compared
+    with the PyTorch twin's numbers."""
     import xai_core
 
     from .plotting import plot_comparison
@@ -252,17 +255,23 @@ def _modified_backprop_part(
     explanations = [
         xai_core.explain(model, x, method, **options) for method, options in MODIFIED_BACKPROP
     ]
-    save(plot_comparison(explanations, shown), f"modified_backprop_{fw}.png")
+    labels = [
+        "\n".join([method, *(f"{k}={v}" for k, v in options.items())])
+        for method, options in MODIFIED_BACKPROP
+    ]
+    save(plot_comparison(explanations, shown, labels=labels), f"modified_backprop_{fw}.png")
     lines = []
-    for expl in explanations[1:]:
+    for expl, label in zip(explanations[1:], labels[1:]):
         attr = from_layout(expl.attributions, fw)
-        key = f"modified:{expl.method}"
+        key = f"modified:{label}"
         if fw == "torch":
             reference[key] = attr
         else:
             err = np.abs(attr - reference[key]).max() / np.abs(reference[key]).max()
-            lines.append(f"[{fw}] {expl.method}: max relative difference to PyTorch {err:.1e}")
-    delta = np.abs(explanations[-1].convergence_delta).max()
+            name = label.replace("\n", " ")
+            lines.append(f"[{fw}] {name}: max relative difference to PyTorch {err:.1e}")
+    deeplift = explanations[[m for m, _ in MODIFIED_BACKPROP].index("deeplift")]
+    delta = np.abs(deeplift.convergence_delta).max()
     lines.append(f"[{fw}] deeplift: largest |sum - (f(x) - f(0))| = {delta:.1e}")
     return lines
 

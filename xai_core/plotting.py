@@ -169,9 +169,14 @@ def plot_global_importance(
 
 
 def plot_comparison(
-    explanations: Sequence[Explanation], samples: Sequence[int], title: str | None = None
+    explanations: Sequence[Explanation],
+    samples: Sequence[int],
+    title: str | None = None,
+    labels: Sequence[str] | None = None,
 ) -> Figure:
-    """Several image explanations of the same inputs side by side: one row per method."""
+    """Several image explanations of the same inputs side by side: one row per method
+    (labelled by `labels`, default the method names: one method with two options needs
+    two labels)."""
     plt = _pyplot()
     first = explanations[0]
     axis = channels_axis(first.inputs.shape)
@@ -191,7 +196,7 @@ def plot_comparison(
             axes[row, col].imshow(maps[col], cmap="inferno", vmin=0, vmax=1)
             axes[row, col].set_xticks([])
             axes[row, col].set_yticks([])
-        axes[row, 0].set_ylabel(expl.method, fontsize=9)
+        axes[row, 0].set_ylabel(expl.method if labels is None else labels[row - 1], fontsize=9)
     methods = ", ".join(e.method for e in explanations)
     fig.suptitle(title or f"{first.backend}: {methods}")
     fig.tight_layout()
