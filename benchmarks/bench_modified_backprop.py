@@ -1,6 +1,9 @@
 """Rule-based methods (issue 22): each vs the plain gradient on the same model, and vs
 Captum's same method, side by side in one process (medians of interleaved runs).
 
+LRP is compared with Captum's LRP (epsilon) on the captum-ready ResNet-18 too; its z+
+rule and zennit's composites have no Captum counterpart, so only the plain gradient.
+
 Targets: each rule-based method <= 1.1x our plain gradient (saliency, abs=False) on the
 same model and batch, and <= 1.0x Captum's same method on a ResNet-18 batch. DeepLift
 runs inputs and baselines as one batch (as Captum does), so its plain reference is the
@@ -38,7 +41,14 @@ def bench_torch() -> None:
     import copy
 
     import torch
-    from captum.attr import Deconvolution, DeepLift, GuidedBackprop, GuidedGradCam, Saliency
+    from captum.attr import (
+        LRP,
+        Deconvolution,
+        DeepLift,
+        GuidedBackprop,
+        GuidedGradCam,
+        Saliency,
+    )
 
     from real_models import resnet18
 
@@ -52,20 +62,26 @@ def bench_torch() -> None:
         "deconvolution": (Deconvolution(model), {}, x, {}),
         "guided_grad_cam": (GuidedGradCam(model, model.layer4), {}, x, {"layer": "layer4"}),
         "deeplift": (DeepLift(ready), {"baselines": torch.zeros_like(xt)}, doubled, {}),
+        "lrp": (LRP(ready), {}, x, {}),
+        "lrp z+": (None, {}, x, {"rule": "z+"}),
+        "lrp epsilon_plus_flat": (None, {}, x, {"composite": "epsilon_plus_flat"}),
     }
-    for method, (captum, kwargs, plain_rows, options) in cases.items():
+    for case, (captum, kwargs, plain_rows, options) in cases.items():
+        method = case.split()[0]
         candidates = {
             "xai_core": ours(model, x, method, **options),
             "xai_core saliency": ours(model, plain_rows, "saliency", abs=False),
-            "captum": lambda c=captum, k=kwargs: c.attribute(xt, target=1, **k),
         }
+        if captum is not None:  # Captum has no z+ rule and no composites
+            candidates["captum"] = lambda c=captum, k=kwargs: c.attribute(xt, target=1, **k)
         if method == "guided_grad_cam":  # its plain counterpart: Grad-CAM plus a gradient
             candidates["xai_core saliency"] = ours(model, x, "saliency", abs=False)
         medians = interleaved(candidates, repeats=9, warmup=2)
         report(
-            f"[torch] {method}, ResNet-18, {BATCH}x3x{SIDE}x{SIDE}", medians, "xai_core saliency"
+            f"[torch] {case}, ResNet-18, {BATCH}x3x{SIDE}x{SIDE}", medians, "xai_core saliency"
         )
-        print(f"  xai_core / captum: {medians['xai_core'] / medians['captum']:.3f}")
+        if captum is not None:
+            print(f"  xai_core / captum: {medians['xai_core'] / medians['captum']:.3f}")
     # Captum's own gradient, for scale
     saliency = {
         "xai_core saliency": ours(model, x, "saliency", abs=False),
@@ -107,13 +123,16 @@ def bench_other(framework: str) -> None:
         ("guided_backprop", x, {}),
         ("deconvolution", x, {}),
         ("deeplift", doubled, {}),
+        ("lrp", x, {}),
+        ("lrp", x, {"composite": "epsilon_plus_flat"}),
     ]:
         candidates = {
             "xai_core": ours(model, x, method, **options),
             "xai_core saliency": ours(model, rows, "saliency", abs=False),
         }
         medians = interleaved(candidates, repeats=9, warmup=2)
-        report(f"[{framework}] {method}, twin CNN {BATCH}x28x28", medians, "xai_core saliency")
+        name = " ".join([method, *map(str, options.values())])
+        report(f"[{framework}] {name}, twin CNN {BATCH}x28x28", medians, "xai_core saliency")
 
 
 def bench(framework: str) -> None:

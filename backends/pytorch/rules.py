@@ -82,7 +82,7 @@ class _Ruled(torch.autograd.Function):
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[Any, None, None]:
         x, y = ctx.saved_tensors
         module, kind, name, rule = ctx.call
-        closed_form = _CLOSED_FORMS.get(type(module))
+        closed_form = _CLOSED_FORMS.get(type(module)) or _weighted_backward(module, x)
         graph: list[torch.Tensor] = []  # (leaf, output) of the module run again, once
 
         def vjp(v: torch.Tensor) -> torch.Tensor:
@@ -101,6 +101,30 @@ class _Ruled(torch.autograd.Function):
         return rule(OPS, LayerCall(kind, name, x, y, grad_out, vjp, refit)), None, None
 
 
+def _weighted_backward(module: nn.Module, x: torch.Tensor, weight: Any = None) -> Any:
+    """(v, y, module) -> v . dy/dx of a Linear, zero-padded Conv or inference BatchNorm
+    module with `weight` (default its own), written out as torch computes it, so that a
+    rule (LRP's, on every such layer) does not run the layer again; None for others."""
+    if not isinstance(
+        module, (nn.Linear, nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm)
+    ):
+        return None
+    w = (module.weight if weight is None else weight).detach()
+    if isinstance(module, nn.Linear):
+        return lambda v, y, _: v @ w
+    if isinstance(module, nn.modules.conv._ConvNd):
+        if module.padding_mode != "zeros" or isinstance(module.padding, str) or module.transposed:
+            return None
+        grad_input = getattr(torch.nn.grad, f"conv{x.dim() - 2}d_input")
+        options = (module.stride, module.padding, module.dilation, module.groups)
+        return lambda v, y, _: grad_input(x.shape, w, v, *options)
+    if module.running_var is None:
+        return None
+    scale = w / torch.sqrt(module.running_var + module.eps)
+    shape = [1, -1] + [1] * (x.dim() - 2)
+    return lambda v, y, _: v * scale.reshape(shape)
+
+
 def _refit_of(module: nn.Module) -> Any:
     """`LayerCall.refit` for a Linear, Conv or (inference) BatchNorm module: its own
     functional form with the parameters a rule chose, differentiated by autograd (None
@@ -111,18 +135,18 @@ def _refit_of(module: nn.Module) -> Any:
     def refit(x_new: torch.Tensor, modify: Any) -> tuple[torch.Tensor, Any]:
         weight = module.weight
         bias = module.bias
+        written = _weighted_backward(module, x_new) if weight is not None else None
+        if written is not None:  # the forward without a graph, the backward written out
+            w = modify(weight.detach(), "weight")
+            b = None if bias is None else modify(bias.detach(), "bias")
+            z = _affine(module, x_new.detach(), w, b)
+            backward = _weighted_backward(module, x_new, w)
+            return z, lambda v: backward(v, z, module)
         with torch.enable_grad():
             leaf = x_new.detach().requires_grad_(True)
             w = None if weight is None else modify(weight.detach(), "weight")
             b = None if bias is None else modify(bias.detach(), "bias")
-            if isinstance(module, nn.Linear):
-                z = F.linear(leaf, w, b)
-            elif isinstance(module, nn.modules.conv._ConvNd):
-                z = module._conv_forward(leaf, w, b)
-            else:  # BatchNorm at inference (the adapter explains in eval mode)
-                z = F.batch_norm(
-                    leaf, module.running_mean, module.running_var, w, b, False, 0.0, module.eps
-                )
+            z = _affine(module, leaf, w, b)
 
         def vjp(v: torch.Tensor) -> torch.Tensor:
             (g,) = torch.autograd.grad(z, leaf, v, retain_graph=True)
@@ -136,6 +160,16 @@ def _refit_of(module: nn.Module) -> Any:
 def _softmax_backward(v: torch.Tensor, y: torch.Tensor, module: nn.Softmax) -> Any:
     dim = module.dim if module.dim is not None else -1
     return y * (v - (v * y).sum(dim=dim, keepdim=True))
+
+
+def _affine(module: nn.Module, x: torch.Tensor, w: Any, b: Any) -> torch.Tensor:
+    """A Linear, Conv or BatchNorm module's computation with parameters `w` and `b`."""
+    if isinstance(module, nn.Linear):
+        return F.linear(x, w, b)
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return module._conv_forward(x, w, b)
+    # BatchNorm at inference (the adapter explains in eval mode)
+    return F.batch_norm(x, module.running_mean, module.running_var, w, b, False, 0.0, module.eps)
 
 
 #: layers whose own backward is written out (as torch computes it), so that a rule does
