@@ -20,7 +20,6 @@ the model's layer order is "the first layer").
 from __future__ import annotations
 
 import functools
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -32,7 +31,7 @@ from xai_core.explainer import check_choice, check_number
 from xai_core.first_pass import resolved
 from xai_core.rules import LayerCall, RuleOps
 
-from .modified_backprop import NotRuledWarning
+from .modified_backprop import warn_unruled
 
 #: zennit's stabiliser and epsilon inside its composites
 ZENNIT_EPSILON = 1e-6
@@ -227,15 +226,7 @@ def _check_layers(kinds: dict[str, str | None]) -> None:
             "a softmax is not defined by any LRP rule. Explain the logits: drop the softmax "
             "layer (or its activation) from the model you explain."
         )
-    unknown = [name for name, kind in kinds.items() if kind is None]
-    if unknown:
-        warnings.warn(
-            f"lrp: no rule for layers {unknown[:8]}{'...' if len(unknown) > 8 else ''} (a "
-            "layer class the backend has no kind for); relevance goes through their plain "
-            "gradient, so it may not be conserved there: see the convergence_delta.",
-            NotRuledWarning,
-            stacklevel=3,
-        )
+    warn_unruled(kinds, "lrp", "conservation")
 
 
 @hookimpl

@@ -311,15 +311,21 @@ def _warn_unknown_layers(model: BatchedModel) -> None:
         kinds = model.layer_kinds()
     except Exception:  # noqa: BLE001 - the pass itself says what the backend lacks
         return
+    warn_unruled(kinds, "deeplift", "completeness")
+
+
+def warn_unruled(kinds: dict[str, str | None], method: str, promise: str) -> None:
+    """A `NotRuledWarning` naming the layers of no known kind: they backpropagate their
+    plain gradient (as in Captum), so the method's `promise` may not hold there."""
     unknown = [name for name, kind in kinds.items() if kind is None]
     if unknown:
         warnings.warn(
-            f"deeplift: no rule for layers {unknown[:8]}{'...' if len(unknown) > 8 else ''} "
+            f"{method}: no rule for layers {unknown[:8]}{'...' if len(unknown) > 8 else ''} "
             "(a layer class the backend has no kind for); they backpropagate their plain "
-            "gradient, as in Captum, so completeness may not hold there: see the "
+            f"gradient, as in Captum, so {promise} may not hold there: see the "
             "explanation's convergence_delta.",
             NotRuledWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
 
 

@@ -26,6 +26,17 @@ def assert_complete(explanation, f, x, baselines):
     np.testing.assert_allclose(sums, gap, rtol=RTOL, atol=1e-6)
 
 
+def own_gradient_rule():
+    """(the kinds it was called for, a rule that gives each layer's own input gradient)."""
+    calls = []
+
+    def own(ops, call):
+        calls.append(call.kind)
+        return call.grad_in
+
+    return calls, own
+
+
 # -- Paddle ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def paddle():
@@ -162,11 +173,7 @@ def test_paddle_writes_out_the_backward_of_linear_layers_for_rules(
     bn._variance.set_value(np.linspace(0.5, 2.0, 4).astype("float32"))
     model.eval()
     adapter, target = xai_core.adapt(model), np.array([1, 2])
-    calls = []
-
-    def own(ops, call):
-        calls.append(call.kind)
-        return call.grad_in
+    calls, own = own_gradient_rule()
 
     def doubled(ops, call):
         return call.grad_in * 2
@@ -292,11 +299,7 @@ def test_paddle_writes_out_the_backward_of_average_pooling_for_rules(paddle, poo
     model = nn.Sequential(layer, nn.Flatten(), nn.Linear(width, 3))
     model.eval()
     adapter, target = xai_core.adapt(model), np.array([1, 2])
-    calls = []
-
-    def own(ops, call):
-        calls.append(call.kind)
-        return call.grad_in
+    calls, own = own_gradient_rule()
 
     with adapter.session():
         plain, _ = adapter.gradients_and_outputs(x, target)
