@@ -244,6 +244,27 @@ def test_lrp_rules_equal_captums_on_a_cnn_with_batchnorm_and_pooling(rule):
     )
 
 
+def test_lrp_equals_captums_with_a_batchnorm_without_affine_parameters():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(6)
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.bn = nn.BatchNorm2d(4, affine=False)
+            self.relu = nn.ReLU()
+            self.fc = nn.Linear(4 * 8 * 8, 3)
+            with torch.no_grad():
+                self.bn.running_var.uniform_(0.5, 1.5)
+
+        def forward(self, x):
+            return self.fc(torch.flatten(self.relu(self.bn(self.conv(x))), 1))
+
+    model = Net().eval()
+    x = images(2, seed=6)
+    e = xai_core.explain(model, x, "lrp", target=1)
+    assert_close(e.attributions, captum_lrp(model, x, 1))
+
+
 def test_lrp_epsilon_option_is_captums_epsilon():
     model = PooledCNN(seed=2)
     x = images(2, seed=2)

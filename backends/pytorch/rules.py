@@ -109,7 +109,8 @@ def _weighted_backward(module: nn.Module, x: torch.Tensor, weight: Any = None) -
         module, (nn.Linear, nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm)
     ):
         return None
-    w = (module.weight if weight is None else weight).detach()
+    own = module.weight if weight is None else weight
+    w = None if own is None else own.detach()  # None: a BatchNorm with affine=False
     if isinstance(module, nn.Linear):
         return lambda v, y, _: v @ w
     if isinstance(module, nn.modules.conv._ConvNd):
@@ -120,32 +121,30 @@ def _weighted_backward(module: nn.Module, x: torch.Tensor, weight: Any = None) -
         return lambda v, y, _: grad_input(x.shape, w, v, *options)
     if module.running_var is None:
         return None
-    scale = w / torch.sqrt(module.running_var + module.eps)
+    scale = 1 / torch.sqrt(module.running_var + module.eps)
+    scale = scale if w is None else w * scale
     shape = [1, -1] + [1] * (x.dim() - 2)
     return lambda v, y, _: v * scale.reshape(shape)
 
 
 def _refit_of(module: nn.Module) -> Any:
     """`LayerCall.refit` for a Linear, Conv or (inference) BatchNorm module: its own
-    functional form with the parameters a rule chose, differentiated by autograd (None
-    for a BatchNorm without running statistics: it normalises by the batch's)."""
+    functional form with the parameters a rule chose and its backward, written out
+    where `_weighted_backward` has it, else by autograd (None for a BatchNorm without
+    running statistics: it normalises by the batch's)."""
     if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.running_mean is None:
         return None
 
     def refit(x_new: torch.Tensor, modify: Any) -> tuple[torch.Tensor, Any]:
-        weight = module.weight
-        bias = module.bias
-        written = _weighted_backward(module, x_new) if weight is not None else None
-        if written is not None:  # the forward without a graph, the backward written out
-            w = modify(weight.detach(), "weight")
-            b = None if bias is None else modify(bias.detach(), "bias")
+        weight, bias = module.weight, module.bias
+        w = None if weight is None else modify(weight.detach(), "weight")
+        b = None if bias is None else modify(bias.detach(), "bias")
+        backward = _weighted_backward(module, x_new, w)
+        if backward is not None:  # the forward without a graph, the backward written out
             z = _affine(module, x_new.detach(), w, b)
-            backward = _weighted_backward(module, x_new, w)
             return z, lambda v: backward(v, z, module)
         with torch.enable_grad():
             leaf = x_new.detach().requires_grad_(True)
-            w = None if weight is None else modify(weight.detach(), "weight")
-            b = None if bias is None else modify(bias.detach(), "bias")
             z = _affine(module, leaf, w, b)
 
         def vjp(v: torch.Tensor) -> torch.Tensor:
