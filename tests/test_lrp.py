@@ -375,3 +375,31 @@ def test_lrp_warns_about_layers_it_has_no_rule_for():
     model = nn.Sequential(nn.Linear(3, 4), nn.GELU(), nn.Linear(4, 2))
     with pytest.warns(UserWarning, match="no rule for layers"):
         xai_core.explain(model, np.ones((1, 3), np.float32), "lrp")
+
+
+def test_lrp_with_two_inputs_equals_captums():
+    class TwoInputs(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.a, self.b = nn.Linear(4, 8), nn.Linear(3, 8)
+            self.relu, self.out = nn.ReLU(), nn.Linear(8, 3)
+
+        def forward(self, x1, x2):
+            return self.out(self.relu(self.a(x1) + self.b(x2)))
+
+    model = TwoInputs().eval()
+    rng = np.random.default_rng(0)
+    x1, x2 = rng.random((2, 4), np.float32), rng.random((2, 3), np.float32)
+    ours = xai_core.explain(model, (x1, x2), "lrp", target=0).attributions
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = captum_attr.LRP(model).attribute((torch.from_numpy(x1), torch.from_numpy(x2)), 0)
+    for a, r in zip(ours, ref):
+        assert_close(a, r.detach().numpy())
+
+
+def test_lrp_on_token_ids_says_to_attribute_to_the_embedding():
+    model = nn.Sequential(nn.Embedding(5, 4), nn.Flatten(), nn.Linear(12, 2))
+    with pytest.raises(xai_core.InputError, match="integers"):
+        xai_core.explain(model, np.array([[1, 2, 3]]), "lrp", target=0)
