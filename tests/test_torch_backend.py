@@ -91,6 +91,33 @@ def test_eval_mode_during_explanation_user_mode_after():
     assert model.training and model.dropout.training and not model.fc.training
 
 
+def test_a_module_with_its_own_train_gets_model_eval():
+    """The eval switch writes plain `training` flags directly; a class that overrides
+    `train` (here: keeping its BatchNorm frozen) must still see its `train(False)`."""
+    calls = []
+
+    class FrozenNorm(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(6, 3)
+            self.norm = torch.nn.BatchNorm1d(3)
+
+        def train(self, mode=True):
+            calls.append(mode)
+            super().train(mode)
+            self.norm.eval()  # frozen statistics, whatever the mode
+            return self
+
+        def forward(self, x):
+            return self.norm(self.fc(x))
+
+    model = torch.nn.Sequential(FrozenNorm(), torch.nn.ReLU())
+    model.train()
+    calls.clear()
+    xai_core.explain(model, tabular(4), "saliency", target=0)
+    assert calls == [False]  # model.eval() reached the override
+    assert model.training and model[0].training and not model[0].norm.training
+
 def test_state_restored_after_an_error_inside_the_model():
     class Fails(torch.nn.Module):
         def __init__(self):

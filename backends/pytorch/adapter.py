@@ -80,7 +80,10 @@ class TorchAdapter(ModelAdapter):
 
     # -- lifecycle -----------------------------------------------------------
     def session(self) -> contextlib.AbstractContextManager[None]:
-        return eval_mode(self.model, _modules_in_training(self.model))
+        training, plain = _modules_in_training(self.model)
+        if training and plain:
+            return _flags_switched_to_eval(training)
+        return eval_mode(self.model, training)
 
     @contextlib.contextmanager
     def foreign_session(self) -> Iterator[None]:
@@ -542,18 +545,55 @@ def _first_tensor(model: torch.nn.Module, kind: str) -> torch.Tensor | None:
     return None
 
 
-def _modules_in_training(model: torch.nn.Module) -> list[torch.nn.Module]:
+def _modules_in_training(model: torch.nn.Module) -> tuple[list[torch.nn.Module], bool]:
     """The modules in train mode (usually none: nothing to switch), found in one loop
-    instead of `modules()`'s generator chain, on every call."""
-    stack, training = [model], []
+    instead of `modules()`'s generator chain, on every call; and whether every module's
+    mode is a plain flag (see `_plain_mode`)."""
+    stack, training, plain = [model], [], True
     while stack:
         module = stack.pop()
         if module.training:
             training.append(module)
+        cls = type(module)
+        flag = _PLAIN_MODE.get(cls)
+        plain = plain and (_plain_mode(cls) if flag is None else flag)
         for child in module._modules.values():
             if child is not None:
                 stack.append(child)
-    return training
+    return training, plain
+
+
+#: module class -> whether `train(mode)` only sets the `training` flag (see `_plain_mode`)
+_PLAIN_MODE: dict[type, bool] = {}
+
+
+def _plain_mode(cls: type) -> bool:
+    """Whether `cls` inherits `Module.train` and `Module.__setattr__` untouched, so that its
+    mode is the `training` entry of its `__dict__` and nothing else. `Module.__setattr__`
+    on every module, twice per call, was a fifth of a 1-row saliency call; a class that
+    overrides `train` (to freeze a BatchNorm, say) gets `model.eval()` as before."""
+    module = torch.nn.Module
+    plain = (
+        cls.train is module.train
+        and cls.eval is module.eval
+        and cls.__setattr__ is module.__setattr__
+        and getattr(cls, "training", None) is None
+    )
+    _PLAIN_MODE[cls] = plain
+    return plain
+
+
+@contextlib.contextmanager
+def _flags_switched_to_eval(training: list[torch.nn.Module]) -> Iterator[None]:
+    """`model.eval()` and back for a model whose modules all have plain modes: what
+    `Module.train` writes, written directly."""
+    for module in training:
+        module.__dict__["training"] = False
+    try:
+        yield
+    finally:
+        for module in training:
+            module.__dict__["training"] = True
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
