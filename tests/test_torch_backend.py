@@ -118,6 +118,36 @@ def test_a_module_with_its_own_train_gets_model_eval():
     assert calls == [False]  # model.eval() reached the override
     assert model.training and model[0].training and not model[0].norm.training
 
+def test_outputs_of_a_tensor_subclass_take_the_public_autograd_call():
+    """Plain tensors go straight to the autograd engine (skipping the checks of a seed
+    built here); a tensor subclass keeps its `__torch_function__`, so `torch.autograd.grad`
+    must be the one that runs for it. Both give the closed form of a linear model."""
+    seen = []
+
+    class Logged(torch.Tensor):
+        @classmethod
+        def __torch_function__(cls, func, types, args=(), kwargs=None):
+            seen.append(getattr(func, "__name__", str(func)))
+            return super().__torch_function__(func, types, args, kwargs or {})
+
+    linear = torch.nn.Linear(6, 3)
+
+    class Subclassed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = linear
+
+        def forward(self, x):
+            return self.fc(x).as_subclass(Logged)
+
+    weights = linear.weight.detach().numpy()
+    for model in (linear, Subclassed()):
+        seen.clear()
+        got = xai_core.explain(model, tabular(3), "saliency", target=2, abs=False)
+        np.testing.assert_allclose(got.attributions, np.tile(weights[2], (3, 1)), rtol=1e-6)
+        assert ("grad" in seen) == (model is not linear)
+
+
 def test_state_restored_after_an_error_inside_the_model():
     class Fails(torch.nn.Module):
         def __init__(self):
