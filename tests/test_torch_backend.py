@@ -118,6 +118,28 @@ def test_a_module_with_its_own_train_gets_model_eval():
     assert calls == [False]  # model.eval() reached the override
     assert model.training and model[0].training and not model[0].norm.training
 
+
+@pytest.mark.parametrize(
+    "method", ["saliency", "integrated_gradients", "layer_gradient_x_activation"]
+)
+def test_explaining_inside_no_grad_works_and_leaves_it_on(method):
+    """Inside the user's `torch.no_grad()` the gradient pass turns grad mode on for
+    itself, and it is off again after (the closed form: a linear model's weights)."""
+    model = torch.nn.Sequential(torch.nn.Linear(6, 3))
+    options = {"layer": "0"} if method.startswith("layer") else {}
+    with torch.no_grad():
+        got = xai_core.explain(model, tabular(2), method, target=1, **options)
+        assert not torch.is_grad_enabled()
+    assert torch.is_grad_enabled()
+    if method == "saliency":
+        np.testing.assert_allclose(
+            got.attributions,
+            np.abs(model[0].weight[1].detach().numpy())[None].repeat(2, 0),
+            rtol=1e-6,
+        )
+    assert np.isfinite(got.attributions).all() and np.abs(got.attributions).sum() > 0
+
+
 def test_outputs_of_a_tensor_subclass_take_the_public_autograd_call():
     """Plain tensors go straight to the autograd engine (skipping the checks of a seed
     built here); a tensor subclass keeps its `__torch_function__`, so `torch.autograd.grad`
