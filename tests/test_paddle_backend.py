@@ -109,3 +109,31 @@ def test_a_model_writing_to_its_input_is_a_clear_error(method, options):
         xai_core.explain(model, x, method, **options)
     np.testing.assert_array_equal(x, original)
     assert paddle_state(model) == before
+
+
+class _ReturnsItsInput(paddle.nn.Layer):
+    """Paddle's autograd may hand the output gradient back as the input gradient itself."""
+
+    def forward(self, x):
+        return x
+
+
+def test_kept_seeds_are_never_handed_out_and_follow_targets_and_dtypes():
+    """The one-hot output gradients of small calls are kept between calls: an
+    explanation's arrays are still the user's to change, and each call gets the seed of
+    its own targets, shape and dtype (closed forms: the identity and a linear layer)."""
+    x = np.zeros((2, 3), np.float32)
+    first = xai_core.explain(_ReturnsItsInput(), x, "saliency", abs=False, target=1)
+    first.attributions[:] = 99.0
+    again = xai_core.explain(_ReturnsItsInput(), x, "saliency", abs=False, target=1)
+    np.testing.assert_array_equal(again.attributions, np.eye(3, dtype=np.float32)[[1, 1]])
+    per_row = xai_core.explain(_ReturnsItsInput(), x, "saliency", abs=False, target=[2, 0])
+    np.testing.assert_array_equal(per_row.attributions, np.eye(3, dtype=np.float32)[[2, 0]])
+    paddle.seed(0)
+    linear = paddle.nn.Linear(3, 4)
+    for dtype in ("float32", "float64"):
+        linear.to(dtype=dtype)
+        got = xai_core.explain(linear, x.astype(dtype), "saliency", abs=False, target=3)
+        weights = linear.weight.numpy()[:, 3]  # Paddle's Linear: (in, out)
+        np.testing.assert_allclose(got.attributions, np.tile(weights, (2, 1)), rtol=1e-6)
+        assert got.attributions.dtype == dtype
