@@ -572,19 +572,20 @@ def _first_tensor(model: torch.nn.Module, kind: str) -> torch.Tensor | None:
 
 def _modules_in_training(model: torch.nn.Module) -> tuple[list[torch.nn.Module], bool]:
     """The modules in train mode (usually none: nothing to switch), found in one loop
-    instead of `modules()`'s generator chain, on every call; and whether every module's
-    mode is a plain flag (see `_plain_mode`)."""
-    stack, training, plain = [model], [], True
+    instead of `modules()`'s generator chain, on every call; and, where some are, whether
+    every module's mode is a plain flag (see `_plain_mode`)."""
+    stack, training, seen = [model], [], []
     while stack:
         module = stack.pop()
+        seen.append(module)
         if module.training:
             training.append(module)
-        cls = type(module)
-        flag = _PLAIN_MODE.get(cls)
-        plain = plain and (_plain_mode(cls) if flag is None else flag)
         for child in module._modules.values():
             if child is not None:
                 stack.append(child)
+    if not training:
+        return training, True
+    plain = all(_PLAIN_MODE.get(type(m)) or _plain_mode(type(m)) for m in seen)
     return training, plain
 
 
