@@ -31,6 +31,7 @@ from xai_core.validation import check_background
 
 
 class GradientShap(Explainer):
+    neuron_option = True
     name = "gradient_shap"
     defaults = {
         "background": None,

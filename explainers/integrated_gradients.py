@@ -114,6 +114,7 @@ def baseline_outputs(
 
 
 class IntegratedGradients(Explainer):
+    neuron_option = True
     name = "integrated_gradients"
     defaults = {
         "baselines": 0.0,

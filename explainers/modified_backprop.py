@@ -101,6 +101,8 @@ DECONVOLUTION = {"relu": deconvolution_relu}
 class _RuledGradient(Explainer):
     """The gradient with `rules` (built by `rules()` from the options)."""
 
+    neuron_option = True
+
     requires = ("gradients",)
     defaults: dict[str, Any] = {}
     target_from_first_pass = True
@@ -137,6 +139,8 @@ class Deconvolution(_RuledGradient):
 class InputXGradient(Explainer):
     """Captum's InputXGradient: the signed gradient times the input (saliency with
     `abs=False, multiply_by_inputs=True`, under the name Captum users look for)."""
+
+    neuron_option = True
 
     name = "input_x_gradient"
     requires = ("gradients",)
@@ -213,6 +217,8 @@ class DeepLift(Explainer):
     (x - baseline) * multipliers, whose sum is f(x) - f(baseline) for a model built of the
     layers the rules cover (the convergence delta says how far it is)."""
 
+    neuron_option = True
+
     name = "deeplift"
     defaults = {"baselines": 0.0, "multiply_by_inputs": True, "eps": 1e-10}
     requires = ("gradients",)
@@ -236,6 +242,8 @@ class DeepLiftShap(Explainer):
     approximates SHAP values with the background as the reference distribution. The
     convergence delta per sample is sum(attributions) - (f(x) - mean f(background)), the
     mean of Captum's per-(sample, background row) deltas."""
+
+    neuron_option = True
 
     name = "deeplift_shap"
     defaults = {"background": None, "multiply_by_inputs": True, "eps": 1e-10}

@@ -198,6 +198,7 @@ def packed_masks(
 
 
 class FeatureAblation(Explainer):
+    neuron_option = True
     name = "feature_ablation"
     aggregate_mode = True
     defaults = {"feature_mask": None, "baselines": 0.0}

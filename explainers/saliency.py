@@ -17,6 +17,8 @@ from xai_core.explainer import check_bool, check_float_layer, check_layer_option
 class Saliency(Explainer):
     """|d f_target / d x|, or the signed gradient, optionally times the input."""
 
+    neuron_option = True
+
     name = "saliency"
     defaults = {
         "abs": True,

@@ -137,3 +137,11 @@ def test_kept_seeds_are_never_handed_out_and_follow_targets_and_dtypes():
         weights = linear.weight.numpy()[:, 3]  # Paddle's Linear: (in, out)
         np.testing.assert_allclose(got.attributions, np.tile(weights, (2, 1)), rtol=1e-6)
         assert got.attributions.dtype == dtype
+
+
+def test_neuron_is_refused_with_a_capability_error_that_says_where_it_works():
+    model = paddle_mlp(WEIGHTS)
+    before = paddle_state(model)
+    with pytest.raises(xai_core.CapabilityError, match="neuron=.*PyTorch"):
+        xai_core.explain(model, tabular(2), "saliency", layer="fc1", neuron=1)
+    assert paddle_state(model) == before

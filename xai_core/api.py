@@ -18,6 +18,7 @@ from .explanation import Explanation
 from .first_pass import PendingTarget, first_call
 from .inputs import pack_per_input, pack_reference, split_forward_kwargs
 from .locks import model_lock
+from .outputs import LayerOutput
 from .progress import Progress
 from .registry import REGISTRY
 from .validation import check_predictions, checked_inputs, resolve_target
@@ -90,11 +91,78 @@ def explain(
     each sample and their attributions are aggregated (Captum's NoiseTunnel; see
     `xai_core.noise_tunnel`).
     """
+    if "neuron" in options:
+        return _explain_neuron(model, inputs, method, target, forward_kwargs, output, options)
     if "noise_tunnel" in options:
         return _explain_noise_tunnel(model, inputs, method, target, forward_kwargs, output, options)
     explainer = get_explainer(method, **options)
     return run(
         explainer, adapt(model), inputs, target, forward_kwargs=forward_kwargs, output=output
+    )
+
+
+def _explain_neuron(
+    model: Any,
+    inputs: Any,
+    method: str,
+    target: Any,
+    forward_kwargs: dict[str, Any] | None,
+    output: Any,
+    options: dict[str, Any],
+) -> Explanation:
+    """Captum's Neuron* methods: `method` explaining element `neuron` of `layer`'s output
+    (an int for a layer with one axis per sample, a tuple for several) instead of a
+    model output; the method itself sees no layer."""
+    options = dict(options)
+    neuron, layer = options.pop("neuron"), options.pop("layer", None)
+    if not REGISTRY.explainer_class(method).neuron_option:
+        raise OptionError(
+            f"{method!r} takes no neuron= option; the methods that do (Captum's Neuron* "
+            f"methods): {', '.join(_neuron_methods())}."
+        )
+    if not isinstance(layer, str):
+        raise OptionError(
+            f"neuron= needs layer=<name> (one layer, a string), got layer={layer!r}: the "
+            "neuron is an index into that layer's output."
+        )
+    if target is not None or output is not None or "noise_tunnel" in options:
+        raise OptionError(
+            "neuron= names what is explained, so it takes no target= or output= (and no "
+            "noise_tunnel= yet); drop them."
+        )
+    plain = type(neuron) is int or (
+        isinstance(neuron, tuple) and neuron and all(type(i) is int for i in neuron)
+    )
+    if not plain or min((neuron,) if type(neuron) is int else neuron) < 0:
+        raise OptionError(
+            f"neuron must be a non-negative int (a layer with one axis per sample) or a "
+            f"tuple of them (one per axis of the layer's output), got {neuron!r}."
+        )
+    adapter = adapt(model)
+    if not getattr(adapter, "layer_outputs", False):
+        raise adapter.missing(
+            "neuron= (a layer's output as the explained output)",
+            "explain the same weights on PyTorch, or the layer with layer= alone",
+        )
+    adapter.check_layers([layer])
+    explanation = run(
+        get_explainer(method, **options),
+        adapter,
+        inputs,
+        neuron,
+        forward_kwargs=forward_kwargs,
+        output=LayerOutput(layer),
+    )
+    explanation.output = None
+    explanation.options = {**explanation.options, "layer": layer, "neuron": neuron}
+    return explanation
+
+
+def _neuron_methods() -> list[str]:
+    return sorted(
+        name
+        for name, (cls, _) in REGISTRY.explainer_table().items()
+        if getattr(cls, "neuron_option", False)
     )
 
 

@@ -69,6 +69,10 @@ class Explainer(ABC):
     #: `first_pass.PendingTarget` that that pass resolves (`np.asarray(target)` before it
     #: costs the prediction pass back); see `xai_core.first_pass`
     target_from_first_pass: ClassVar[bool] = False
+    #: whether `neuron=` (with `layer=`) turns the method into Captum's Neuron* method:
+    #: the core then explains that element of the layer's output instead of a model
+    #: output (`outputs.LayerOutput`), and the method itself sees no `layer`
+    neuron_option: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
         key = _options_key(type(self), options)

@@ -11,9 +11,20 @@ on whatever their model returned.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import InputError
+
+
+@dataclass(frozen=True)
+class LayerOutput:
+    """`output=` meaning the named layer's output instead of the model's: what Captum's
+    Neuron* methods explain (`explain(..., layer=name, neuron=index)`). A backend with
+    `layer_outputs = True` records that layer's output during a call and returns it from
+    `select_output`; the target is then an index into the layer's output."""
+
+    layer: str
 
 
 def at_target(outputs: Any, target: Any) -> Any:
