@@ -140,8 +140,14 @@ def test_a_linear_neurons_gradient_is_its_weight_row_also_before_an_inplace_relu
         e.attributions, np.tile(model[0].weight[3].detach().numpy(), (5, 1)), rtol=1e-6
     )
     np.testing.assert_array_equal(e.target, [3] * 5)
+    w = model[0].weight[3].detach().numpy()
     ig = xai_core.explain(model, x, "integrated_gradients", layer="0", neuron=3)
-    np.testing.assert_allclose(ig.attributions, x * model[0].weight[3].detach().numpy(), rtol=1e-5)
+    np.testing.assert_allclose(ig.attributions, x * w, rtol=1e-5)
+    ixg = xai_core.explain(model, x, "input_x_gradient", layer="0", neuron=3)
+    np.testing.assert_allclose(ixg.attributions, x * w, rtol=1e-6)
+    b = np.random.default_rng(3).normal(size=(1, 6)).astype(np.float32)
+    gs = xai_core.explain(model, x, "gradient_shap", layer="0", neuron=3, background=b, seed=0)
+    np.testing.assert_allclose(gs.attributions, (x - b) * w, rtol=1e-5, atol=1e-6)
 
 
 def test_the_same_call_without_neuron_explains_the_model_again():
