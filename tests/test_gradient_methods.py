@@ -10,15 +10,9 @@ from captum.attr import IntegratedGradients, Saliency
 import xai_core
 
 from models import images, tabular, torch_cnn, torch_linear
+from reference_checks import assert_close
 
 RTOL = 1e-5
-
-
-def assert_close(actual, expected, rtol=RTOL):
-    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
-    assert actual.shape == expected.shape
-    err = np.abs(actual - expected).max() / max(np.abs(expected).max(), 1e-12)
-    assert err <= rtol, f"relative error {err:.2e} > {rtol:.0e}"
 
 
 def captum_ig(model, x, target, baselines, n_steps, rule, batch=None):

@@ -19,20 +19,12 @@ import xai_core
 
 from conftest import torch_state
 from real_models import resnet
+from reference_checks import assert_close
 from test_modified_backprop import OneConv
 from zennit_reference import zennit
 
 captum_attr = pytest.importorskip("captum.attr")
 lrp_rules = pytest.importorskip("captum.attr._utils.lrp_rules")
-
-RTOL = 1e-5
-
-
-def assert_close(actual, expected, rtol=RTOL):
-    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
-    assert actual.shape == expected.shape
-    scale = max(float(np.abs(expected).max()), 1e-12)
-    assert float(np.abs(actual - expected).max()) / scale <= rtol
 
 
 def captum_lrp(model, x, target, rules=None):

@@ -19,23 +19,13 @@ import xai_core
 
 from conftest import torch_state
 from real_models import resnet
+from reference_checks import assert_close, captum_attribute
 
 captum_attr = pytest.importorskip("captum.attr")
 
-RTOL = 1e-5
-
-
-def assert_close(actual, expected, rtol=RTOL):
-    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
-    scale = max(float(np.abs(expected).max()), 1e-12)
-    assert actual.shape == expected.shape
-    assert float(np.abs(actual - expected).max()) / scale <= rtol
-
 
 def captum(cls, model, x, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # Captum warns that it sets hooks
-        return cls(model).attribute(torch.from_numpy(x), **kwargs).detach().numpy()
+    return captum_attribute(cls(model), x, **kwargs)
 
 
 # -- the architectures of Captum's own test models, with their fixed weights -------------

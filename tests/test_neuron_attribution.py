@@ -3,8 +3,6 @@ and with closed forms (issue 22)."""
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 import torch
@@ -13,17 +11,10 @@ from torch import nn
 import xai_core
 
 from conftest import torch_state
+from real_models import resnet
+from reference_checks import assert_close, captum_attribute
 
 captum_attr = pytest.importorskip("captum.attr")
-
-RTOL = 1e-5
-
-
-def assert_close(actual, expected, rtol=RTOL):
-    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
-    scale = max(float(np.abs(expected).max()), 1e-12)
-    assert actual.shape == expected.shape
-    assert float(np.abs(actual - expected).max()) / scale <= rtol
 
 
 class NeuronNet(nn.Module):
@@ -53,10 +44,7 @@ def images(n=3, seed=0, scale=1.0):
 
 
 def captum(cls, model, layer, x, neuron, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # Captum warns that it sets hooks
-        got = cls(model, getattr(model, layer)).attribute(torch.from_numpy(x), neuron, **kwargs)
-        return got.detach().numpy()
+    return captum_attribute(cls(model, getattr(model, layer)), x, neuron, **kwargs)
 
 
 #: ours -> (Captum's class, our options, Captum's options)
@@ -193,3 +181,53 @@ def test_bad_neuron_calls_are_clear_errors_and_leave_the_model(options, match):
 def test_a_method_without_a_neuron_form_says_which_have_one():
     with pytest.raises(xai_core.OptionError, match="deeplift.*integrated_gradients.*saliency"):
         xai_core.explain(NeuronNet().eval(), images(1), "grad_cam", layer="conv2", neuron=(0, 0, 0))
+
+
+RESNET_LAYER, RESNET_NEURON = "layer1.0.conv2", (1, 2, 3)
+
+
+def resnet_images(n=2, seed=0, scale=1.0):
+    return (scale * np.random.default_rng(seed).normal(size=(n, 3, 16, 16))).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "method, name, options, captum_options",
+    [
+        ("saliency", "NeuronGradient", {"abs": False}, {}),
+        ("integrated_gradients", "NeuronIntegratedGradients", {"n_steps": 16}, {"n_steps": 16}),
+        ("guided_backprop", "NeuronGuidedBackprop", {}, {}),
+    ],
+)
+def test_neuron_methods_equal_captums_on_a_resnet(method, name, options, captum_options):
+    """BatchNorm with real statistics, one in-place ReLU module reused in every block and
+    `out += identity` after the layer: the recorded output must be the conv's own."""
+    model, x = resnet(), resnet_images()
+    before = torch_state(model)
+    e = xai_core.explain(model, x, method, layer=RESNET_LAYER, neuron=RESNET_NEURON, **options)
+    assert torch_state(model) == before
+    unit = model.get_submodule(RESNET_LAYER)
+    method_of_captum = getattr(captum_attr, name)(model, unit)
+    assert_close(
+        e.attributions, captum_attribute(method_of_captum, x, RESNET_NEURON, **captum_options)
+    )
+
+
+def test_neuron_deeplift_is_complete_on_a_resnet():
+    """Sum of DeepLift's attributions = the neuron at x minus the neuron at the baseline."""
+    model, x = resnet(), resnet_images()
+    baselines = resnet_images(seed=4, scale=0.1)
+    e = xai_core.explain(
+        model, x, "deeplift", layer=RESNET_LAYER, neuron=RESNET_NEURON, baselines=baselines
+    )
+    seen = []
+    hook = model.get_submodule(RESNET_LAYER).register_forward_hook(
+        lambda _m, _i, out: seen.append(out[(slice(None), *RESNET_NEURON)].detach().clone())
+    )
+    try:
+        with torch.no_grad():
+            model(torch.from_numpy(x)), model(torch.from_numpy(baselines))
+    finally:
+        hook.remove()
+    difference = (seen[0] - seen[1]).numpy().astype(np.float64)
+    sums = e.attributions.reshape(len(x), -1).sum(axis=1, dtype=np.float64)
+    np.testing.assert_allclose(sums, difference, rtol=1e-3, atol=1e-5)
