@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import xai_core
+from xai_core.registry import REGISTRY
 from xai_core.testing.twins import cnn_weights, from_layout, mlp_weights, to_layout, twin
 
 from models import images, tabular
@@ -222,3 +223,61 @@ def test_every_explainer_gives_the_same_explanation(twins, method, options, kind
             np.testing.assert_allclose(
                 expl.convergence_delta, reference.convergence_delta, atol=RTOL * scale
             )
+
+
+#: (kind, layer, neuron in PyTorch's layout): the ReLU neurons are inactive for some of the
+#: samples, so that the rule of the neuron's own layer shows (Guided Backprop, DeepLift)
+NEURONS = [("cnn", "conv2", (1, 2, 3)), ("cnn", "relu2", (3, 1, 2)), ("mlp", "fc1", 5)]
+NEURONS += [("mlp", "relu", 2)]
+
+
+def neuron_in_layout(neuron, framework: str):
+    if isinstance(neuron, tuple) and len(neuron) == 3 and framework == "tensorflow":
+        return (neuron[1], neuron[2], neuron[0])  # (C, H, W) -> Keras's (H, W, C)
+    return neuron
+
+
+@pytest.mark.parametrize(
+    "method", [m for m in xai_core.explainers() if REGISTRY.explainer_class(m).neuron_option]
+)
+@pytest.mark.parametrize("kind, layer, neuron", NEURONS, ids=lambda v: str(v))
+def test_every_neuron_method_gives_the_same_explanation(twins, method, kind, layer, neuron):
+    """Captum's Neuron* methods (`neuron=` with `layer=`), the neuron indexed in each
+    framework's own layout of the layer's output."""
+    _, x, _ = CASES[kind]
+    options = METHOD_OPTIONS[method][0]
+    reference = xai_core.explain(
+        twins["torch", kind], x, method, layer=layer, neuron=neuron, **resolve(options, x, "torch")
+    )
+    assert np.abs(reference.attributions).max() > 0
+    for framework in OTHERS:
+        expl = xai_core.explain(
+            twins[framework, kind],
+            to_layout(x, framework),
+            method,
+            layer=layer,
+            neuron=neuron_in_layout(neuron, framework),
+            **resolve(options, x, framework),
+        )
+        assert expl.options["neuron"] == neuron_in_layout(neuron, framework)
+        got = from_layout(expl.attributions, framework)
+        assert_close(got, reference.attributions, f"{method} neuron on {framework}")
+
+
+@pytest.mark.parametrize("kind", ["functional", "subclassed"])
+@pytest.mark.parametrize("method", ["saliency", "deeplift", "deconvolution"])
+def test_keras_neurons_of_every_model_kind_agree_and_leave_the_layers_as_they_were(kind, method):
+    """A functional graph and a subclassed `call` both record the layer through its `call`,
+    inside the rule's own `call` where the method has rules; afterwards no layer keeps an
+    instance attribute of ours."""
+    from xai_core.testing.twins import keras_mlp
+
+    x = tabular(5)
+    reference = xai_core.explain(
+        twin("torch", "mlp", mlp_weights()), x, method, layer="relu", neuron=2
+    )
+    model = keras_mlp(mlp_weights(), kind)
+    attributes = {id(layer): set(vars(layer)) for layer in model.layers}
+    expl = xai_core.explain(model, x, method, layer="relu", neuron=2)
+    assert_close(expl.attributions, reference.attributions, f"{method} neuron, {kind}")
+    assert {id(layer): set(vars(layer)) for layer in model.layers} == attributes

@@ -94,6 +94,12 @@ def test_rule_methods_say_onnx_has_no_backward_rules(pairs, method):
         xai_core.explain(exported, x, method)
 
 
+def test_neuron_says_which_backends_record_a_layers_output(pairs):
+    _, exported, x = pairs["mlp"]
+    with pytest.raises(xai_core.CapabilityError, match="neuron=.*PyTorch, Keras or Paddle"):
+        xai_core.explain(exported, x, "feature_ablation", layer="/fc1/Gemm_output_0", neuron=1)
+
+
 def test_a_session_works_and_summary_lists_the_graph(pairs):
     import onnxruntime as ort
 

@@ -139,9 +139,17 @@ def test_kept_seeds_are_never_handed_out_and_follow_targets_and_dtypes():
         assert got.attributions.dtype == dtype
 
 
-def test_neuron_is_refused_with_a_capability_error_that_says_where_it_works():
+def test_a_neuron_explanation_leaves_no_hook_also_when_it_fails():
+    """The layer's recording hooks (and a rule's) are removed after the call, and after a
+    call that fails inside the model."""
     model = paddle_mlp(WEIGHTS)
     before = paddle_state(model)
-    with pytest.raises(xai_core.CapabilityError, match="neuron=.*PyTorch"):
-        xai_core.explain(model, tabular(2), "saliency", layer="fc1", neuron=1)
+    for method in ("saliency", "deeplift", "guided_backprop"):
+        e = xai_core.explain(model, tabular(2), method, layer="fc1", neuron=1)
+        assert np.abs(e.attributions).max() > 0
+    with pytest.raises(xai_core.XaiError):
+        xai_core.explain(model, tabular(2)[:, :3], "deeplift", layer="fc1", neuron=1)
     assert paddle_state(model) == before
+    assert not any(
+        layer._forward_pre_hooks or layer._forward_post_hooks for layer in model.sublayers()
+    )

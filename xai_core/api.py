@@ -142,7 +142,8 @@ def _explain_neuron(
     if not getattr(adapter, "layer_outputs", False):
         raise adapter.missing(
             "neuron= (a layer's output as the explained output)",
-            "explain the same weights on PyTorch, or the layer with layer= alone",
+            "explain the model in PyTorch, Keras or Paddle (their backends record a layer's "
+            "output), or the layer itself with layer= alone",
         )
     adapter.check_layers([layer])
     explanation = run(

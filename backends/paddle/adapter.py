@@ -44,9 +44,10 @@ from xai_core.backend_utils import (
 from xai_core.errors import InputError
 from xai_core.fingerprint import array_digest
 from xai_core.inputs import ModelInputs
+from xai_core.neuron_recording import RecordsLayerOutput
 
 
-class PaddleAdapter(ModelAdapter):
+class PaddleAdapter(RecordsLayerOutput, ModelAdapter):
     backend = "paddle"
     targets_from_pass = True
 
@@ -60,9 +61,9 @@ class PaddleAdapter(ModelAdapter):
 
     def session(self) -> contextlib.AbstractContextManager[None]:
         training, static = _session_layers(self.model)
-        if not training and not static:
-            return contextlib.nullcontext()  # the usual call: nothing to switch
-        return self._switched(training, static)
+        if not training and not static:  # the usual call: nothing to switch
+            return self.recording_session(contextlib.nullcontext())
+        return self.recording_session(self._switched(training, static))
 
     @contextlib.contextmanager
     def _switched(self, training: list, static: list) -> Iterator[None]:
@@ -201,7 +202,7 @@ class PaddleAdapter(ModelAdapter):
     ) -> tuple[np.ndarray, np.ndarray]:
         from .rules import rules_applied
 
-        with rules_applied(self._sublayers(), rules):
+        with self.rules_then_layer_output(rules_applied(self._sublayers(), rules)):
             return self.gradients_and_outputs(inputs, target)
 
     def layer_kinds(self) -> dict[str, str | None]:

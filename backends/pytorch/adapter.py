@@ -41,7 +41,7 @@ from xai_core.backend_utils import (
 from xai_core.errors import InputError
 from xai_core.fingerprint import array_digest
 from xai_core.inputs import ModelInputs
-from xai_core.outputs import LayerOutput
+from xai_core.neuron_recording import RecordsLayerOutput
 
 #: the prefix `torch.compile` gives every name inside the compiled module
 _COMPILED_PREFIX = "_orig_mod."
@@ -60,10 +60,9 @@ _HOOK_DICTS = (
 )
 
 
-class TorchAdapter(ModelAdapter):
+class TorchAdapter(RecordsLayerOutput, ModelAdapter):
     backend = "torch"
     targets_from_pass = True
-    layer_outputs = True  # `outputs.LayerOutput` as `output`: Captum's Neuron* methods
 
     def __init__(self, model: torch.nn.Module) -> None:
         # `torch.compile` returns a wrapper whose graph ignores hooks added later (Grad-CAM
@@ -79,38 +78,12 @@ class TorchAdapter(ModelAdapter):
         self.dtype = ref.dtype if ref is not None and ref.is_floating_point() else torch.float32
         self.on_cpu = self.device.type == "cpu"
         self._named: dict[str, torch.nn.Module] | None = None
-        self._layer_store: dict[str, torch.Tensor] | None = None  # (see `select_output`)
 
     # -- lifecycle -----------------------------------------------------------
     def session(self) -> contextlib.AbstractContextManager[None]:
         training, plain = _modules_in_training(self.model)
         modes = _flags_switched_to_eval(training) if training and plain else None
-        modes = modes or eval_mode(self.model, training)
-        if isinstance(self.output, LayerOutput):
-            return self._recording_layer_output(modes)
-        return modes
-
-    @contextlib.contextmanager
-    def _recording_layer_output(
-        self, modes: contextlib.AbstractContextManager[None]
-    ) -> Iterator[None]:
-        """The session of a neuron explanation: every call records the layer's output (the
-        graph kept; what follows gets a copy, so an in-place op after it cannot move it)."""
-        with modes, self._hooked([self.output.layer], keep_graph=True) as store:
-            previous, self._layer_store = self._layer_store, store
-            try:
-                yield
-            finally:
-                self._layer_store = previous
-
-    def select_output(self, raw: Any) -> Any:
-        if isinstance(self.output, LayerOutput):
-            if self._layer_store is None:
-                raise self.missing("a layer's output outside a session")
-            # taken, not read: a call that does not run the layer must not get the last one
-            recorded = self._layer_store.pop(self.output.layer, None)
-            return stored_output({}, self.output.layer) if recorded is None else recorded
-        return super().select_output(raw)
+        return self.recording_session(modes or eval_mode(self.model, training))
 
     @contextlib.contextmanager
     def foreign_session(self) -> Iterator[None]:
@@ -318,20 +291,8 @@ class TorchAdapter(ModelAdapter):
     ) -> tuple[np.ndarray, np.ndarray]:
         from .rules import rules_applied
 
-        if not isinstance(self.output, LayerOutput):
-            with rules_applied(self._modules(), rules):
-                return self.gradients_and_outputs(inputs, target)
-        # a neuron's layer: recorded again after its own rule, so that the rule applies to it
-        session_store = self._layer_store
-        with rules_applied(self._modules(), rules):
-            with self._hooked([self.output.layer], keep_graph=True) as store:
-                self._layer_store = store
-                try:
-                    return self.gradients_and_outputs(inputs, target)
-                finally:
-                    self._layer_store = session_store
-                    if session_store is not None:
-                        session_store.pop(self.output.layer, None)
+        with self.rules_then_layer_output(rules_applied(self._modules(), rules)):
+            return self.gradients_and_outputs(inputs, target)
 
     def layer_kinds(self) -> dict[str, str | None]:
         from .rules import kind_of

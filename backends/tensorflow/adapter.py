@@ -41,7 +41,7 @@ from xai_core.backend_utils import (
 from xai_core.errors import AmbiguousLayerError, InputError, TargetError
 from xai_core.fingerprint import array_digest
 from xai_core.inputs import ModelInputs
-from xai_core.outputs import pick_output
+from xai_core.outputs import LayerOutput, pick_output
 
 #: compiled functions per model, kept across `explain` calls (each call builds a new
 #: adapter; retracing per call would cost ~100 ms). Weak both ways: no attribute on
@@ -61,6 +61,9 @@ def _fingerprint(model: Any) -> tuple:
     return tuple(id(layer) for layer in model.layers), plain
 
 
+#: no instance attribute of that name (a layer's own `call` is its class's)
+_ABSENT = object()
+
 #: attribute types a traced `call` may read as constants (subclasses of them, e.g. an
 #: IntEnum, are not plain values of a model's configuration)
 _PLAIN = frozenset({bool, int, float, str})
@@ -77,6 +80,23 @@ def _compiled_for(model: Any) -> dict[tuple, Callable]:
 
 def _outputs_of(model_ref: weakref.ref, x: Any, output: Any = None) -> tf.Tensor:
     model = model_ref()
+    if isinstance(output, LayerOutput):  # Captum's Neuron* methods: the layer's output
+        # recorded inside the rules' layer calls (if any), so the layer keeps its rule
+        with KerasAdapter(model)._recording([output.layer]) as store:
+            _called(model, x)
+        out = stored_output(store, output.layer)
+    else:
+        out = pick_output(_called(model, x), output)
+    if not isinstance(out, tf.Tensor):
+        raise InputError(
+            f"the model returned a {type(out).__name__}, not a tensor; pick the output to "
+            "explain with output=<index, key or function>."
+        )
+    return out
+
+
+def _called(model: Any, x: Any) -> Any:
+    """What the model returns for `x` (a tensor, or several inputs), in inference mode."""
     if isinstance(x, ModelInputs):  # Keras's convention: several inputs are one list or dict
         attributed = set(x.attributed)
         if x.args:
@@ -86,16 +106,8 @@ def _outputs_of(model_ref: weakref.ref, x: Any, output: Any = None) -> tf.Tensor
             declared = _dict_input_names(model)
             inputs = {k: v for k, v in x.kwargs.items() if k in attributed or k in declared}
             extra = {k: v for k, v in x.kwargs.items() if k not in inputs}
-        raw = model(inputs, **extra, training=False)
-    else:
-        raw = model(x, training=False)
-    out = pick_output(raw, output)
-    if not isinstance(out, tf.Tensor):
-        raise InputError(
-            f"the model returned a {type(out).__name__}, not a tensor; pick the output to "
-            "explain with output=<index, key or function>."
-        )
-    return out
+        return model(inputs, **extra, training=False)
+    return model(x, training=False)
 
 
 def _dict_input_names(model: Any) -> set[str]:
@@ -179,6 +191,7 @@ def _compile(
 
 class KerasAdapter(ModelAdapter):
     backend = "tensorflow"
+    layer_outputs = True  # `outputs.LayerOutput` as `output`: Captum's Neuron* methods
     channels_last = True
     targets_from_pass = True
 
@@ -556,7 +569,7 @@ class KerasAdapter(ModelAdapter):
     ) -> Iterator[dict[str, tf.Tensor]]:
         self.check_layers(names)
         store: dict[str, tf.Tensor] = {}
-        wrapped = []
+        wrapped: list[tuple[Any, Any]] = []  # (layer, its own `call` attribute or _ABSENT)
         try:
             for name in names:
                 base, at_input = layer_input(name)
@@ -605,13 +618,16 @@ class KerasAdapter(ModelAdapter):
 
                 # bypass Keras's attribute tracking: one plain instance attribute (a second
                 # name on the same layer wraps the first recorder)
+                if all(layer is not w for w, _ in wrapped):
+                    wrapped.append((layer, vars(layer).get("call", _ABSENT)))
                 object.__setattr__(layer, "call", recorder)
-                if all(layer is not w for w in wrapped):
-                    wrapped.append(layer)
             yield store
-        finally:
-            for layer in wrapped:
-                object.__delattr__(layer, "call")
+        finally:  # what was there before put back: a backward rule's call, say
+            for layer, own in reversed(wrapped):
+                if own is _ABSENT:
+                    object.__delattr__(layer, "call")
+                else:
+                    object.__setattr__(layer, "call", own)
 
     def capture(self, inputs: np.ndarray, layers: Sequence[str]) -> dict[str, np.ndarray]:
         return self.forward_and_capture(inputs, layers)[1]
