@@ -18,6 +18,8 @@ _EXPORTS = {
     "adapt": "api",
     "backends": "api",
     "explain": "api",
+    "explain_text": "text",
+    "TextExplanation": "text_explanation",
     "explainers": "api",
     "get_explainer": "api",
     "plugins": "api",
@@ -101,6 +103,8 @@ __all__ = [
     "adapt",
     "backends",
     "explain",
+    "explain_text",
+    "TextExplanation",
     "explainers",
     "get_explainer",
     "hookimpl",
@@ -167,3 +171,5 @@ if TYPE_CHECKING:
     from .metric import Metric, MetricContext, MetricResult
     from .registry import hookimpl
     from .summary import Summary, summary
+    from .text import explain_text
+    from .text_explanation import TextExplanation

@@ -155,6 +155,13 @@ class ModelAdapter(ABC):
             return self.layer_gradients_and_outputs(inputs, target, layer, replacement)[:2]
         raise self.missing("gradients at a layer")
 
+    def token_log_probs(self, logits: Any, positions: np.ndarray, tokens: np.ndarray) -> Any:
+        """log softmax(logits[:, positions[t]])[tokens[t]] for each t, as the framework's
+        tensor of shape (batch, len(tokens)): what a language model's continuation is
+        explained by (`xai_core.explain_text`). `logits` is the framework's (batch, seq,
+        vocab) tensor; written with its own ops, so gradients flow through it."""
+        raise self.missing("token log-probabilities (explaining a language model's continuation)")
+
     def layer_parameters(self, layer: str) -> list[np.ndarray]:
         """The named layer's learnable parameters as copies, in PyTorch's layout (Linear
         (out, in), Conv (out, in, *kernel)) and order (weight, bias), so that draws made

@@ -452,3 +452,37 @@ def plot_comparison_table(comparison: Any) -> Figure:
         ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+def plot_token_heatmap(
+    scores: np.ndarray,
+    input_tokens: Sequence[str],
+    output_tokens: Sequence[str],
+    title: str | None = None,
+    ax: Any = None,
+) -> Figure:
+    """Rows: what was explained (generated tokens, or a class), columns: input features;
+    a diverging map centred at 0 (red raises the explained log-probability or logit, blue
+    lowers it), each cell's score written in it when the grid is small enough to read."""
+    plt = _pyplot()
+    scores = np.asarray(scores, np.float64).reshape(len(output_tokens), len(input_tokens))
+    if ax is None:
+        width = min(2.0 + 0.55 * len(input_tokens), 24.0)
+        fig, ax = plt.subplots(figsize=(width, 1.2 + 0.42 * len(output_tokens)))
+    else:
+        fig = ax.figure
+    scale = max(float(np.abs(scores).max()), 1e-12)
+    image = ax.imshow(scores, cmap="RdBu_r", vmin=-scale, vmax=scale, aspect="auto")
+    ax.set_xticks(range(len(input_tokens)), [repr(t)[1:-1] for t in input_tokens], rotation=60)
+    ax.set_yticks(range(len(output_tokens)), [repr(t)[1:-1] for t in output_tokens])
+    ax.set_xlabel("input features")
+    ax.set_ylabel("explained output")
+    if scores.size <= 400:
+        for (row, col), value in np.ndenumerate(scores):
+            shade = "white" if abs(value) > 0.6 * scale else "black"
+            ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=7, color=shade)
+    fig.colorbar(image, ax=ax, label="attribution", fraction=0.04, pad=0.02)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig

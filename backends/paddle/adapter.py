@@ -205,6 +205,18 @@ class PaddleAdapter(RecordsLayerOutput, ModelAdapter):
         with self.rules_then_layer_output(rules_applied(self._sublayers(), rules)):
             return self.gradients_and_outputs(inputs, target)
 
+    def token_log_probs(self, logits: Any, positions: np.ndarray, tokens: np.ndarray) -> Any:
+        at = paddle.to_tensor(np.asarray(positions, np.int64))
+        chosen = paddle.nn.functional.log_softmax(
+            paddle.index_select(logits, at, axis=1).astype("float32"), axis=-1
+        )
+        picks = np.broadcast_to(
+            np.asarray(tokens, np.int64)[None, :, None], (chosen.shape[0], len(tokens), 1)
+        )
+        return paddle.take_along_axis(
+            chosen, paddle.to_tensor(np.ascontiguousarray(picks)), axis=2
+        )[..., 0]
+
     def layer_kinds(self) -> dict[str, str | None]:
         from .rules import kind_of
 

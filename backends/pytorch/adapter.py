@@ -294,6 +294,12 @@ class TorchAdapter(RecordsLayerOutput, ModelAdapter):
         with self.rules_then_layer_output(rules_applied(self._modules(), rules)):
             return self.gradients_and_outputs(inputs, target)
 
+    def token_log_probs(self, logits: Any, positions: np.ndarray, tokens: np.ndarray) -> Any:
+        at = torch.as_tensor(np.asarray(positions, np.int64), device=logits.device)
+        chosen = torch.log_softmax(logits[:, at].float(), dim=-1)
+        steps = torch.arange(len(tokens), device=logits.device)
+        return chosen[:, steps, torch.as_tensor(np.asarray(tokens, np.int64), device=logits.device)]
+
     def layer_kinds(self) -> dict[str, str | None]:
         from .rules import kind_of
 

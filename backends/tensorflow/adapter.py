@@ -395,6 +395,13 @@ class KerasAdapter(ModelAdapter):
         with rules_applied(self._leaves(), rules):
             return self._eager_gradients(inputs, target)
 
+    def token_log_probs(self, logits: Any, positions: np.ndarray, tokens: np.ndarray) -> Any:
+        chosen = tf.nn.log_softmax(
+            tf.cast(tf.gather(logits, np.asarray(positions, np.int64), axis=1), tf.float32), axis=-1
+        )
+        # (batch, T, T): each step's log-probabilities of every target token; the diagonal
+        return tf.linalg.diag_part(tf.gather(chosen, np.asarray(tokens, np.int64), axis=2))
+
     def layer_kinds(self) -> dict[str, str | None]:
         from .rules import activation_kinds, kind_of
 

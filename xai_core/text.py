@@ -1,0 +1,529 @@
+"""Text in, explanation out: `explain_text(model, tokenizer, text, method)`.
+
+What a user of a text model would otherwise do by hand around `explain`: tokenize (with
+the special tokens the model expects, which are never features), find the input
+embedding, build the baseline (pad tokens where the features are), choose what is
+explained (a class's logit, or the log-probability of each token of a continuation,
+teacher-forced), and map the scores back to tokens or words. Everything below goes
+through `explain` and the adapter contract, so a text model of any framework whose
+backend has `token_log_probs` (language models) is explained the same way.
+
+Conventions (Captum's `LLMAttribution` / `LLMGradientAttribution` where it has one):
+
+- A language model's row t explains log p(target[t] | prompt, target[:t]); the whole
+  sequence (prompt and continuation) runs once per row, and row t reads the logits at
+  position len(prompt) - 1 + t (a causal model sees nothing after it there, so this
+  equals Captum's one-call-per-token forward). `sequence_attribution` explains the
+  log-probability of the whole continuation: the sum of the rows (exact for gradient
+  methods and feature ablation, which are linear in what they explain).
+- Gradient methods attribute through the input embedding (`layer=`, found from the
+  tokenizer's vocabulary size when not given); a token's score is the sum over the
+  embedding axis; with no `baselines`, the baseline is the pad token at every feature
+  position (special tokens and the continuation kept).
+- Perturbation methods switch a feature's tokens to `baseline_token` one for one (the
+  length never changes); special tokens and the continuation are never switched.
+- `features="words"`: tokens merged by the tokenizer's word ids; a gradient method's
+  word score is the sum of its tokens' scores, a perturbation method switches the word.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError, OptionError, TargetError, XaiError
+from .registry import REGISTRY
+from .text_explanation import TextExplanation
+
+#: perturbation methods and the option that takes the baseline ids
+_PERTURBATION = {"feature_ablation": "baselines", "kernel_shap": "background", "lime": "background"}
+#: greedy continuation length when a language model's target is not given (Captum: 25)
+DEFAULT_NEW_TOKENS = 8
+
+
+@dataclass
+class _Prompt:
+    ids: list[int]  # what reaches the model: special tokens included
+    features: list[list[int]]  # the positions of each feature, in order
+    names: list[str]  # each feature's text
+
+
+def explain_text(
+    model: Any,
+    tokenizer: Any,
+    text: str | Sequence[str],
+    method: str = "integrated_gradients",
+    *,
+    target: Any = None,
+    features: str = "tokens",
+    baseline_token: str | None = None,
+    layer: str | None = None,
+    max_new_tokens: int = DEFAULT_NEW_TOKENS,
+    **options: Any,
+) -> TextExplanation | list[TextExplanation]:
+    """Explain what `model` does with `text` (a string; a list gives a list of results).
+
+    A classifier (outputs (batch, classes)) explains `target`, a class index or label name
+    (None: the predicted class). A causal language model (outputs (batch, seq, vocab))
+    explains the continuation `target` (a string, tokenized without special tokens), or,
+    for None, its own greedy continuation of `max_new_tokens` tokens (generated once, by
+    argmax, stopping at the tokenizer's end-of-sequence token). `method` is any gradient
+    method with a `layer=` option (through the input embedding) or one of
+    feature_ablation, kernel_shap, lime (switching tokens to `baseline_token`, default
+    the pad token); `options` go to the method.
+    """
+    from .api import adapt
+
+    if isinstance(text, (list, tuple)):
+        return [
+            explain_text(
+                model,
+                tokenizer,
+                one,
+                method,
+                target=target,
+                features=features,
+                baseline_token=baseline_token,
+                layer=layer,
+                max_new_tokens=max_new_tokens,
+                **options,
+            )
+            for one in text
+        ]
+    if not isinstance(text, str) or not text.strip():
+        raise InputError(
+            f"text must be a non-empty string (or a list of them), got {text!r}: there is "
+            "nothing to explain in it."
+        )
+    if features not in ("tokens", "words"):
+        raise OptionError(f"features must be 'tokens' or 'words', got {features!r}.")
+    adapter = adapt(model)
+    prompt = _tokenized(tokenizer, text, features)
+    _check_context(model, tokenizer, len(prompt.ids))
+    _check_ids(adapter, tokenizer, prompt.ids)
+    logits = _forward(adapter, np.asarray([prompt.ids]))
+    if logits.ndim == 3:
+        return _explain_continuation(
+            adapter,
+            model,
+            tokenizer,
+            prompt,
+            logits,
+            method,
+            target,
+            baseline_token,
+            layer,
+            max_new_tokens,
+            features,
+            options,
+        )
+    if logits.ndim != 2:
+        raise InputError(
+            f"the model returned logits of shape {logits.shape}; explain_text explains "
+            "classifiers (batch, classes) and language models (batch, sequence, vocabulary)."
+        )
+    return _explain_class(
+        adapter,
+        model,
+        tokenizer,
+        prompt,
+        logits[0],
+        method,
+        target,
+        baseline_token,
+        layer,
+        features,
+        options,
+    )
+
+
+# -- what is explained ----------------------------------------------------------------------
+def _explain_class(
+    adapter,
+    model,
+    tokenizer,
+    prompt,
+    logits,
+    method,
+    target,
+    baseline_token,
+    layer,
+    features,
+    options,
+) -> TextExplanation:
+    label = _class_index(model, target, logits)
+    # found (and the tokenizer's size checked against it) for every method: a perturbation
+    # method on another model's tokenizer would run, and mean nothing
+    layer = layer or _input_embedding(adapter, tokenizer, prompt.ids)
+    ids = np.asarray([prompt.ids])
+    scores, explanation = _attribute(
+        adapter,
+        tokenizer,
+        ids,
+        prompt,
+        np.asarray([label]),
+        None,
+        method,
+        baseline_token,
+        layer,
+        options,
+    )
+    names = getattr(getattr(model, "config", None), "id2label", None) or {}
+    return TextExplanation(
+        text=prompt_text(prompt),
+        method=method,
+        features=features,
+        input_tokens=prompt.names,
+        output_tokens=[str(names.get(label, label))],
+        attributions=scores,
+        sequence_attribution=scores[0],
+        target=[label],
+        target_scores=np.asarray([float(explanation.predictions[0, label])]),
+        explanation=explanation,
+    )
+
+
+def _explain_continuation(
+    adapter,
+    model,
+    tokenizer,
+    prompt,
+    logits,
+    method,
+    target,
+    baseline_token,
+    layer,
+    max_new_tokens,
+    features,
+    options,
+) -> TextExplanation:
+    vocabulary = logits.shape[-1]
+    if target is None:
+        continuation = _greedy(adapter, tokenizer, prompt.ids, max_new_tokens, model)
+    elif isinstance(target, str):
+        if not target:
+            raise TargetError("target is an empty string: give the continuation to explain.")
+        continuation = list(tokenizer.encode(target, add_special_tokens=False))
+        if not continuation:
+            raise TargetError(f"the tokenizer gives no tokens for target {target!r}.")
+        if tokenizer.decode(continuation).strip() != target.strip():
+            raise TargetError(
+                f"the tokenizer cannot produce target {target!r} (it reads back as "
+                f"{tokenizer.decode(continuation)!r}: words outside its vocabulary?); give "
+                "a continuation made of the tokenizer's tokens."
+            )
+    else:
+        raise TargetError(
+            f"a language model's target is the continuation to explain, a string (or None "
+            f"for its own greedy continuation), got {target!r}."
+        )
+    _check_vocabulary(tokenizer, vocabulary)
+    _check_context(model, tokenizer, len(prompt.ids) + len(continuation))
+    steps = len(continuation)
+    positions = len(prompt.ids) - 1 + np.arange(steps)
+    tokens = np.asarray(continuation)
+
+    def log_probs(raw: Any) -> Any:  # (rows, steps): each step's target log-probability
+        return adapter.token_log_probs(_logits_of(raw), positions, tokens)
+
+    ids = np.tile(np.asarray(prompt.ids + continuation), (steps, 1))
+    scores, explanation = _attribute(
+        adapter,
+        tokenizer,
+        ids,
+        prompt,
+        np.arange(steps),
+        log_probs,
+        method,
+        baseline_token,
+        layer,
+        options,
+    )
+    step_scores = np.diagonal(explanation.predictions).astype(np.float64)
+    return TextExplanation(
+        text=prompt_text(prompt),
+        method=method,
+        features=features,
+        input_tokens=prompt.names,
+        output_tokens=[tokenizer.decode([t]) for t in continuation],
+        attributions=scores,
+        sequence_attribution=scores.sum(axis=0),
+        target=continuation,
+        target_scores=step_scores,
+        explanation=explanation,
+    )
+
+
+def _attribute(
+    adapter,
+    tokenizer,
+    ids,
+    prompt,
+    targets,
+    output,
+    method,
+    baseline_token,
+    layer,
+    options,
+) -> tuple[np.ndarray, Any]:
+    """(rows, features) scores and the `Explanation` they come from."""
+    from .api import explain
+
+    if "baselines" in options or "background" in options or "feature_mask" in options:
+        given = [k for k in ("baselines", "background", "feature_mask") if k in options]
+        raise OptionError(
+            f"explain_text builds {', '.join(given)} from the tokens; choose the replacement "
+            "with baseline_token=<a token string> instead."
+        )
+    baseline_id = _baseline_id(tokenizer, baseline_token)
+    positions = [p for group in prompt.features for p in group]
+    baseline = ids[:1].copy()
+    baseline[0, positions] = baseline_id
+    cls = REGISTRY.explainer_class(method)
+    if method in _PERTURBATION:
+        mask = np.full((1, ids.shape[1]), len(prompt.features))  # the rest: never switched
+        for feature, group in enumerate(prompt.features):
+            mask[0, group] = feature
+        options = {**options, _PERTURBATION[method]: baseline, "feature_mask": mask}
+        explanation = explain(adapter, ids, method, target=targets, output=output, **options)
+        per_position = np.asarray(explanation.attributions, np.float64)
+        scores = np.stack([per_position[:, group[0]] for group in prompt.features], axis=1)
+        return scores, explanation
+    if "layer" not in cls.defaults or tuple(cls.requires) != ("gradients",):
+        raise OptionError(
+            f"explain_text attributes through the input embedding (gradient methods with a "
+            f"layer= option) or switches tokens (feature_ablation, kernel_shap, lime); "
+            f"{method!r} is neither."
+        )
+    embedding = layer or _input_embedding(adapter, tokenizer, prompt.ids)
+    if "baselines" in cls.defaults:
+        options = {**options, "baselines": baseline}
+    explanation = explain(
+        adapter, ids, method, target=targets, output=output, layer=embedding, **options
+    )
+    per_position = np.asarray(explanation.attributions, np.float64)
+    per_position = per_position.reshape(*per_position.shape[:2], -1).sum(axis=2)
+    scores = np.stack([per_position[:, group].sum(axis=1) for group in prompt.features], axis=1)
+    return scores, explanation
+
+
+# -- tokens ----------------------------------------------------------------------------------
+def _tokenized(tokenizer: Any, text: str, features: str) -> _Prompt:
+    try:
+        encoding = tokenizer(text, add_special_tokens=True, return_offsets_mapping=True)
+    except (TypeError, NotImplementedError, ValueError):  # slow tokenizers have no offsets
+        encoding = tokenizer(text, add_special_tokens=True)
+    ids = list(encoding["input_ids"])
+    special_ids = set(getattr(tokenizer, "all_special_ids", []) or [])
+    plain = [j for j, t in enumerate(ids) if t not in special_ids]
+    if not plain:
+        raise InputError(f"text {text!r} gives no tokens but special ones: nothing to explain.")
+    offsets = encoding.get("offset_mapping") if isinstance(encoding, Mapping) else None
+
+    def span(positions: list[int]) -> str:
+        if offsets is not None:
+            start, end = offsets[positions[0]][0], offsets[positions[-1]][1]
+            if end > start:
+                return text[start:end]
+        return tokenizer.decode([ids[p] for p in positions])
+
+    if features == "tokens":
+        groups = [[j] for j in plain]
+    else:
+        word_ids = encoding.word_ids() if hasattr(encoding, "word_ids") else None
+        if word_ids is None:
+            raise OptionError(
+                "features='words' needs a fast tokenizer (its word_ids()); load it with "
+                "use_fast=True, or explain features='tokens'."
+            )
+        groups, seen = [], {}
+        for j in plain:
+            word = word_ids[j]
+            if word is None or word not in seen:
+                seen[word] = len(groups)
+                groups.append([j])
+            else:
+                groups[seen[word]].append(j)
+    return _Prompt(ids=ids, features=groups, names=[span(g) for g in groups])
+
+
+def prompt_text(prompt: _Prompt) -> str:
+    return " ".join(prompt.names)
+
+
+def _baseline_id(tokenizer: Any, baseline_token: str | None) -> int:
+    """The id that replaces a feature's tokens: `baseline_token`'s, else the pad token's
+    (else unk, else end-of-sequence: GPT-2 has no pad token)."""
+    if baseline_token is not None:
+        ids = tokenizer.convert_tokens_to_ids([baseline_token])
+        unknown = getattr(tokenizer, "unk_token_id", None)
+        if (
+            not ids
+            or ids[0] is None
+            or (ids[0] == unknown and baseline_token != tokenizer.unk_token)
+        ):
+            raise OptionError(
+                f"baseline_token {baseline_token!r} is not one of the tokenizer's tokens; "
+                f"e.g. its pad token {getattr(tokenizer, 'pad_token', None)!r}."
+            )
+        return int(ids[0])
+    for name in ("pad_token_id", "unk_token_id", "eos_token_id"):
+        value = getattr(tokenizer, name, None)
+        if value is not None:
+            return int(value)
+    raise OptionError(
+        "the tokenizer has no pad, unk or end-of-sequence token to replace features with: "
+        "pass baseline_token=<a token string>."
+    )
+
+
+def _class_index(model: Any, target: Any, logits: np.ndarray) -> int:
+    n_classes = len(logits)
+    if target is None:  # the predicted class
+        return int(np.argmax(logits))
+    if isinstance(target, str):
+        labels = getattr(getattr(model, "config", None), "label2id", None) or {}
+        if target not in labels:
+            raise TargetError(
+                f"target {target!r} is not one of the model's labels {sorted(labels)}; "
+                "give a label name or a class index."
+            )
+        return int(labels[target])
+    if isinstance(target, (int, np.integer)) and 0 <= int(target) < n_classes:
+        return int(target)
+    raise TargetError(
+        f"target must be a class index below {n_classes} or a label name, got {target!r}."
+    )
+
+
+# -- the model ---------------------------------------------------------------------------------
+def _logits_of(raw: Any) -> Any:
+    if isinstance(raw, Mapping) and "logits" in raw:
+        return raw["logits"]
+    if hasattr(raw, "logits"):
+        return raw.logits
+    if isinstance(raw, (tuple, list)):
+        return raw[0]
+    return raw
+
+
+def _forward(adapter: Any, ids: np.ndarray) -> np.ndarray:
+    """The model's logits for `ids` (NumPy)."""
+    previous, adapter.output = adapter.output, _logits_of
+    try:
+        with adapter.session():
+            return np.asarray(adapter.forward(ids))
+    finally:
+        adapter.output = previous
+
+
+def _greedy(adapter: Any, tokenizer: Any, ids: list[int], steps: int, model: Any) -> list[int]:
+    """The model's own continuation: argmax, one token at a time (Captum: generate with
+    do_sample=False), stopping after the end-of-sequence token."""
+    if not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise OptionError(f"max_new_tokens must be a positive int, got {steps!r}.")
+    _check_context(model, tokenizer, len(ids) + int(steps))
+    eos = getattr(tokenizer, "eos_token_id", None)
+    continuation: list[int] = []
+    for _ in range(int(steps)):
+        logits = _forward(adapter, np.asarray([ids + continuation]))
+        token = int(np.argmax(logits[0, -1]))
+        continuation.append(token)
+        if token == eos:
+            break
+    return continuation
+
+
+def _context_length(model: Any) -> int | None:
+    config = getattr(model, "config", None)
+    for name in ("n_positions", "max_position_embeddings", "n_ctx"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _check_context(model: Any, tokenizer: Any, n_tokens: int) -> None:
+    limit = _context_length(model)
+    if limit is not None and n_tokens > limit:
+        raise InputError(
+            f"{n_tokens} tokens (prompt, special tokens and continuation) do not fit the "
+            f"model's context of {limit}; shorten the text or the continuation."
+        )
+
+
+def _input_embedding(adapter: Any, tokenizer: Any, ids: list[int]) -> str:
+    """The embedding layer that receives the token ids: of the model's embedding layers
+    (token, position, segment), the one whose input is the ids themselves (captured in
+    one forward); among several, the first with a row for every token of the tokenizer."""
+    rows = _embedding_rows(adapter)
+    if not rows:
+        raise XaiError(
+            "the model has no embedding layer to attribute through (none of its layers is "
+            "an Embedding): pass layer=<the layer that embeds the token ids>."
+        )
+    batch = np.asarray([ids])
+    inputs = [f"{name}:input" for name in rows]
+    previous, adapter.output = adapter.output, _logits_of
+    try:
+        with adapter.session():
+            captured = adapter.capture(batch, inputs)
+    finally:
+        adapter.output = previous
+    receiving = [
+        name
+        for name, key in zip(rows, inputs)
+        if np.shape(captured.get(key)) == batch.shape and np.array_equal(captured[key], batch)
+    ]
+    size = len(tokenizer)
+    fits = [name for name in receiving if rows[name] >= size] or receiving
+    if not fits:
+        raise XaiError(
+            f"none of the model's embedding layers ({', '.join(rows)}) receives the token "
+            "ids: pass layer=<the layer that embeds them>."
+        )
+    if rows[fits[0]] < size:
+        raise InputError(
+            f"the tokenizer has {size} tokens and the model's input embedding "
+            f"{fits[0]!r} {rows[fits[0]]} rows: it is not this model's tokenizer (load both "
+            "from the same checkpoint)."
+        )
+    return fits[0]
+
+
+def _embedding_rows(adapter: Any) -> dict[str, int]:
+    rows = {}
+    for info in adapter.layers():
+        if "embed" not in info.kind.lower():
+            continue
+        try:
+            parameters = adapter.layer_parameters(info.name)
+        except XaiError:
+            continue
+        if parameters and parameters[0].ndim == 2:
+            rows[info.name] = int(parameters[0].shape[0])
+    return rows
+
+
+def _check_ids(adapter: Any, tokenizer: Any, ids: list[int]) -> None:
+    """Ids that no embedding of the model has a row for (another model's tokenizer) are
+    refused before they reach an embedding lookup, where they fail with an index error."""
+    rows = _embedding_rows(adapter)
+    if rows and max(ids) >= max(rows.values()):
+        raise InputError(
+            f"the tokenizer gives token id {max(ids)} ({len(tokenizer)} tokens) and the "
+            f"model's embeddings have at most {max(rows.values())} rows: it is not this "
+            "model's tokenizer (load both from the same checkpoint)."
+        )
+
+
+def _check_vocabulary(tokenizer: Any, vocabulary: int) -> None:
+    size = len(tokenizer)
+    if size > vocabulary:
+        raise InputError(
+            f"the tokenizer has {size} tokens and the model's vocabulary {vocabulary}: it is "
+            "not this model's tokenizer (load both from the same checkpoint)."
+        )
