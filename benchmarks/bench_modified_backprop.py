@@ -77,9 +77,7 @@ def bench_torch() -> None:
         if method == "guided_grad_cam":  # its plain counterpart: Grad-CAM plus a gradient
             candidates["xai_core saliency"] = ours(model, x, "saliency", abs=False)
         medians = interleaved(candidates, repeats=9, warmup=2)
-        report(
-            f"[torch] {case}, ResNet-18, {BATCH}x3x{SIDE}x{SIDE}", medians, "xai_core saliency"
-        )
+        report(f"[torch] {case}, ResNet-18, {BATCH}x3x{SIDE}x{SIDE}", medians, "xai_core saliency")
         if captum is not None:
             print(f"  xai_core / captum: {medians['xai_core'] / medians['captum']:.3f}")
     # Captum's own gradient, for scale

@@ -156,7 +156,9 @@ def test_tokens_leave_the_special_ones_out_and_keep_the_pieces(classifier):
             "cannot produce",
         ),
         (
-            lambda m, t: xai_core.explain_text(m, t, PROMPT, "grad_cam", target="and", layer="transformer.h.0"),
+            lambda m, t: xai_core.explain_text(
+                m, t, PROMPT, "grad_cam", target="and", layer="transformer.h.0"
+            ),
             xai_core.OptionError,
             "neither",
         ),
