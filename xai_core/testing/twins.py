@@ -389,19 +389,113 @@ def paddle_text(weights: Weights) -> Any:
     return model
 
 
+def text_lm_weights(vocab: int = 31, dim: int = 8, hidden: int = 12, seed: int = 0) -> Weights:
+    """A causal language model in three lines: embed, the mean of the tokens so far, a tanh
+    layer and the vocabulary logits at every position."""
+    rng = np.random.default_rng(seed)
+    return {
+        "embed.table": rng.normal(0, 1, (vocab, dim)).astype(np.float32),
+        "h.weight": rng.normal(0, 0.7, (hidden, dim)).astype(np.float32),
+        "h.bias": rng.normal(0, 0.1, hidden).astype(np.float32),
+        "out.weight": rng.normal(0, 0.7, (vocab, hidden)).astype(np.float32),
+        "out.bias": rng.normal(0, 0.1, vocab).astype(np.float32),
+    }
+
+
+def torch_text_lm(weights: Weights) -> Any:
+    import torch
+    from torch import nn
+
+    class CausalMeanLM(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(*weights["embed.table"].shape)
+            self.h = nn.Linear(weights["h.weight"].shape[1], weights["h.weight"].shape[0])
+            self.out = nn.Linear(weights["out.weight"].shape[1], weights["out.weight"].shape[0])
+
+        def forward(self, ids):
+            e = self.embed(ids)
+            steps = torch.arange(1, e.shape[1] + 1, dtype=e.dtype).reshape(1, -1, 1)
+            return self.out(torch.tanh(self.h(torch.cumsum(e, 1) / steps)))
+
+    model = CausalMeanLM()
+    model.load_state_dict(
+        {
+            ("embed.weight" if k == "embed.table" else k): torch.from_numpy(v.copy())
+            for k, v in weights.items()
+        }
+    )
+    return model.eval()
+
+
+def keras_text_lm(weights: Weights) -> Any:
+    import keras
+
+    class CausalMean(keras.layers.Layer):
+        def call(self, e):
+            steps = keras.ops.arange(1, keras.ops.shape(e)[1] + 1, dtype=e.dtype)
+            return keras.ops.cumsum(e, axis=1) / keras.ops.reshape(steps, (1, -1, 1))
+
+    vocab, dim = weights["embed.table"].shape
+    embed = keras.layers.Embedding(vocab, dim, name="embed")
+    h = keras.layers.Dense(weights["h.weight"].shape[0], activation="tanh", name="h")
+    out = keras.layers.Dense(vocab, name="out")
+    ids = keras.Input((None,), dtype="int64", name="ids")
+    model = keras.Model(ids, out(h(CausalMean(name="causal_mean")(embed(ids)))))
+    embed.set_weights([weights["embed.table"]])
+    h.set_weights([weights["h.weight"].T, weights["h.bias"]])
+    out.set_weights([weights["out.weight"].T, weights["out.bias"]])
+    return model
+
+
+def paddle_text_lm(weights: Weights) -> Any:
+    import paddle
+    from paddle import nn
+
+    class CausalMeanLM(nn.Layer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(*weights["embed.table"].shape)
+            self.h = nn.Linear(weights["h.weight"].shape[1], weights["h.weight"].shape[0])
+            self.out = nn.Linear(weights["out.weight"].shape[1], weights["out.weight"].shape[0])
+
+        def forward(self, ids):
+            e = self.embed(ids)
+            steps = paddle.arange(1, e.shape[1] + 1, dtype=e.dtype).reshape([1, -1, 1])
+            return self.out(paddle.tanh(self.h(paddle.cumsum(e, axis=1) / steps)))
+
+    model = CausalMeanLM()
+    model.embed.weight.set_value(weights["embed.table"])
+    for name in ("h", "out"):
+        getattr(model, name).weight.set_value(
+            _paddle_layout(f"{name}.weight", weights[f"{name}.weight"])
+        )
+        getattr(model, name).bias.set_value(weights[f"{name}.bias"])
+    model.eval()
+    return model
+
+
 BUILDERS = {
-    "torch": {"mlp": torch_mlp, "cnn": torch_cnn, "two_input": torch_two_input, "text": torch_text},
+    "torch": {
+        "mlp": torch_mlp,
+        "cnn": torch_cnn,
+        "two_input": torch_two_input,
+        "text": torch_text,
+        "text_lm": torch_text_lm,
+    },
     "tensorflow": {
         "mlp": keras_mlp,
         "cnn": keras_cnn,
         "two_input": keras_two_input,
         "text": keras_text,
+        "text_lm": keras_text_lm,
     },
     "paddle": {
         "mlp": paddle_mlp,
         "cnn": paddle_cnn,
         "two_input": paddle_two_input,
         "text": paddle_text,
+        "text_lm": paddle_text_lm,
     },
 }
 #: image layout each framework's convolutions expect
@@ -409,7 +503,7 @@ CHANNELS_LAST = {"torch": False, "tensorflow": True, "paddle": False}
 
 
 def twin(framework: str, kind: str, weights: Weights) -> Any:
-    """Build the `kind` ("mlp", "cnn", "two_input" or "text") twin in `framework`."""
+    """Build the `kind` ("mlp", "cnn", "two_input", "text" or "text_lm") twin in `framework`."""
     return BUILDERS[framework][kind](weights)
 
 
