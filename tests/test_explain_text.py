@@ -226,3 +226,28 @@ def test_a_list_of_texts_gives_one_result_each(classifier):
     results = xai_core.explain_text(model, tokenizer, [REVIEW, "the film"], "saliency")
     assert [r.input_tokens[-1] for r in results] == ["film", "film"]
     assert results[1].attributions.shape == (1, 2)
+
+
+def test_xai_explain_text_on_a_saved_folder_and_pickled_weights_only_with_trust(
+    lm, tmp_path, capsys
+):
+    from xai_core.cli import main
+
+    model, tokenizer = lm
+    safe, pickled = tmp_path / "safe", tmp_path / "pickled"
+    for folder, safetensors in ((safe, True), (pickled, False)):
+        model.save_pretrained(folder, safe_serialization=safetensors)
+        tokenizer.save_pretrained(folder)
+    plot, page = tmp_path / "tokens.png", tmp_path / "tokens.html"
+    argv = [str(safe), PROMPT, "--method", "feature_ablation", "--target", CONTINUATION]
+    assert main(["explain-text", *argv, "--plot", str(plot), "--html", str(page)]) == 0
+    printed = capsys.readouterr().out
+    expected = xai_core.explain_text(
+        model, tokenizer, PROMPT, "feature_ablation", target=CONTINUATION
+    )
+    assert str(expected).splitlines()[1] in printed.replace("\x1b", "")  # the same scores
+    assert plot.stat().st_size > 0 and "<span" in page.read_text()
+    argv[0] = str(pickled)
+    assert main(["explain-text", *argv]) == 2
+    assert "safetensors" in capsys.readouterr().err
+    assert main(["explain-text", *argv, "--trust"]) == 0

@@ -109,6 +109,20 @@ def test_real_models_examples_run(tmp_path, monkeypatch):
     )
 
 
+def test_text_example_runs():
+    import pytest
+
+    pytest.importorskip("transformers")
+    namespace: dict = {}
+    exec(python_blocks("## Text and language models")[0], namespace)
+    expl = namespace["expl"]
+    assert expl.attributions.shape == (3, 6) and expl.output_tokens == ["and", "ran", "to"]
+    assert expl.input_tokens == "the cat sat on the mat".split()
+    np.testing.assert_allclose(expl.sequence_attribution, expl.attributions.sum(0))
+    assert "<span" in namespace["page"] and namespace["fig"].axes[0].images
+    assert namespace["ablated"].attributions.shape == (8, 3)  # its own 8-token continuation
+
+
 def test_which_method_example_runs(monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")
     namespace: dict = {}

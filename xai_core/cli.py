@@ -1,4 +1,5 @@
-"""The `xai` command: `xai plugins`, `xai demo`, `xai summary`, `xai compare`, `xai explain`."""
+"""The `xai` command: `xai plugins`, `xai demo`, `xai summary`, `xai compare`, `xai explain`,
+`xai explain-text`."""
 
 from __future__ import annotations
 
@@ -180,6 +181,40 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explain_text(args: argparse.Namespace) -> int:
+    from .loading import load_text_model
+    from .text import explain_text
+
+    _check_writable(args.plot, "--plot")
+    _check_writable(args.html, "--html")
+    model, tokenizer = load_text_model(args.model_dir, trust=args.trust)
+    target = args.target
+    if target is not None and target.isdigit():
+        target = int(target)  # a class index; a continuation or a label stays a string
+    result = explain_text(
+        model,
+        tokenizer,
+        args.text,
+        args.method,
+        target=target,
+        features=args.features,
+        max_new_tokens=args.max_new_tokens,
+        **_parse_options(args.option),
+    )
+    print(result)
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        result.plot().savefig(args.plot, dpi=110, bbox_inches="tight")
+        print(f"heatmap written to {args.plot}")
+    if args.html:
+        with open(args.html, "w", encoding="utf-8") as page:
+            page.write(f"<!doctype html><meta charset='utf-8'>{result.to_html()}")
+        print(f"page written to {args.html}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -310,6 +345,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--plot", help="write the comparison figure to this PNG")
     c.add_argument("--trust", action="store_true", help="allow files that run code when loaded")
     c.set_defaults(func=_compare)
+    t = sub.add_parser("explain-text", help="explain a saved HF text model's answer to a text")
+    t.add_argument("model_dir", help="a HuggingFace model folder with its tokenizer")
+    t.add_argument("text", help="the prompt or the text to classify")
+    t.add_argument("--method", default="integrated_gradients", help="explanation method")
+    t.add_argument(
+        "--target",
+        help="a continuation to explain (language models; default: the model's own), or a "
+        "class index or label (classifiers; default: the predicted class)",
+    )
+    t.add_argument("--features", default="tokens", choices=["tokens", "words"])
+    t.add_argument("--max-new-tokens", type=int, default=8, help="length of the own continuation")
+    t.add_argument("--option", action="append", default=[], help="key=value for the method")
+    t.add_argument("--plot", help="write the token heatmap to this PNG")
+    t.add_argument("--html", help="write the coloured text to this HTML file")
+    t.add_argument(
+        "--trust",
+        action="store_true",
+        help="allow pickled weights and the folder's own model code (both run code when loaded)",
+    )
+    t.set_defaults(func=_explain_text)
     args = parser.parse_args(argv)
 
     try:

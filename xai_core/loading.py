@@ -164,3 +164,41 @@ def _why(exc: BaseException) -> str:
     """A one-line reason, never empty (some torch errors have no message)."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
+
+
+def load_text_model(folder: str | Path, *, trust: bool = False) -> tuple[Any, Any]:
+    """(model, tokenizer) from a HuggingFace model folder (`save_pretrained`), PyTorch
+    weights: a causal language model or a sequence classifier, by the config's
+    architecture. Only from the folder (nothing downloaded); without `trust` only
+    safetensors weights load and the folder's own model code never runs (pickled
+    `pytorch_model.bin` weights and `trust_remote_code` both run code)."""
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise XaiError(
+            f"{str(folder)!r} is not a HuggingFace model folder (no config.json): save one "
+            "with model.save_pretrained(folder) and tokenizer.save_pretrained(folder)."
+        )
+    try:
+        import transformers
+    except ImportError as exc:
+        raise XaiError("explain-text needs transformers: pip install transformers") from exc
+    options = {"local_files_only": True, "trust_remote_code": trust}
+    config = transformers.AutoConfig.from_pretrained(folder, **options)
+    architectures = " ".join(getattr(config, "architectures", None) or [])
+    if "SequenceClassification" in architectures:
+        cls = transformers.AutoModelForSequenceClassification
+    elif "CausalLM" in architectures or "LMHead" in architectures:
+        cls = transformers.AutoModelForCausalLM
+    else:
+        raise XaiError(
+            f"the model in {str(folder)!r} is a {architectures or 'model of unknown kind'}; "
+            "explain-text explains sequence classifiers and causal language models."
+        )
+    if not trust and not any(folder.glob("*.safetensors")):
+        raise XaiError(f"{str(folder)!r} holds no safetensors weights. {UNTRUSTED}")
+    try:
+        model = cls.from_pretrained(folder, use_safetensors=not trust or None, **options)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(folder, **options)
+    except (OSError, ValueError) as exc:
+        raise XaiError(f"cannot load the model and tokenizer in {str(folder)!r}: {exc}") from exc
+    return model.eval(), tokenizer
