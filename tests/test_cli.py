@@ -71,7 +71,7 @@ def test_demo_writes_figures_and_a_summary(tmp_path):
         assert (out / f"compare_{fw}.png").stat().st_size > 20000
     # 3 gradient methods x 2 frameworks, tokens x 2, 3 forward-only methods on the ONNX export,
     # 5 modified-backprop methods (LRP twice) x 2 frameworks
-    assert len(differences) == 21 and max(differences) < 1e-5, summary
+    assert len(differences) == 23 and max(differences) < 1e-5, summary
     completeness = [
         float(line.rsplit(" ", 1)[1])
         for line in summary.splitlines()
@@ -92,5 +92,9 @@ def test_demo_writes_figures_and_a_summary(tmp_path):
         ):
             assert (out / f"{name}_{fw}.png").stat().st_size > 5000
         assert (out / f"text_ig_{fw}_1.png").stat().st_size > 3000
+        assert (out / f"text_generation_{fw}.png").stat().st_size > 5000
+        if fw != "torch":  # explain_text: the same continuation and scores as PyTorch's
+            line = summary.split(f"[{fw}] continuation ")[1].splitlines()[0]
+            assert line.startswith("the same") and float(line.rsplit(" ", 1)[1]) < 1e-4
         gap = float(summary.split(f"[{fw}] accuracy")[1].split("max |gap| ")[1].split(";")[0])
         assert gap < 1e-4, summary

@@ -14,6 +14,8 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from xai_core.testing.tokenizers import word_tokenizer
+
 WORDS = (
     "the a cat dog sat on mat and ran to park it was good bad very not film movie "
     "i liked hated this story ending"
@@ -22,19 +24,7 @@ PIECES = ["play", "##ing", "##ed", "##s", "un", "##believ", "##able", "great", "
 
 
 def gpt2_tokenizer() -> PreTrainedTokenizerFast:
-    vocab = {t: i for i, t in enumerate(["<pad>", "<unk>", "<bos>", "<eos>", *WORDS, "."])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(
-        single="<bos> $A", special_tokens=[("<bos>", vocab["<bos>"])]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<bos>",
-        eos_token="<eos>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-    )
+    return word_tokenizer([*WORDS, "."])
 
 
 def bert_tokenizer() -> PreTrainedTokenizerFast:

@@ -222,6 +222,8 @@ def run_demo(
             save(table.plot(), "network_torch.png")
     lines += _tabular_part(chosen, save, x_test[:1], trained)
     lines += _text_part(chosen, save)
+    if importlib.util.find_spec("tokenizers") and importlib.util.find_spec("transformers"):
+        lines += _generation_part(chosen, save)
     if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnx"):
         lines += _onnx_part(trained, x_test[:n_images], out_dir, save)
     lines += ["", "figures:"] + [f"  {p}" for p in written]
@@ -484,6 +486,63 @@ def _text_part(frameworks: list[str], save: Any) -> list[str]:
         else:
             err = np.abs(scores - reference).max() / np.abs(reference).max()
             lines.append(f"[{fw}] per-token scores: max relative difference to PyTorch {err:.1e}")
+    return lines
+
+
+#: the toy language the demo's language model learns: subject, verb, place
+SUBJECTS, VERBS, PLACES = ["the cat", "a dog", "the bird"], ["sat on", "ran to"], ["mat", "park"]
+
+
+def _generation_part(frameworks: list[str], save: Any) -> list[str]:
+    """A small causal language model (embedding, causal mean, tanh, logits) trained on
+    toy sentences, its continuation of a prompt explained by explain_text on every
+    framework: token heatmaps (rows the generated tokens, columns the prompt's)."""
+    import torch
+
+    import xai_core
+
+    from .testing.tokenizers import word_tokenizer
+    from .testing.twins import text_lm_weights, twin
+
+    sentences = [f"{s} {v} the {p} ." for s in SUBJECTS for v in VERBS for p in PLACES]
+    tokenizer = word_tokenizer(" ".join(sentences).split())
+    batch = torch.tensor([tokenizer(s).input_ids for s in sentences])
+    torch.manual_seed(0)
+    model = twin("torch", "text_lm", text_lm_weights(len(tokenizer), dim=12, hidden=24)).train()
+    opt = torch.optim.Adam(model.parameters(), lr=0.03)
+    for _ in range(300):
+        opt.zero_grad()
+        logits = model(batch[:, :-1])
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten())
+        loss.backward()
+        opt.step()
+    model.eval()
+    weights = {
+        ("embed.table" if k == "embed.weight" else k): v.detach().numpy().copy()
+        for k, v in model.state_dict().items()
+    }
+    prompt = "a dog ran"
+    lines = ["", f"language model (toy sentences, loss {loss.item():.2f}), explain_text:"]
+    reference = None
+    for fw in frameworks:
+        net = model if fw == "torch" else twin(fw, "text_lm", weights)
+        expl = xai_core.explain_text(
+            net, tokenizer, prompt, "integrated_gradients", max_new_tokens=4, n_steps=32
+        )
+        title = f"{fw}: layer IG of its continuation of {prompt!r}"
+        save(expl.plot(title=title), f"text_generation_{fw}.png")
+        if reference is None:
+            reference = expl
+            lines.append(f"[{fw}] {prompt!r} -> {' '.join(expl.output_tokens)!r}")
+        else:
+            err = np.abs(expl.attributions - reference.attributions).max() / max(
+                np.abs(reference.attributions).max(), 1e-12
+            )
+            same = expl.output_tokens == reference.output_tokens
+            lines.append(
+                f"[{fw}] continuation {'the same' if same else 'DIFFERENT'}; token scores: "
+                f"max relative difference to PyTorch {err:.1e}"
+            )
     return lines
 
 
