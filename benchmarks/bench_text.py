@@ -37,7 +37,11 @@ warnings.simplefilter("ignore")
 torch.manual_seed(0)
 tokenizer = gpt2_tokenizer()
 config = GPT2Config(
-    vocab_size=len(tokenizer), n_positions=128, n_embd=64, n_layer=2, n_head=4,
+    vocab_size=len(tokenizer),
+    n_positions=128,
+    n_embd=64,
+    n_layer=2,
+    n_head=4,
     initializer_range=0.3,
 )
 model = GPT2LMHeadModel(config).eval()
