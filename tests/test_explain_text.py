@@ -12,7 +12,13 @@ import torch
 import xai_core
 
 from reference_checks import assert_close, captum_attribute
-from text_fixtures import bert_tokenizer, gpt2_tokenizer, tiny_bert_classifier, tiny_gpt2
+from text_fixtures import (
+    bert_tokenizer,
+    gpt2_tokenizer,
+    tiny_bart,
+    tiny_bert_classifier,
+    tiny_gpt2,
+)
 
 captum_attr = pytest.importorskip("captum.attr")
 
@@ -251,3 +257,45 @@ def test_xai_explain_text_on_a_saved_folder_and_pickled_weights_only_with_trust(
     assert main(["explain-text", *argv]) == 2
     assert "safetensors" in capsys.readouterr().err
     assert main(["explain-text", *argv, "--trust"]) == 0
+
+
+def test_an_encoder_decoder_explains_its_continuation_teacher_forced():
+    """BART: row t explains log p(target[t] | prompt, start + target[:t]) (closed form
+    from one forward); feature ablation is that minus the same with one prompt token
+    padded; layer IG at the encoder's embedding is complete."""
+    tokenizer = gpt2_tokenizer()
+    model = tiny_bart(len(tokenizer))
+    target = tokenizer.encode(CONTINUATION, add_special_tokens=False)
+    ids = tokenizer(PROMPT).input_ids
+    decoder = torch.tensor([[3, *target[:-1]]])
+
+    def log_probs(prompt_ids):
+        with torch.no_grad():
+            logits = model(torch.tensor([prompt_ids]), decoder_input_ids=decoder).logits[0]
+        return torch.log_softmax(logits, -1).numpy()[np.arange(3), target]
+
+    fa = xai_core.explain_text(model, tokenizer, PROMPT, "feature_ablation", target=CONTINUATION)
+    np.testing.assert_allclose(fa.target_scores, log_probs(ids), rtol=1e-5)
+    for feature in range(6):  # prompt token `feature` sits at position feature + 1 (BOS)
+        padded = list(ids)
+        padded[feature + 1] = tokenizer.pad_token_id
+        expected = log_probs(ids) - log_probs(padded)
+        np.testing.assert_allclose(fa.attributions[:, feature], expected, rtol=1e-4, atol=1e-6)
+    ig = xai_core.explain_text(model, tokenizer, PROMPT, target=CONTINUATION, n_steps=64)
+    assert ig.explanation.layer == "model.encoder.embed_tokens"
+    baseline = [ids[0]] + [tokenizer.pad_token_id] * 6
+    gap = log_probs(ids) - log_probs(baseline)
+    np.testing.assert_allclose(ig.attributions.sum(1), gap, rtol=1e-3, atol=1e-5)
+    own = xai_core.explain_text(model, tokenizer, PROMPT, "saliency", max_new_tokens=4)
+    generated = model.generate(
+        torch.tensor([ids]), max_new_tokens=4, do_sample=False, num_beams=1, min_length=0
+    )
+    assert own.target == generated[0, 1:].tolist()
+
+
+def test_an_encoder_decoder_without_a_decoder_start_token_is_refused():
+    tokenizer = gpt2_tokenizer()
+    model = tiny_bart(len(tokenizer))
+    model.config.decoder_start_token_id = None
+    with pytest.raises(xai_core.InputError, match="decoder_start_token_id"):
+        xai_core.explain_text(model, tokenizer, PROMPT, target="and")

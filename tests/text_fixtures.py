@@ -69,3 +69,28 @@ def tiny_bert_classifier(vocab: int, seed: int = 0) -> BertForSequenceClassifica
         label2id={"negative": 0, "neutral": 1, "positive": 2},
     )
     return BertForSequenceClassification(config).eval()
+
+
+def tiny_bart(vocab: int, seed: int = 0, **config: object):
+    """An encoder-decoder (BART) whose encoder and decoder have their own embedding modules."""
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    torch.manual_seed(seed)
+    settings = dict(
+        vocab_size=vocab,
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        max_position_embeddings=32,
+        pad_token_id=0,
+        bos_token_id=2,
+        eos_token_id=3,
+        decoder_start_token_id=3,
+        forced_eos_token_id=None,
+        init_std=0.3,
+    )
+    return BartForConditionalGeneration(BartConfig(**{**settings, **config})).eval()

@@ -36,6 +36,7 @@ import numpy as np
 
 from .errors import InputError, OptionError, TargetError, XaiError
 from .function_model import FunctionModel
+from .inputs import ModelInputs
 from .registry import REGISTRY
 from .text_explanation import TextExplanation
 
@@ -105,7 +106,8 @@ def explain_text(
     prompt = _tokenized(tokenizer, text, features)
     _check_context(model, tokenizer, len(prompt.ids))
     _check_ids(adapter, tokenizer, prompt.ids)
-    logits = _forward(adapter, np.asarray([prompt.ids]))
+    start = _decoder_start(model)
+    logits = _forward(adapter, np.asarray([prompt.ids]), None if start is None else [[start]])
     if logits.ndim == 3:
         return _explain_continuation(
             adapter,
@@ -120,6 +122,7 @@ def explain_text(
             max_new_tokens,
             features,
             options,
+            start,
         )
     if logits.ndim != 2:
         raise InputError(
@@ -200,10 +203,11 @@ def _explain_continuation(
     max_new_tokens,
     features,
     options,
+    start=None,
 ) -> TextExplanation:
     vocabulary = logits.shape[-1]
     if target is None:
-        continuation = _greedy(adapter, tokenizer, prompt.ids, max_new_tokens, model)
+        continuation = _greedy(adapter, tokenizer, prompt.ids, max_new_tokens, model, start)
     elif isinstance(target, str):
         if not target:
             raise TargetError("target is an empty string: give the continuation to explain.")
@@ -222,15 +226,24 @@ def _explain_continuation(
             f"for its own greedy continuation), got {target!r}."
         )
     _check_vocabulary(tokenizer, vocabulary)
-    _check_context(model, tokenizer, len(prompt.ids) + len(continuation))
+    _check_context(
+        model, tokenizer, len(prompt.ids) + (0 if start is not None else len(continuation))
+    )
+    _check_context(model, tokenizer, len(continuation) + 1)  # (the decoder's)
     steps = len(continuation)
-    positions = len(prompt.ids) - 1 + np.arange(steps)
     tokens = np.asarray(continuation)
+    if start is None:  # a causal model reads the continuation after the prompt
+        positions = len(prompt.ids) - 1 + np.arange(steps)
+        ids = np.tile(np.asarray(prompt.ids + continuation), (steps, 1))
+        decoder = None
+    else:  # an encoder-decoder: the decoder starts at its start token, teacher-forced
+        positions = np.arange(steps)
+        ids = np.tile(np.asarray(prompt.ids), (steps, 1))
+        decoder = np.tile(np.asarray([start, *continuation[:-1]]), (steps, 1))
 
     def log_probs(raw: Any) -> Any:  # (rows, steps): each step's target log-probability
         return adapter.token_log_probs(_logits_of(raw), positions, tokens)
 
-    ids = np.tile(np.asarray(prompt.ids + continuation), (steps, 1))
     scores, explanation = _attribute(
         adapter,
         tokenizer,
@@ -242,6 +255,7 @@ def _explain_continuation(
         baseline_token,
         layer,
         options,
+        decoder,
     )
     step_scores = np.diagonal(explanation.predictions).astype(np.float64)
     return TextExplanation(
@@ -269,8 +283,10 @@ def _attribute(
     baseline_token,
     layer,
     options,
+    decoder=None,
 ) -> tuple[np.ndarray, Any]:
-    """(rows, features) scores and the `Explanation` they come from."""
+    """(rows, features) scores and the `Explanation` they come from (`decoder`: an
+    encoder-decoder's decoder ids, one row per row of `ids`)."""
     from .api import explain
 
     if "baselines" in options or "background" in options or "feature_mask" in options:
@@ -284,13 +300,14 @@ def _attribute(
     baseline = ids[:1].copy()
     baseline[0, positions] = baseline_id
     cls = REGISTRY.explainer_class(method)
+    kwargs = None if decoder is None else {"decoder_input_ids": decoder}
     if method in _PERTURBATION:
         mask = np.full((1, ids.shape[1]), len(prompt.features))  # the rest: never switched
         for feature, group in enumerate(prompt.features):
             mask[0, group] = feature
         options = {**options, _PERTURBATION[method]: baseline, "feature_mask": mask}
         scorer = FunctionModel(_distinct_rows_scorer(adapter, output), "numpy")
-        explanation = explain(scorer, ids, method, target=targets, **options)
+        explanation = explain(scorer, ids, method, target=targets, forward_kwargs=kwargs, **options)
         explanation.backend = adapter.backend  # the model that ran, behind the scorer
         per_position = np.asarray(explanation.attributions, np.float64)
         scores = np.stack([per_position[:, group[0]] for group in prompt.features], axis=1)
@@ -301,11 +318,20 @@ def _attribute(
             f"layer= option) or switches tokens (feature_ablation, kernel_shap, lime); "
             f"{method!r} is neither."
         )
-    embedding = layer or _input_embedding(adapter, tokenizer, prompt.ids)
+    embedding = layer or _input_embedding(
+        adapter, tokenizer, prompt.ids, None if decoder is None else decoder[:1]
+    )
     if "baselines" in cls.defaults:
         options = {**options, "baselines": baseline}
     explanation = explain(
-        adapter, ids, method, target=targets, output=output, layer=embedding, **options
+        adapter,
+        ids,
+        method,
+        target=targets,
+        output=output,
+        layer=embedding,
+        forward_kwargs=kwargs,
+        **options,
     )
     per_position = np.asarray(explanation.attributions, np.float64)
     per_position = per_position.reshape(*per_position.shape[:2], -1).sum(axis=2)
@@ -322,12 +348,15 @@ def _distinct_rows_scorer(adapter: Any, output: Any) -> Any:
     t of the same outputs, so the distinct rows run once (in the core's chunks) and the
     outputs are spread back: the numbers are those of every row run on its own."""
 
-    def score(ids: np.ndarray) -> np.ndarray:
-        distinct, back = np.unique(ids, axis=0, return_inverse=True)
+    def score(ids: np.ndarray, **kwargs: np.ndarray) -> np.ndarray:
+        distinct, first, back = np.unique(
+            ids, axis=0, return_index=True, return_inverse=True
+        )  # (an encoder-decoder's decoder rows are all alike: the first one's is taken)
         previous, adapter.output = adapter.output, output
         try:
             with adapter.session():
-                outputs = np.asarray(adapter.forward(distinct))
+                call = _call(distinct, {k: v[first] for k, v in kwargs.items()} or None)
+                outputs = np.asarray(adapter.forward(call))
         finally:
             adapter.output = previous
         return outputs.reshape(len(distinct), -1)[back.reshape(-1)]
@@ -435,26 +464,53 @@ def _logits_of(raw: Any) -> Any:
     return raw
 
 
-def _forward(adapter: Any, ids: np.ndarray) -> np.ndarray:
-    """The model's logits for `ids` (NumPy)."""
+def _call(ids: np.ndarray, kwargs: dict[str, Any] | None) -> Any:
+    """What the adapter gets: the ids, or the ids with keyword arguments (decoder ids)."""
+    if not kwargs:
+        return ids
+    return ModelInputs((ids,), {k: np.asarray(v) for k, v in kwargs.items()}, (0,))
+
+
+def _forward(adapter: Any, ids: np.ndarray, decoder: Any = None) -> np.ndarray:
+    """The model's logits for `ids` (NumPy); `decoder`: an encoder-decoder's decoder ids."""
     previous, adapter.output = adapter.output, _logits_of
     try:
         with adapter.session():
-            return np.asarray(adapter.forward(ids))
+            kwargs = None if decoder is None else {"decoder_input_ids": decoder}
+            return np.asarray(adapter.forward(_call(ids, kwargs)))
     finally:
         adapter.output = previous
 
 
-def _greedy(adapter: Any, tokenizer: Any, ids: list[int], steps: int, model: Any) -> list[int]:
+def _decoder_start(model: Any) -> int | None:
+    """An encoder-decoder's decoder start token (None: not an encoder-decoder)."""
+    config = getattr(model, "config", None)
+    if not getattr(config, "is_encoder_decoder", False):
+        return None
+    start = getattr(config, "decoder_start_token_id", None)
+    if start is None:
+        raise InputError(
+            "the encoder-decoder's config has no decoder_start_token_id: set it (T5: the "
+            "pad token, BART: the end-of-sequence token) so that the decoder can start."
+        )
+    return int(start)
+
+
+def _greedy(
+    adapter: Any, tokenizer: Any, ids: list[int], steps: int, model: Any, start: int | None
+) -> list[int]:
     """The model's own continuation: argmax, one token at a time (Captum: generate with
     do_sample=False), stopping after the end-of-sequence token."""
     if not isinstance(steps, (int, np.integer)) or steps < 1:
         raise OptionError(f"max_new_tokens must be a positive int, got {steps!r}.")
-    _check_context(model, tokenizer, len(ids) + int(steps))
+    _check_context(model, tokenizer, (0 if start is not None else len(ids)) + int(steps))
     eos = getattr(tokenizer, "eos_token_id", None)
     continuation: list[int] = []
     for _ in range(int(steps)):
-        logits = _forward(adapter, np.asarray([ids + continuation]))
+        if start is None:
+            logits = _forward(adapter, np.asarray([ids + continuation]))
+        else:
+            logits = _forward(adapter, np.asarray([ids]), [[start, *continuation]])
         token = int(np.argmax(logits[0, -1]))
         continuation.append(token)
         if token == eos:
@@ -480,7 +536,7 @@ def _check_context(model: Any, tokenizer: Any, n_tokens: int) -> None:
         )
 
 
-def _input_embedding(adapter: Any, tokenizer: Any, ids: list[int]) -> str:
+def _input_embedding(adapter: Any, tokenizer: Any, ids: list[int], decoder: Any = None) -> str:
     """The embedding layer that receives the token ids: of the model's embedding layers
     (token, position, segment), the one whose input is the ids themselves (captured in
     one forward); among several, the first with a row for every token of the tokenizer."""
@@ -493,9 +549,18 @@ def _input_embedding(adapter: Any, tokenizer: Any, ids: list[int]) -> str:
     batch = np.asarray([ids])
     inputs = [f"{name}:input" for name in rows]
     previous, adapter.output = adapter.output, _logits_of
+    call = _call(batch, None if decoder is None else {"decoder_input_ids": decoder})
     try:
         with adapter.session():
-            captured = adapter.capture(batch, inputs)
+            try:
+                captured = adapter.capture(call, inputs)
+            except XaiError:  # a layer that never runs (a tied copy): each on its own
+                captured = {}
+                for key in inputs:
+                    try:
+                        captured.update(adapter.capture(call, [key]))
+                    except XaiError:
+                        continue
     finally:
         adapter.output = previous
     receiving = [
