@@ -53,6 +53,69 @@ class _Prompt:
     names: list[str]  # each feature's text
 
 
+@dataclass(frozen=True)
+class _InputStyle:
+    """How the model takes token ids: positionally (HF, most modules), or as one entry of
+    a dict of named inputs (Keras functional models such as keras-hub's: `token_ids`
+    with a `padding_mask`, and `segment_ids` for BERT-style ones), the other entries
+    filled for an unpadded text (mask ones, segments zeros)."""
+
+    name: str | None = None
+    filled: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, model: Any) -> _InputStyle:
+        try:
+            declared = getattr(model, "input", None)
+        except (AttributeError, ValueError):  # a Keras model not built from inputs
+            declared = None
+        if not isinstance(declared, Mapping):
+            return cls()
+        names = list(declared)
+        name = next((n for n in ("token_ids", "input_ids") if n in names), names[0])
+        others = tuple(n for n in names if n != name)
+        unknown = [n for n in others if n not in _FILLED]
+        if unknown:
+            raise InputError(
+                f"the model takes the inputs {names}; explain_text fills only "
+                f"{', '.join(_FILLED)} besides the token ids, not {', '.join(unknown)}."
+            )
+        return cls(name, others)
+
+    def inputs(self, ids: np.ndarray) -> Any:
+        return ids if self.name is None else {self.name: ids}
+
+    def kwargs(self, ids: np.ndarray, decoder: Any = None) -> dict[str, Any] | None:
+        extra = {n: _FILLED[n](np.shape(ids)) for n in self.filled}
+        if decoder is not None:
+            extra["decoder_input_ids"] = np.asarray(decoder)
+        return extra or None
+
+    def call(self, ids: np.ndarray, decoder: Any = None) -> Any:
+        """What the adapter's forward and capture take for these ids."""
+        extra = self.kwargs(ids, decoder)
+        if self.name is None and not extra:
+            return ids
+        if self.name is None:
+            return ModelInputs((ids,), extra, (0,))
+        return ModelInputs((), {self.name: ids, **(extra or {})}, (self.name,))
+
+    def attributions(self, value: Any) -> Any:
+        return value[self.name] if self.name is not None and isinstance(value, Mapping) else value
+
+    def per_input(self, value: np.ndarray) -> Any:
+        return value if self.name is None else {self.name: value}
+
+
+#: inputs besides the token ids that explain_text fills, for one unpadded text per row
+_FILLED = {
+    "padding_mask": lambda shape: np.ones(shape, bool),
+    "attention_mask": lambda shape: np.ones(shape, np.int64),
+    "segment_ids": lambda shape: np.zeros(shape, np.int64),
+    "token_type_ids": lambda shape: np.zeros(shape, np.int64),
+}
+
+
 def explain_text(
     model: Any,
     tokenizer: Any,
@@ -107,7 +170,10 @@ def explain_text(
     _check_context(model, tokenizer, len(prompt.ids))
     _check_ids(adapter, tokenizer, prompt.ids)
     start = _decoder_start(model)
-    logits = _forward(adapter, np.asarray([prompt.ids]), None if start is None else [[start]])
+    style = _InputStyle.of(model)
+    logits = _forward(
+        adapter, np.asarray([prompt.ids]), None if start is None else [[start]], style
+    )
     if logits.ndim == 3:
         return _explain_continuation(
             adapter,
@@ -123,6 +189,7 @@ def explain_text(
             features,
             options,
             start,
+            style,
         )
     if logits.ndim != 2:
         raise InputError(
@@ -141,6 +208,7 @@ def explain_text(
         layer,
         features,
         options,
+        style,
     )
 
 
@@ -157,11 +225,12 @@ def _explain_class(
     layer,
     features,
     options,
+    style,
 ) -> TextExplanation:
     label = _class_index(model, target, logits)
     # found (and the tokenizer's size checked against it) for every method: a perturbation
     # method on another model's tokenizer would run, and mean nothing
-    layer = layer or _input_embedding(adapter, tokenizer, prompt.ids)
+    layer = layer or _input_embedding(adapter, tokenizer, prompt.ids, None, style)
     ids = np.asarray([prompt.ids])
     scores, explanation = _attribute(
         adapter,
@@ -174,6 +243,8 @@ def _explain_class(
         baseline_token,
         layer,
         options,
+        None,
+        style,
     )
     names = getattr(getattr(model, "config", None), "id2label", None) or {}
     return TextExplanation(
@@ -204,10 +275,11 @@ def _explain_continuation(
     features,
     options,
     start=None,
+    style=None,
 ) -> TextExplanation:
     vocabulary = logits.shape[-1]
     if target is None:
-        continuation = _greedy(adapter, tokenizer, prompt.ids, max_new_tokens, model, start)
+        continuation = _greedy(adapter, tokenizer, prompt.ids, max_new_tokens, model, start, style)
     elif isinstance(target, str):
         if not target:
             raise TargetError("target is an empty string: give the continuation to explain.")
@@ -256,6 +328,7 @@ def _explain_continuation(
         layer,
         options,
         decoder,
+        style,
     )
     step_scores = np.diagonal(explanation.predictions).astype(np.float64)
     return TextExplanation(
@@ -284,6 +357,7 @@ def _attribute(
     layer,
     options,
     decoder=None,
+    style=None,
 ) -> tuple[np.ndarray, Any]:
     """(rows, features) scores and the `Explanation` they come from (`decoder`: an
     encoder-decoder's decoder ids, one row per row of `ids`)."""
@@ -300,16 +374,23 @@ def _attribute(
     baseline = ids[:1].copy()
     baseline[0, positions] = baseline_id
     cls = REGISTRY.explainer_class(method)
-    kwargs = None if decoder is None else {"decoder_input_ids": decoder}
+    style = style or _InputStyle()
+    kwargs = style.kwargs(ids, decoder)
     if method in _PERTURBATION:
         mask = np.full((1, ids.shape[1]), len(prompt.features))  # the rest: never switched
         for feature, group in enumerate(prompt.features):
             mask[0, group] = feature
-        options = {**options, _PERTURBATION[method]: baseline, "feature_mask": mask}
-        scorer = FunctionModel(_distinct_rows_scorer(adapter, output), "numpy")
-        explanation = explain(scorer, ids, method, target=targets, forward_kwargs=kwargs, **options)
+        options = {
+            **options,
+            _PERTURBATION[method]: style.per_input(baseline),
+            "feature_mask": style.per_input(mask),
+        }
+        scorer = FunctionModel(_distinct_rows_scorer(adapter, output, style), "numpy")
+        explanation = explain(
+            scorer, style.inputs(ids), method, target=targets, forward_kwargs=kwargs, **options
+        )
         explanation.backend = adapter.backend  # the model that ran, behind the scorer
-        per_position = np.asarray(explanation.attributions, np.float64)
+        per_position = np.asarray(style.attributions(explanation.attributions), np.float64)
         scores = np.stack([per_position[:, group[0]] for group in prompt.features], axis=1)
         return scores, explanation
     if "layer" not in cls.defaults or tuple(cls.requires) != ("gradients",):
@@ -319,13 +400,13 @@ def _attribute(
             f"{method!r} is neither."
         )
     embedding = layer or _input_embedding(
-        adapter, tokenizer, prompt.ids, None if decoder is None else decoder[:1]
+        adapter, tokenizer, prompt.ids, None if decoder is None else decoder[:1], style
     )
     if "baselines" in cls.defaults:
-        options = {**options, "baselines": baseline}
+        options = {**options, "baselines": style.per_input(baseline)}
     explanation = explain(
         adapter,
-        ids,
+        style.inputs(ids),
         method,
         target=targets,
         output=output,
@@ -339,7 +420,7 @@ def _attribute(
     return scores, explanation
 
 
-def _distinct_rows_scorer(adapter: Any, output: Any) -> Any:
+def _distinct_rows_scorer(adapter: Any, output: Any, style: _InputStyle) -> Any:
     """The model's explained outputs for a batch of ids, run once per distinct row.
 
     A language model's T rows are one sequence explained for T targets; a perturbation
@@ -348,14 +429,16 @@ def _distinct_rows_scorer(adapter: Any, output: Any) -> Any:
     t of the same outputs, so the distinct rows run once (in the core's chunks) and the
     outputs are spread back: the numbers are those of every row run on its own."""
 
-    def score(ids: np.ndarray, **kwargs: np.ndarray) -> np.ndarray:
+    def score(*args: np.ndarray, **kwargs: np.ndarray) -> np.ndarray:
+        ids = args[0] if args else kwargs[style.name]
         distinct, first, back = np.unique(
             ids, axis=0, return_index=True, return_inverse=True
         )  # (an encoder-decoder's decoder rows are all alike: the first one's is taken)
         previous, adapter.output = adapter.output, output
         try:
             with adapter.session():
-                call = _call(distinct, {k: v[first] for k, v in kwargs.items()} or None)
+                decoder = kwargs.get("decoder_input_ids")
+                call = style.call(distinct, None if decoder is None else decoder[first])
                 outputs = np.asarray(adapter.forward(call))
         finally:
             adapter.output = previous
@@ -464,20 +547,14 @@ def _logits_of(raw: Any) -> Any:
     return raw
 
 
-def _call(ids: np.ndarray, kwargs: dict[str, Any] | None) -> Any:
-    """What the adapter gets: the ids, or the ids with keyword arguments (decoder ids)."""
-    if not kwargs:
-        return ids
-    return ModelInputs((ids,), {k: np.asarray(v) for k, v in kwargs.items()}, (0,))
-
-
-def _forward(adapter: Any, ids: np.ndarray, decoder: Any = None) -> np.ndarray:
+def _forward(
+    adapter: Any, ids: np.ndarray, decoder: Any = None, style: _InputStyle | None = None
+) -> np.ndarray:
     """The model's logits for `ids` (NumPy); `decoder`: an encoder-decoder's decoder ids."""
     previous, adapter.output = adapter.output, _logits_of
     try:
         with adapter.session():
-            kwargs = None if decoder is None else {"decoder_input_ids": decoder}
-            return np.asarray(adapter.forward(_call(ids, kwargs)))
+            return np.asarray(adapter.forward((style or _InputStyle()).call(ids, decoder)))
     finally:
         adapter.output = previous
 
@@ -497,7 +574,13 @@ def _decoder_start(model: Any) -> int | None:
 
 
 def _greedy(
-    adapter: Any, tokenizer: Any, ids: list[int], steps: int, model: Any, start: int | None
+    adapter: Any,
+    tokenizer: Any,
+    ids: list[int],
+    steps: int,
+    model: Any,
+    start: int | None,
+    style: _InputStyle | None = None,
 ) -> list[int]:
     """The model's own continuation: argmax, one token at a time (Captum: generate with
     do_sample=False), stopping after the end-of-sequence token."""
@@ -508,9 +591,9 @@ def _greedy(
     continuation: list[int] = []
     for _ in range(int(steps)):
         if start is None:
-            logits = _forward(adapter, np.asarray([ids + continuation]))
+            logits = _forward(adapter, np.asarray([ids + continuation]), None, style)
         else:
-            logits = _forward(adapter, np.asarray([ids]), [[start, *continuation]])
+            logits = _forward(adapter, np.asarray([ids]), [[start, *continuation]], style)
         token = int(np.argmax(logits[0, -1]))
         continuation.append(token)
         if token == eos:
@@ -536,7 +619,13 @@ def _check_context(model: Any, tokenizer: Any, n_tokens: int) -> None:
         )
 
 
-def _input_embedding(adapter: Any, tokenizer: Any, ids: list[int], decoder: Any = None) -> str:
+def _input_embedding(
+    adapter: Any,
+    tokenizer: Any,
+    ids: list[int],
+    decoder: Any = None,
+    style: _InputStyle | None = None,
+) -> str:
     """The embedding layer that receives the token ids: of the model's embedding layers
     (token, position, segment), the one whose input is the ids themselves (captured in
     one forward); among several, the first with a row for every token of the tokenizer."""
@@ -549,7 +638,7 @@ def _input_embedding(adapter: Any, tokenizer: Any, ids: list[int], decoder: Any 
     batch = np.asarray([ids])
     inputs = [f"{name}:input" for name in rows]
     previous, adapter.output = adapter.output, _logits_of
-    call = _call(batch, None if decoder is None else {"decoder_input_ids": decoder})
+    call = (style or _InputStyle()).call(batch, decoder)
     try:
         with adapter.session():
             try:
@@ -573,7 +662,10 @@ def _input_embedding(adapter: Any, tokenizer: Any, ids: list[int], decoder: Any 
     if not fits:
         raise XaiError(
             f"none of the model's embedding layers ({', '.join(rows)}) receives the token "
-            "ids: pass layer=<the layer that embeds them>."
+            "ids on its own (a layer called more than once, such as keras-hub's tied "
+            "ReversibleEmbedding that also makes the logits, records its last call): pass "
+            "layer=<a layer that embeds them once>, or use a perturbation method "
+            "(feature_ablation, kernel_shap, lime)."
         )
     if rows[fits[0]] < size:
         raise InputError(

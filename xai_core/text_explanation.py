@@ -103,7 +103,7 @@ class TextExplanation:
         rows = list(zip(self.output_tokens, self.attributions))
         for label, scores in rows:
             words = [
-                _ansi(token, value / scale) if colour else f"{token}({value:+.2f})"
+                _ansi(token, value / scale) if colour else f"{token}({value:+.3g})"
                 for token, value in zip(self.input_tokens, scores)
             ]
             out.append(f"  {label!r} <- " + " ".join(words))
