@@ -299,3 +299,52 @@ def test_an_encoder_decoder_without_a_decoder_start_token_is_refused():
     model.config.decoder_start_token_id = None
     with pytest.raises(xai_core.InputError, match="decoder_start_token_id"):
         xai_core.explain_text(model, tokenizer, PROMPT, target="and")
+
+
+@pytest.mark.parametrize(
+    "values, baselines",
+    [(["the cat", "mat"], ["a dog", "park"]), ({"who": "the cat", "where": "mat"}, None)],
+    ids=["list, own baselines", "named, empty baselines"],
+)
+def test_template_segments_equal_captums_text_template_input(lm, values, baselines):
+    """Segments switched whole (the switched text is tokenized again: "" changes the
+    length) give Captum's LLMAttribution(FeatureAblation) with TextTemplateInput."""
+    model, tokenizer = lm
+    pattern = "{} sat on the {}" if isinstance(values, list) else "{who} sat on the {where}"
+    template = xai_core.TextTemplate(pattern, values, baselines=baselines)
+    e = xai_core.explain_text(model, tokenizer, template, "feature_ablation", target=CONTINUATION)
+    captum_input = captum_attr.TextTemplateInput(pattern, values=values, baselines=baselines)
+    reference = captum_attr.LLMAttribution(captum_attr.FeatureAblation(model), tokenizer)
+    r = reference.attribute(captum_input, target=CONTINUATION)
+    assert e.input_tokens == (list(values) if isinstance(values, dict) else values)
+    assert e.features == "segments" and e.attributions.shape == (3, 2)
+    assert_close(e.attributions, r.token_attr.numpy())
+    assert_close(e.sequence_attribution, r.seq_attr.numpy())
+
+
+def test_a_classifiers_template_segments_are_the_logit_drops(classifier):
+    model, tokenizer = classifier
+    template = xai_core.TextTemplate("i {} this {}", ["liked", "film"], ["hated", "story"])
+    e = xai_core.explain_text(model, tokenizer, template, "feature_ablation", target=2)
+
+    def logit(text):
+        with torch.no_grad():
+            return model(torch.tensor([tokenizer(text).input_ids])).logits[0, 2].item()
+
+    full = logit("i liked this film")
+    expected = [full - logit("i hated this film"), full - logit("i liked this story")]
+    np.testing.assert_allclose(e.attributions[0], expected, rtol=1e-5, atol=1e-6)
+    shap = xai_core.explain_text(model, tokenizer, template, "kernel_shap", target=2, seed=0)
+    both = full - logit("i hated this story")  # Shapley values add up to the whole switch
+    np.testing.assert_allclose(shap.attributions.sum(), both, rtol=1e-4)
+
+
+def test_templates_refuse_token_methods_and_bad_segments(lm):
+    model, tokenizer = lm
+    template = xai_core.TextTemplate("{} sat", ["the cat"])
+    with pytest.raises(xai_core.OptionError, match="feature_ablation, kernel_shap"):
+        xai_core.explain_text(model, tokenizer, template, "integrated_gradients", target="on")
+    with pytest.raises(xai_core.InputError, match="does not take"):
+        xai_core.TextTemplate("{} sat on {}", ["the cat"])
+    with pytest.raises(xai_core.InputError, match="both be dicts or lists"):
+        xai_core.TextTemplate("{a} sat", {"a": "the cat"}, baselines=["a dog"])

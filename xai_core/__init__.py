@@ -20,6 +20,7 @@ _EXPORTS = {
     "explain": "api",
     "explain_text": "text",
     "TextExplanation": "text_explanation",
+    "TextTemplate": "text_template",
     "explainers": "api",
     "get_explainer": "api",
     "plugins": "api",
@@ -105,6 +106,7 @@ __all__ = [
     "explain",
     "explain_text",
     "TextExplanation",
+    "TextTemplate",
     "explainers",
     "get_explainer",
     "hookimpl",
@@ -173,3 +175,4 @@ if TYPE_CHECKING:
     from .summary import Summary, summary
     from .text import explain_text
     from .text_explanation import TextExplanation
+    from .text_template import TextTemplate

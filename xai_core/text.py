@@ -39,6 +39,7 @@ from .function_model import FunctionModel
 from .inputs import ModelInputs
 from .registry import REGISTRY
 from .text_explanation import TextExplanation
+from .text_template import TextTemplate, template_text
 
 #: perturbation methods and the option that takes the baseline ids
 _PERTURBATION = {"feature_ablation": "baselines", "kernel_shap": "background", "lime": "background"}
@@ -119,7 +120,7 @@ _FILLED = {
 def explain_text(
     model: Any,
     tokenizer: Any,
-    text: str | Sequence[str],
+    text: str | Sequence[str] | TextTemplate,
     method: str = "integrated_gradients",
     *,
     target: Any = None,
@@ -158,6 +159,8 @@ def explain_text(
             )
             for one in text
         ]
+    if isinstance(text, TextTemplate):
+        return _explain_template(model, tokenizer, text, method, target, max_new_tokens, options)
     if not isinstance(text, str) or not text.strip():
         raise InputError(
             f"text must be a non-empty string (or a list of them), got {text!r}: there is "
@@ -278,25 +281,9 @@ def _explain_continuation(
     style=None,
 ) -> TextExplanation:
     vocabulary = logits.shape[-1]
-    if target is None:
-        continuation = _greedy(adapter, tokenizer, prompt.ids, max_new_tokens, model, start, style)
-    elif isinstance(target, str):
-        if not target:
-            raise TargetError("target is an empty string: give the continuation to explain.")
-        continuation = list(tokenizer.encode(target, add_special_tokens=False))
-        if not continuation:
-            raise TargetError(f"the tokenizer gives no tokens for target {target!r}.")
-        if tokenizer.decode(continuation).strip() != target.strip():
-            raise TargetError(
-                f"the tokenizer cannot produce target {target!r} (it reads back as "
-                f"{tokenizer.decode(continuation)!r}: words outside its vocabulary?); give "
-                "a continuation made of the tokenizer's tokens."
-            )
-    else:
-        raise TargetError(
-            f"a language model's target is the continuation to explain, a string (or None "
-            f"for its own greedy continuation), got {target!r}."
-        )
+    continuation = _continuation(
+        adapter, model, tokenizer, prompt.ids, target, max_new_tokens, start, style
+    )
     _check_vocabulary(tokenizer, vocabulary)
     _check_context(
         model, tokenizer, len(prompt.ids) + (0 if start is not None else len(continuation))
@@ -343,6 +330,161 @@ def _explain_continuation(
         target_scores=step_scores,
         explanation=explanation,
     )
+
+
+def _explain_template(
+    model: Any,
+    tokenizer: Any,
+    template: TextTemplate,
+    method: str,
+    target: Any,
+    max_new_tokens: int,
+    options: dict[str, Any],
+) -> TextExplanation:
+    """Segments as features (Captum's `TextTemplateInput`): the core explains a row of
+    ones, one per segment, whose zeros switch segments to their baselines; every
+    distinct switched text is tokenized again and run once (texts of one length in one
+    batch), so its length may change."""
+    from .api import adapt, explain
+
+    if method not in _TEMPLATE_METHODS:
+        raise OptionError(
+            f"a TextTemplate's segments are switched whole, so its methods are "
+            f"{', '.join(_TEMPLATE_METHODS)}; {method!r} is not one of them."
+        )
+    if {"baselines", "background", "feature_mask"} & set(options):
+        raise OptionError("a TextTemplate's segments carry their own baselines=.")
+    adapter, style, start = adapt(model), _InputStyle.of(model), _decoder_start(model)
+    full = template_text(template)
+    prompt = _tokenized(tokenizer, full, "tokens")
+    _check_context(model, tokenizer, len(prompt.ids))
+    _check_ids(adapter, tokenizer, prompt.ids)
+    logits = _forward(
+        adapter, np.asarray([prompt.ids]), None if start is None else [[start]], style
+    )
+    n = len(template.segments())
+    if logits.ndim == 3:
+        _check_vocabulary(tokenizer, logits.shape[-1])
+        continuation = _continuation(
+            adapter, model, tokenizer, prompt.ids, target, max_new_tokens, start, style
+        )
+        targets, outputs = np.arange(len(continuation)), continuation
+    else:
+        label = _class_index(model, target, logits[0])
+        targets, outputs, continuation = np.asarray([label]), None, []
+
+    def score(presence: np.ndarray) -> np.ndarray:
+        keep = np.asarray(presence) > 0.5
+        distinct, back = np.unique(keep, axis=0, return_inverse=True)
+        texts = [template.text(row) for row in distinct]
+        encoded = [list(tokenizer(t).input_ids) for t in texts]
+        scores: list[np.ndarray | None] = [None] * len(distinct)
+        for length in sorted({len(e) for e in encoded}):  # one batch per length
+            rows = [i for i, e in enumerate(encoded) if len(e) == length]
+            ids = np.asarray([encoded[i] for i in rows])
+            result = _template_outputs(adapter, style, ids, continuation, start, outputs)
+            for i, r in zip(rows, result):
+                scores[i] = r
+        return np.stack(scores)[back.reshape(-1)]
+
+    presence = np.ones((len(targets), n), np.float32)
+    reference = {"feature_ablation": "baselines", "kernel_shap": "background"}[method]
+    explanation = explain(
+        FunctionModel(score, "numpy"),
+        presence,
+        method,
+        target=targets,
+        **{reference: np.zeros((1, n), np.float32)},
+        **options,
+    )
+    explanation.backend = adapter.backend
+    attributions = np.asarray(explanation.attributions, np.float64)
+    names = getattr(getattr(model, "config", None), "id2label", None) or {}
+    if continuation:
+        output_tokens = [tokenizer.decode([t]) for t in continuation]
+        target_scores = np.diagonal(explanation.predictions).astype(np.float64)
+        sequence = attributions.sum(axis=0)
+    else:
+        label = int(targets[0])
+        output_tokens = [str(names.get(label, label))]
+        target_scores = np.asarray([float(explanation.predictions[0, label])])
+        sequence = attributions[0]
+    return TextExplanation(
+        text=full,
+        method=method,
+        features="segments",
+        input_tokens=template.names(),
+        output_tokens=output_tokens,
+        attributions=attributions,
+        sequence_attribution=sequence,
+        target=continuation or [int(targets[0])],
+        target_scores=target_scores,
+        explanation=explanation,
+    )
+
+
+#: the methods that switch a template's segments whole
+_TEMPLATE_METHODS = ("feature_ablation", "kernel_shap")
+
+
+def _template_outputs(
+    adapter: Any,
+    style: Any,
+    ids: np.ndarray,
+    continuation: list[int],
+    start: int | None,
+    language: Any,
+) -> np.ndarray:
+    """(rows, T) continuation log-probabilities for prompts of one length (a language
+    model), or (rows, classes) logits (a classifier)."""
+    if language is None:
+        return _forward(adapter, ids, None, style).reshape(len(ids), -1)
+    tokens = np.asarray(continuation)
+    steps = len(continuation)
+    if start is None:
+        full = np.concatenate([ids, np.tile(tokens, (len(ids), 1))], axis=1)
+        positions, decoder = ids.shape[1] - 1 + np.arange(steps), None
+    else:
+        full, positions = ids, np.arange(steps)
+        decoder = np.tile(np.asarray([start, *continuation[:-1]]), (len(ids), 1))
+
+    def log_probs(raw: Any) -> Any:
+        return adapter.token_log_probs(_logits_of(raw), positions, tokens)
+
+    return _forward(adapter, full, decoder, style, output=log_probs)
+
+
+def _continuation(
+    adapter: Any,
+    model: Any,
+    tokenizer: Any,
+    prompt_ids: list[int],
+    target: Any,
+    max_new_tokens: int,
+    start: int | None,
+    style: Any,
+) -> list[int]:
+    """The continuation's token ids: `target` tokenized, or the model's own."""
+    if target is None:
+        return _greedy(adapter, tokenizer, prompt_ids, max_new_tokens, model, start, style)
+    elif isinstance(target, str):
+        if not target:
+            raise TargetError("target is an empty string: give the continuation to explain.")
+        continuation = list(tokenizer.encode(target, add_special_tokens=False))
+        if not continuation:
+            raise TargetError(f"the tokenizer gives no tokens for target {target!r}.")
+        if tokenizer.decode(continuation).strip() != target.strip():
+            raise TargetError(
+                f"the tokenizer cannot produce target {target!r} (it reads back as "
+                f"{tokenizer.decode(continuation)!r}: words outside its vocabulary?); give "
+                "a continuation made of the tokenizer's tokens."
+            )
+    else:
+        raise TargetError(
+            f"a language model's target is the continuation to explain, a string (or None "
+            f"for its own greedy continuation), got {target!r}."
+        )
+    return continuation
 
 
 def _attribute(
@@ -548,10 +690,15 @@ def _logits_of(raw: Any) -> Any:
 
 
 def _forward(
-    adapter: Any, ids: np.ndarray, decoder: Any = None, style: _InputStyle | None = None
+    adapter: Any,
+    ids: np.ndarray,
+    decoder: Any = None,
+    style: _InputStyle | None = None,
+    output: Any = None,
 ) -> np.ndarray:
-    """The model's logits for `ids` (NumPy); `decoder`: an encoder-decoder's decoder ids."""
-    previous, adapter.output = adapter.output, _logits_of
+    """The model's logits for `ids` (NumPy), or `output` of what it returns; `decoder`: an
+    encoder-decoder's decoder ids."""
+    previous, adapter.output = adapter.output, output or _logits_of
     try:
         with adapter.session():
             return np.asarray(adapter.forward((style or _InputStyle()).call(ids, decoder)))
