@@ -78,9 +78,11 @@ def test_a_function_on_several_inputs_with_keyword_arguments():
         np.testing.assert_allclose(got, want.numpy(), rtol=1e-5, atol=1e-6)
 
 
-def test_a_plain_function_is_refused_with_how_to_name_its_framework():
-    with pytest.raises(xai_core.UnsupportedModelError, match="FunctionModel"):
-        xai_core.explain(numpy_fn, X, "feature_ablation")
+def test_a_plain_function_is_a_numpy_function_and_other_frameworks_are_named():
+    """shap's and LIME's convention (issue 24): a plain function takes NumPy rows."""
+    plain = xai_core.explain(numpy_fn, X, "feature_ablation")
+    named = xai_core.explain(xai_core.FunctionModel(numpy_fn, "numpy"), X, "feature_ablation")
+    np.testing.assert_array_equal(plain.attributions, named.attributions)
     with pytest.raises(xai_core.UnsupportedModelError, match="one of numpy, torch"):
         xai_core.FunctionModel(numpy_fn, "jax")
 

@@ -47,7 +47,7 @@ def test_framework_examples_run_in_a_fresh_process(tmp_path):
     import subprocess
     import sys
 
-    first, *others, _functions = python_blocks("## Example")
+    first, *others, _functions, _sklearn = python_blocks("## Example")
     assert [b.split("\n", 1)[0].split()[1] for b in others] == ["paddle", "keras"]
     for block in others:
         script = first + block + "\nassert expl.attributions.shape == (5, 4)\n"
@@ -59,12 +59,23 @@ def test_framework_examples_run_in_a_fresh_process(tmp_path):
 
 def test_function_model_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    first, *_, functions = python_blocks("## Example")
+    first, *_, functions, _sklearn = python_blocks("## Example")
     namespace: dict = {}
     exec(first + functions, namespace)
     aggregate = namespace["expl"]
     assert aggregate.attributions.shape == (5, 4)
     np.testing.assert_array_equal(aggregate.attributions, aggregate.attributions[:1].repeat(5, 0))
+
+
+def test_sklearn_example_runs():
+    from sklearn.datasets import load_breast_cancer
+
+    *_, sklearn_block = python_blocks("## Example")
+    x, y = load_breast_cancer(return_X_y=True)
+    namespace = {"xai_core": xai_core, "x_train": x[:400], "y_train": y[:400], "x_test": x[400:403]}
+    exec(sklearn_block, namespace)
+    assert namespace["expl"].backend == "sklearn"
+    assert namespace["expl"].attributions.shape == (3, 30)
 
 
 def test_real_models_examples_run(tmp_path, monkeypatch):

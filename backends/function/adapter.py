@@ -20,10 +20,17 @@ class NumpyFunctionAdapter(ModelAdapter):
 
     def forward(self, inputs: Any) -> np.ndarray:
         fn = self.model.fn
-        if isinstance(inputs, ModelInputs):
-            raw = fn(*inputs.args, **inputs.kwargs)
-        else:
-            raw = fn(inputs)
+        try:
+            if isinstance(inputs, ModelInputs):
+                raw = fn(*inputs.args, **inputs.kwargs)
+            else:
+                raw = fn(inputs)
+        except TypeError as exc:  # e.g. a function of torch tensors given NumPy arrays
+            raise ModelOutputError(
+                f"the function failed on NumPy arrays ({exc}). A plain function is taken as "
+                "a function of NumPy arrays; one of a framework's tensors names it: "
+                "xai_core.FunctionModel(fn, 'torch' | 'tensorflow' | 'paddle')."
+            ) from exc
         try:
             return np.asarray(self.select_output(raw))
         except (TypeError, ValueError) as exc:
