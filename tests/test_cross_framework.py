@@ -281,3 +281,23 @@ def test_keras_neurons_of_every_model_kind_agree_and_leave_the_layers_as_they_we
     expl = xai_core.explain(model, x, method, layer="relu", neuron=2)
     assert_close(expl.attributions, reference.attributions, f"{method} neuron, {kind}")
     assert {id(layer): set(vars(layer)) for layer in model.layers} == attributes
+
+
+@pytest.mark.parametrize("kind, layer, neuron", NEURONS[:2], ids=lambda v: str(v))
+def test_noise_tunnel_over_a_neuron_gives_the_same_explanation(twins, kind, layer, neuron):
+    _, x, _ = CASES[kind]
+    nt = {"noise_tunnel": "smoothgrad_sq", "nt_samples": 3, "stdevs": 0.2, "seed": 1}
+    reference = xai_core.explain(
+        twins["torch", kind], x, "integrated_gradients", layer=layer, neuron=neuron, **nt
+    )
+    for framework in OTHERS:
+        expl = xai_core.explain(
+            twins[framework, kind],
+            to_layout(x, framework),
+            "integrated_gradients",
+            layer=layer,
+            neuron=neuron_in_layout(neuron, framework),
+            **nt,
+        )
+        got = from_layout(expl.attributions, framework)
+        assert_close(got, reference.attributions, f"noise tunnel neuron on {framework}")

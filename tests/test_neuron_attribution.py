@@ -231,3 +231,30 @@ def test_neuron_deeplift_is_complete_on_a_resnet():
     difference = (seen[0] - seen[1]).numpy().astype(np.float64)
     sums = e.attributions.reshape(len(x), -1).sum(axis=1, dtype=np.float64)
     np.testing.assert_allclose(sums, difference, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["smoothgrad", "vargrad"])
+@pytest.mark.parametrize(
+    "method, name", [("saliency", "NeuronGradient"), ("guided_backprop", "NeuronGuidedBackprop")]
+)
+def test_noise_tunnel_over_a_neuron_equals_captums_neuron_method_on_the_copies(
+    method, name, variant
+):
+    """Captum's NoiseTunnel(Neuron*): the neuron's method on the documented noisy copies
+    (`xai_core.noise_tunnel`), aggregated per sample by Captum's formulas."""
+    model, x = NeuronNet().eval(), images(2)
+    nt = {"nt_samples": 3, "stdevs": 0.3, "seed": 5}
+    options = {"abs": False} if method == "saliency" else {}
+    e = xai_core.explain(
+        model, x, method, layer="conv2", neuron=(1, 0, 1), noise_tunnel=variant, **nt, **options
+    )
+    rng = np.random.default_rng(nt["seed"])
+    noise = rng.standard_normal((3, *x.shape), dtype=np.float32) * np.float32(0.3)
+    copies = (x[None] + noise).reshape(-1, *x.shape[1:])
+    per_copy = captum(getattr(captum_attr, name), model, "conv2", copies, (1, 0, 1))
+    a = per_copy.reshape(3, 2, *x.shape[1:]).astype(np.float64)
+    reference = a.mean(0) if variant == "smoothgrad" else a.var(0)
+    assert_close(e.attributions, reference)
+    unit = model.relu1(model.conv1(torch.from_numpy(x)))
+    flat_index = np.ravel_multi_index((1, 0, 1), model.conv2(unit).shape[1:])
+    np.testing.assert_array_equal(e.target, [flat_index] * 2)

@@ -91,10 +91,10 @@ def explain(
     each sample and their attributions are aggregated (Captum's NoiseTunnel; see
     `xai_core.noise_tunnel`).
     """
+    if "noise_tunnel" in options:  # (over a neuron's method too: Captum's NoiseTunnel)
+        return _explain_noise_tunnel(model, inputs, method, target, forward_kwargs, output, options)
     if "neuron" in options:
         return _explain_neuron(model, inputs, method, target, forward_kwargs, output, options)
-    if "noise_tunnel" in options:
-        return _explain_noise_tunnel(model, inputs, method, target, forward_kwargs, output, options)
     explainer = get_explainer(method, **options)
     return run(
         explainer, adapt(model), inputs, target, forward_kwargs=forward_kwargs, output=output
@@ -125,10 +125,9 @@ def _explain_neuron(
             f"neuron= needs layer=<name> (one layer, a string), got layer={layer!r}: the "
             "neuron is an index into that layer's output."
         )
-    if target is not None or output is not None or "noise_tunnel" in options:
+    if target is not None or output is not None:
         raise OptionError(
-            "neuron= names what is explained, so it takes no target= or output= (and no "
-            "noise_tunnel= yet); drop them."
+            "neuron= names what is explained, so it takes no target= or output=; drop them."
         )
     plain = type(neuron) is int or (
         isinstance(neuron, tuple) and neuron and all(type(i) is int for i in neuron)
@@ -187,24 +186,35 @@ def _explain_noise_tunnel(
             "(several inputs, token ids and keyword arguments are not supported with it)."
         )
     x = arrays[0]
+    neuron = options.get("neuron")
+    copies = settled["nt_samples"]
+
+    def noisy(copy_target: Any) -> Explanation:
+        return explain(
+            model,
+            noise_tunnel.noisy_copies(x, settled),
+            method,
+            target=copy_target,
+            output=output,
+            **{k: noise_tunnel.per_copy(v, len(x), copies) for k, v in options.items()},
+        )
+
+    inner = None if neuron is None else noisy(None)  # (neuron= and layer= checked there)
+    explained = output if neuron is None else LayerOutput(options["layer"])
     batched = BatchedModel(adapter, options.get("internal_batch_size"), layout, len(x))
-    previous, adapter.output = adapter.output, output
+    previous, adapter.output = adapter.output, explained
     try:
         with model_lock(adapter.model), adapter.session():
-            predictions = _predict(batched, x)
+            predictions = _predict(batched, x)  # (a neuron's: its layer's output)
     finally:
         adapter.output = previous
-    user_target = None if target is None else _target_array(adapter, target)
+    if neuron is None:
+        user_target = None if target is None else _target_array(adapter, target)
+    else:
+        user_target = neuron if isinstance(neuron, tuple) else _target_array(adapter, neuron)
     resolved = resolve_target(user_target, predictions, batched.output_shape)
-    copies = settled["nt_samples"]
-    inner = explain(
-        model,
-        noise_tunnel.noisy_copies(x, settled),
-        method,
-        target=np.tile(resolved, copies),
-        output=output,
-        **{k: noise_tunnel.per_copy(v, len(x), copies) for k, v in options.items()},
-    )
+    if inner is None:
+        inner = noisy(np.tile(resolved, copies))
     if inner.attributions is None or not isinstance(inner.attributions, np.ndarray):
         raise OptionError(f"noise_tunnel needs a method that returns attributions, not {method!r}.")
     delta = inner.convergence_delta
