@@ -55,6 +55,25 @@ class _Prompt:
 
 
 @dataclass(frozen=True)
+class _Request:
+    """One `explain_text` call, as the steps below need it."""
+
+    adapter: Any
+    model: Any
+    tokenizer: Any
+    prompt: _Prompt
+    method: str
+    target: Any
+    baseline_token: str | None
+    layer: str | None
+    max_new_tokens: int
+    features: str
+    options: dict[str, Any]
+    start: int | None  # an encoder-decoder's decoder start token
+    style: _InputStyle
+
+
+@dataclass(frozen=True)
 class _InputStyle:
     """How the model takes token ids: positionally (HF, most modules), or as one entry of
     a dict of named inputs (Keras functional models such as keras-hub's: `token_ids`
@@ -177,84 +196,46 @@ def explain_text(
     logits = _forward(
         adapter, np.asarray([prompt.ids]), None if start is None else [[start]], style
     )
+    request = _Request(
+        adapter,
+        model,
+        tokenizer,
+        prompt,
+        method,
+        target,
+        baseline_token,
+        layer,
+        max_new_tokens,
+        features,
+        options,
+        start,
+        style,
+    )
     if logits.ndim == 3:
-        return _explain_continuation(
-            adapter,
-            model,
-            tokenizer,
-            prompt,
-            logits,
-            method,
-            target,
-            baseline_token,
-            layer,
-            max_new_tokens,
-            features,
-            options,
-            start,
-            style,
-        )
+        return _explain_continuation(request, logits)
     if logits.ndim != 2:
         raise InputError(
             f"the model returned logits of shape {logits.shape}; explain_text explains "
             "classifiers (batch, classes) and language models (batch, sequence, vocabulary)."
         )
-    return _explain_class(
-        adapter,
-        model,
-        tokenizer,
-        prompt,
-        logits[0],
-        method,
-        target,
-        baseline_token,
-        layer,
-        features,
-        options,
-        style,
-    )
+    return _explain_class(request, logits[0])
 
 
 # -- what is explained ----------------------------------------------------------------------
-def _explain_class(
-    adapter,
-    model,
-    tokenizer,
-    prompt,
-    logits,
-    method,
-    target,
-    baseline_token,
-    layer,
-    features,
-    options,
-    style,
-) -> TextExplanation:
-    label = _class_index(model, target, logits)
+def _explain_class(request: _Request, logits: np.ndarray) -> TextExplanation:
+    r = request
+    label = _class_index(r.model, r.target, logits)
     # found (and the tokenizer's size checked against it) for every method: a perturbation
     # method on another model's tokenizer would run, and mean nothing
-    layer = layer or _input_embedding(adapter, tokenizer, prompt.ids, None, style)
-    ids = np.asarray([prompt.ids])
-    scores, explanation = _attribute(
-        adapter,
-        tokenizer,
-        ids,
-        prompt,
-        np.asarray([label]),
-        None,
-        method,
-        baseline_token,
-        layer,
-        options,
-        None,
-        style,
-    )
-    names = getattr(getattr(model, "config", None), "id2label", None) or {}
+    layer = r.layer or _input_embedding(r.adapter, r.tokenizer, r.prompt.ids, None, r.style)
+    ids = np.asarray([r.prompt.ids])
+    scores, explanation = _attribute(r, ids, np.asarray([label]), None, None, layer)
+    names = getattr(getattr(r.model, "config", None), "id2label", None) or {}
     return TextExplanation(
-        text=prompt_text(prompt),
-        method=method,
-        features=features,
-        input_tokens=prompt.names,
+        text=prompt_text(r.prompt),
+        method=r.method,
+        features=r.features,
+        input_tokens=r.prompt.names,
         output_tokens=[str(names.get(label, label))],
         attributions=scores,
         sequence_attribution=scores[0],
@@ -264,25 +245,12 @@ def _explain_class(
     )
 
 
-def _explain_continuation(
-    adapter,
-    model,
-    tokenizer,
-    prompt,
-    logits,
-    method,
-    target,
-    baseline_token,
-    layer,
-    max_new_tokens,
-    features,
-    options,
-    start=None,
-    style=None,
-) -> TextExplanation:
+def _explain_continuation(request: _Request, logits: np.ndarray) -> TextExplanation:
+    r = request
+    adapter, model, tokenizer, prompt, start = r.adapter, r.model, r.tokenizer, r.prompt, r.start
     vocabulary = logits.shape[-1]
     continuation = _continuation(
-        adapter, model, tokenizer, prompt.ids, target, max_new_tokens, start, style
+        adapter, model, tokenizer, prompt.ids, r.target, r.max_new_tokens, start, r.style
     )
     _check_vocabulary(tokenizer, vocabulary)
     _check_context(
@@ -303,25 +271,12 @@ def _explain_continuation(
     def log_probs(raw: Any) -> Any:  # (rows, steps): each step's target log-probability
         return adapter.token_log_probs(_logits_of(raw), positions, tokens)
 
-    scores, explanation = _attribute(
-        adapter,
-        tokenizer,
-        ids,
-        prompt,
-        np.arange(steps),
-        log_probs,
-        method,
-        baseline_token,
-        layer,
-        options,
-        decoder,
-        style,
-    )
+    scores, explanation = _attribute(r, ids, np.arange(steps), log_probs, decoder, r.layer)
     step_scores = np.diagonal(explanation.predictions).astype(np.float64)
     return TextExplanation(
         text=prompt_text(prompt),
-        method=method,
-        features=features,
+        method=r.method,
+        features=r.features,
         input_tokens=prompt.names,
         output_tokens=[tokenizer.decode([t]) for t in continuation],
         attributions=scores,
@@ -488,35 +443,35 @@ def _continuation(
 
 
 def _attribute(
-    adapter,
-    tokenizer,
-    ids,
-    prompt,
-    targets,
-    output,
-    method,
-    baseline_token,
-    layer,
-    options,
-    decoder=None,
-    style=None,
+    request: _Request,
+    ids: np.ndarray,
+    targets: np.ndarray,
+    output: Any,
+    decoder: Any,
+    layer: str | None,
 ) -> tuple[np.ndarray, Any]:
     """(rows, features) scores and the `Explanation` they come from (`decoder`: an
     encoder-decoder's decoder ids, one row per row of `ids`)."""
     from .api import explain
 
+    adapter, tokenizer, prompt, method = (
+        request.adapter,
+        request.tokenizer,
+        request.prompt,
+        request.method,
+    )
+    options, style = request.options, request.style
     if "baselines" in options or "background" in options or "feature_mask" in options:
         given = [k for k in ("baselines", "background", "feature_mask") if k in options]
         raise OptionError(
             f"explain_text builds {', '.join(given)} from the tokens; choose the replacement "
             "with baseline_token=<a token string> instead."
         )
-    baseline_id = _baseline_id(tokenizer, baseline_token)
+    baseline_id = _baseline_id(tokenizer, request.baseline_token)
     positions = [p for group in prompt.features for p in group]
     baseline = ids[:1].copy()
     baseline[0, positions] = baseline_id
     cls = REGISTRY.explainer_class(method)
-    style = style or _InputStyle()
     kwargs = style.kwargs(ids, decoder)
     if method in _PERTURBATION:
         mask = np.full((1, ids.shape[1]), len(prompt.features))  # the rest: never switched
