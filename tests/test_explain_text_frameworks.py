@@ -105,6 +105,7 @@ def test_a_keras_hub_bert_classifier_from_a_config_works_end_to_end():
         hidden_dim=8,
         intermediate_dim=16,
         max_sequence_length=32,
+        name="text_bert",  # not the default: other tests name theirs by Keras's default
     )
     model = keras_hub.models.BertTextClassifier(backbone, num_classes=3, preprocessor=None)
     text = "i liked this unbelievable playing film"
@@ -116,7 +117,7 @@ def test_a_keras_hub_bert_classifier_from_a_config_works_end_to_end():
         return model(inputs).numpy()[:, 2].astype(np.float64)
 
     ig = xai_core.explain_text(model, tokenizer, text, features="words", target=2, n_steps=64)
-    assert ig.explanation.layer == "bert_backbone/token_embedding"
+    assert ig.explanation.layer == "text_bert/token_embedding"
     padded = np.where(np.isin(ids, tokenizer.all_special_ids), ids, tokenizer.pad_token_id)
     np.testing.assert_allclose(ig.attributions.sum(), logit(ids) - logit(padded), rtol=1e-3)
     fa = xai_core.explain_text(
@@ -142,6 +143,7 @@ def test_a_keras_hub_gpt2_from_a_config_explains_a_continuation_by_perturbation(
         hidden_dim=16,
         intermediate_dim=32,
         max_sequence_length=32,
+        name="text_gpt2",
     )
     model = keras_hub.models.GPT2CausalLM(backbone, preprocessor=None)
     e = xai_core.explain_text(model, tokenizer, PROMPT, "feature_ablation", target=CONTINUATION)

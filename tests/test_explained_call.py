@@ -107,7 +107,7 @@ def test_keras_hub_bert_takes_its_padding_mask_as_a_forward_kwarg():
         model,
         {"token_ids": ids},
         "integrated_gradients",
-        layer="bert_backbone/token_embedding",
+        layer=f"{backbone.name}/token_embedding",  # (Keras numbers repeated names)
         forward_kwargs=extra,
         target=1,
         n_steps=64,
