@@ -263,6 +263,29 @@ class Comparison:
     def __str__(self) -> str:
         return self.to_markdown()
 
+    def to_html(self, digits: int = 4) -> str:
+        """One self-contained page: the mean score table (the best per metric marked,
+        arrows saying which way is better) and the comparison figure, inline."""
+        from .html_pages import figure_image, page, table
+
+        arrows = {True: " ↑", False: " ↓", None: ""}
+        header = ["method", *(f"{m}{arrows[self.higher_is_better.get(m)]}" for m in self.metrics)]
+        rows = [
+            [method, *(f"{self.mean(method, m):.{digits}g}" for m in self.metrics)]
+            for method in self.methods
+        ]
+        best = {metric: self.best(metric) for metric in self.metrics}
+
+        def is_best(row: int, column: int) -> bool:
+            return column > 0 and best[self.metrics[column - 1]] == self.methods[row]
+
+        alt = f"mean scores of {', '.join(self.methods)} on {', '.join(self.metrics)}"
+        parts = [table(header, rows, is_best), figure_image(self.plot(), alt)]
+        return page("Comparison of explanation methods", parts)
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
     def plot(self) -> Figure:
         """One panel per metric: the methods' mean scores (best highlighted); then the
         curves of curve metrics (deletion, insertion, model_randomization)."""

@@ -286,6 +286,25 @@ class Explanation:
             )
         return plot_explanation(self, **kwargs)
 
+    def to_html(self, feature_names: list[str] | None = None) -> str:
+        """One self-contained page (inline PNG, no script): what was explained, the
+        picture `plot()` draws, the options and the versions; `feature_names` name
+        tabular features in the picture."""
+        from .html_pages import figure_image, mapping_table, page
+
+        options = {} if feature_names is None else {"feature_names": feature_names}
+        targets = ", ".join(str(t) for t in np.asarray(self.target).reshape(-1)[:16])
+        parts = [f"<p>{len(self.target)} samples on <b>{self.backend}</b>; targets {targets}</p>"]
+        if self.attributions is not None and not isinstance(self.layer, list):
+            alt = f"{self.method} attributions of the first samples, target {targets}"
+            parts.append(figure_image(self.plot(**options), alt))
+        parts += ["<h2>Options</h2>", mapping_table(self.options)]
+        parts += ["<h2>Versions</h2>", mapping_table(self.versions or {})]
+        return page(f"{self.method} explanation", parts)
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
 
 def _split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """JSON-able options, and array-valued ones (baselines, background) stored as arrays."""

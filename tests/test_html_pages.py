@@ -1,0 +1,101 @@
+"""`to_html()` of an Explanation, a Comparison and a TextExplanation (issue 25, first
+part): one self-contained page each — every image an inline PNG that decodes, with alt
+text; no script, no address anything could be fetched from."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+
+import xai_core
+from xai_core.testing.twins import cnn_weights, mlp_weights, twin
+
+from models import images, tabular
+
+Image = pytest.importorskip("PIL.Image")
+
+
+class Page(HTMLParser):
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.images: list[dict] = []
+        self.tags: list[str] = []
+        self.cells: list[str] = []
+        self._in_cell = False
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        if tag == "img":
+            self.images.append(dict(attrs))
+        self._in_cell = tag in ("td", "th")
+
+    def handle_data(self, data):
+        if self._in_cell:
+            self.cells.append(data.strip())
+
+
+def assert_self_contained(text: str) -> Page:
+    page = Page(text)
+    assert "script" not in page.tags and "<script" not in text.lower()
+    assert not re.search(r"(src|href)=[\"'](https?:|//)", text), "a network address"
+    assert "http://" not in text and "https://" not in text
+    for img in page.images:
+        assert img.get("alt"), "an image without alt text"
+        prefix = "data:image/png;base64,"
+        assert img["src"].startswith(prefix)
+        picture = Image.open(io.BytesIO(base64.b64decode(img["src"][len(prefix) :])))
+        assert picture.format == "PNG" and min(picture.size) > 50
+    return page
+
+
+def test_an_image_explanation_is_one_page_with_its_picture_options_and_versions():
+    e = xai_core.explain(twin("torch", "cnn", cnn_weights()), images(3), "saliency")
+    page = assert_self_contained(e.to_html())
+    assert len(page.images) == 1
+    assert "torch" in page.cells and "abs" in page.cells and "xai_core" in page.cells
+    assert e._repr_html_() == e.to_html()
+
+
+def test_a_tabular_explanation_names_its_features():
+    e = xai_core.explain(twin("torch", "mlp", mlp_weights()), tabular(2), "saliency")
+    names = [f"feature_{c}" for c in "abcdef"]
+    text = e.to_html(feature_names=names)
+    assert_self_contained(text)
+    default = e.to_html()
+    assert text != default  # the picture's labels changed
+
+
+def test_a_comparison_marks_the_best_method_of_each_metric():
+    model = twin("torch", "cnn", cnn_weights())
+    comparison = xai_core.compare(
+        model,
+        images(4),
+        ["saliency", "integrated_gradients"],
+        ["deletion", "sparseness"],
+        progress=False,
+    )
+    page = assert_self_contained(comparison.to_html())
+    starred = [c for c in page.cells if c.endswith("★")]
+    assert len(starred) == 2  # one best per metric
+    for metric in ("deletion", "sparseness"):
+        best = comparison.best(metric)
+        mean = f"{comparison.mean(best, metric):.4g}"
+        assert f"{mean} ★" in page.cells
+    assert len(page.images) == 1
+
+
+def test_a_text_explanation_page_has_no_script_and_every_token():
+    from text_fixtures import gpt2_tokenizer, tiny_gpt2
+
+    tokenizer = gpt2_tokenizer()
+    model = tiny_gpt2(len(tokenizer))
+    e = xai_core.explain_text(model, tokenizer, "the cat sat", "feature_ablation", target="on")
+    text = e.to_html()
+    assert_self_contained(text)
+    assert np.all([f">{w}</span>" in text for w in ("the", "cat", "sat")])
