@@ -99,3 +99,39 @@ def test_a_text_explanation_page_has_no_script_and_every_token():
     text = e.to_html()
     assert_self_contained(text)
     assert np.all([f">{w}</span>" in text for w in ("the", "cat", "sat")])
+
+
+def test_a_report_has_the_model_every_methods_maps_the_table_and_the_provenance(tmp_path):
+    model = twin("torch", "cnn", cnn_weights())
+    out = tmp_path / "report.html"
+    text = xai_core.report(
+        model,
+        images(4),
+        ["saliency", "integrated_gradients"],
+        ["deletion"],
+        out=out,
+        progress=False,
+        samples=3,
+    )
+    assert out.read_text() == text
+    page = assert_self_contained(text)
+    assert len(page.images) == 2  # the maps side by side, the comparison figure
+    assert "conv1" in text  # the model summary
+    assert any(c.endswith("★") for c in page.cells)
+    assert "integrated_gradients options" in page.cells and "torch" in " ".join(page.cells)
+    assert len(text) < 5 * 2**20
+
+
+def test_xai_report_from_the_shell(tmp_path):
+    import torch
+
+    from xai_core.cli import main
+
+    model = twin("torch", "cnn", cnn_weights())
+    torch.jit.trace(model, torch.from_numpy(images(1))).save(str(tmp_path / "cnn.pt"))
+    np.save(tmp_path / "x.npy", images(3))
+    out = tmp_path / "page.html"
+    argv = ["report", str(tmp_path / "cnn.pt"), str(tmp_path / "x.npy"), "--out", str(out)]
+    assert main([*argv, "--trust", "--methods", "saliency"]) == 0
+    assert_self_contained(out.read_text())
+    assert main(argv) == 2  # TorchScript runs code when loaded: only with --trust

@@ -35,6 +35,7 @@ _EXPORTS = {
     "Engine": "engine",
     "DatasetJob": "engine",
     "compare": "evaluation",
+    "report": "report",
     "metrics": "evaluation",
     "get_metric": "evaluation",
     "Comparison": "evaluation",
@@ -105,6 +106,7 @@ __all__ = [
     "backends",
     "explain",
     "explain_text",
+    "report",
     "TextExplanation",
     "TextTemplate",
     "explainers",
@@ -172,6 +174,7 @@ if TYPE_CHECKING:
     from .loading import load_model
     from .metric import Metric, MetricContext, MetricResult
     from .registry import hookimpl
+    from .report import report
     from .summary import Summary, summary
     from .text import explain_text
     from .text_explanation import TextExplanation

@@ -1,5 +1,5 @@
 """The `xai` command: `xai plugins`, `xai demo`, `xai summary`, `xai compare`, `xai explain`,
-`xai explain-text`."""
+`xai explain-text`, `xai report`."""
 
 from __future__ import annotations
 
@@ -215,6 +215,32 @@ def _explain_text(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .loading import load_model
+    from .report import report
+
+    _check_writable(args.out, "--out")
+    model = load_model(args.model, trust=args.trust)
+    try:
+        inputs = np.load(args.data, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise XaiError(f"cannot read {args.data!r} as a .npy array: {exc}") from exc
+    report(
+        model,
+        inputs,
+        [m for m in args.methods.split(",") if m],
+        [m for m in args.metrics.split(",") if m],
+        target=None if args.target is None else _parse_value(args.target),
+        out=args.out,
+        progress=False,
+        **_parse_options(args.option),
+    )
+    print(f"report written to {args.out}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -345,6 +371,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--plot", help="write the comparison figure to this PNG")
     c.add_argument("--trust", action="store_true", help="allow files that run code when loaded")
     c.set_defaults(func=_compare)
+    r = sub.add_parser("report", help="one self-contained HTML page: explanations, scores")
+    r.add_argument("model", help="a saved model (.pt, .keras, paddle prefix, .onnx)")
+    r.add_argument("data", help="inputs as a .npy array, batch first, in the model's layout")
+    r.add_argument("--methods", default="saliency,integrated_gradients", help="comma-separated")
+    r.add_argument("--metrics", default="deletion,insertion", help="comma-separated metrics")
+    r.add_argument("--target", help="class to explain (default: each sample's prediction)")
+    r.add_argument("--option", action="append", default=[], help="key=value, as for compare")
+    r.add_argument("--out", default="report.html", help="the page to write")
+    r.add_argument("--trust", action="store_true", help="allow files that run code when loaded")
+    r.set_defaults(func=_report)
     t = sub.add_parser("explain-text", help="explain a saved HF text model's answer to a text")
     t.add_argument("model_dir", help="a HuggingFace model folder with its tokenizer")
     t.add_argument("text", help="the prompt or the text to classify")

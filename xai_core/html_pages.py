@@ -45,7 +45,7 @@ def table(header: Iterable[str], rows: Iterable[Iterable[Any]], best: Any = None
 
 
 def mapping_table(values: Mapping[str, Any]) -> str:
-    return table(["name", "value"], [(k, _short(v)) for k, v in values.items()])
+    return table(["name", "value"], [(k, short_value(v)) for k, v in values.items()])
 
 
 def page(title: str, parts: Iterable[str]) -> str:
@@ -56,7 +56,7 @@ def page(title: str, parts: Iterable[str]) -> str:
     )
 
 
-def _short(value: Any) -> str:
+def short_value(value: Any) -> str:
     """An option's value as text: arrays by shape, not by their numbers."""
     shape = getattr(value, "shape", None)
     if shape is not None and len(shape) > 0:
