@@ -135,3 +135,28 @@ def test_xai_report_from_the_shell(tmp_path):
     assert main([*argv, "--trust", "--methods", "saliency"]) == 0
     assert_self_contained(out.read_text())
     assert main(argv) == 2  # TorchScript runs code when loaded: only with --trust
+
+
+def test_the_front_door_details_version_npy_options_file_mode_and_shap_images(tmp_path, capsys):
+    """Issue 25's small ones: `xai --version`; `--option background=x.npy` passes the
+    array; a saved explanation gets the umask's mode (mkstemp gave 0600); `to_shap()` of
+    channels-first images is channels-last, as `shap.plots.image` draws."""
+    import os
+
+    from xai_core.cli import _parse_value, main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and xai_core.__version__ in capsys.readouterr().out
+    np.save(tmp_path / "bg.npy", tabular(3))
+    np.testing.assert_array_equal(_parse_value(str(tmp_path / "bg.npy")), tabular(3))
+    e = xai_core.explain(twin("torch", "cnn", cnn_weights()), images(2), "saliency")
+    previous = os.umask(0o022)
+    try:
+        e.save(tmp_path / "e.npz")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "e.npz").stat().st_mode & 0o777 == 0o644
+    shap_view = e.to_shap()
+    assert shap_view.data.shape == (2, 8, 8, 1) and shap_view.values.shape == (2, 8, 8, 1)
+    np.testing.assert_array_equal(shap_view.values[..., 0], e.attributions[:, 0])

@@ -91,7 +91,15 @@ def _plugins(args: argparse.Namespace) -> int:
 
 
 def _parse_value(text: str) -> Any:
-    """An option value from the shell: JSON (numbers, true/false, lists), else the string."""
+    """An option value from the shell: JSON (numbers, true/false, lists), the array in a
+    `.npy` file (a background for SHAP or LIME, baselines), else the string."""
+    if text.endswith(".npy"):
+        import numpy as np
+
+        try:
+            return np.load(text, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise XaiError(f"cannot read the option's array {text!r}: {exc}") from exc
     try:
         return json.loads(text)
     except json.JSONDecodeError:
@@ -310,6 +318,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="xai", description="Explain neural networks, any framework."
     )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"xai-core {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("plugins", help="list backends and explainers, with versions and failures")
     p.add_argument("--json", action="store_true", help="machine-readable output")

@@ -139,6 +139,7 @@ class Explanation:
         try:
             with os.fdopen(handle, "wb") as fh:
                 np.savez_compressed(fh, **arrays)
+            os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0600 is not what open() gives
             os.replace(temporary, target)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -264,10 +265,14 @@ class Explanation:
                 data = np.stack(list(data))
             return shap.Explanation(values=values, base_values=base, data=data)
         names = feature_names or self.options.get("feature_names")
+        data = np.asarray(self.inputs)
+        if data.ndim == 4 and values.shape == data.shape and channels_first(data.shape):
+            # shap.plots.image draws (N, H, W, C): PyTorch and Paddle images are turned
+            data, values = np.moveaxis(data, 1, -1), np.moveaxis(values, 1, -1)
         return shap.Explanation(
             values=values,
             base_values=base,
-            data=np.asarray(self.inputs),
+            data=data,
             feature_names=list(names) if names is not None else None,
             output_names=None,
         )
@@ -304,6 +309,19 @@ class Explanation:
 
     def _repr_html_(self) -> str:
         return self.to_html()
+
+
+def channels_first(shape: tuple[int, ...]) -> bool:
+    from .plotting import channels_axis
+
+    return channels_axis(shape) == 1
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it, and set back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
