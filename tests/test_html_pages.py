@@ -160,3 +160,11 @@ def test_the_front_door_details_version_npy_options_file_mode_and_shap_images(tm
     shap_view = e.to_shap()
     assert shap_view.data.shape == (2, 8, 8, 1) and shap_view.values.shape == (2, 8, 8, 1)
     np.testing.assert_array_equal(shap_view.values[..., 0], e.attributions[:, 0])
+
+
+def test_plot_says_when_it_shows_only_the_first_samples():
+    model = twin("torch", "cnn", cnn_weights())
+    many = xai_core.explain(model, images(8), "saliency").plot()
+    assert "first 6 of 8 samples" in many._suptitle.get_text()
+    few = xai_core.explain(model, images(3), "saliency").plot()
+    assert "first" not in few._suptitle.get_text()

@@ -89,9 +89,20 @@ def plot_explanation(
         return plot_global_importance(attributions, feature_names=names, top_k=top_k)
     idx = list(samples) if samples is not None else list(range(min(6, len(attributions))))
     if kind == "image":
-        return plot_heatmaps(explanation.inputs[idx], attributions[idx], explanation, idx)
-    if kind == "bar":
-        return plot_feature_bars(explanation, idx, names, top_k)
+        fig = plot_heatmaps(explanation.inputs[idx], attributions[idx], explanation, idx)
+    elif kind == "bar":
+        fig = plot_feature_bars(explanation, idx, names, top_k)
+    else:
+        fig = None
+    if fig is not None:
+        if samples is None and len(idx) < len(attributions):  # said, not silently left out
+            note = (
+                f"the first {len(idx)} of {len(attributions)} samples (samples=[...] picks others)"
+            )
+            title = fig._suptitle.get_text() if fig._suptitle is not None else ""
+            fig.suptitle(f"{title}\n{note}" if title else note, fontsize=10)
+            fig.tight_layout()
+        return fig
     raise XaiError(f"unknown plot kind {kind!r}: use 'auto', 'image', 'bar' or 'global'.")
 
 
