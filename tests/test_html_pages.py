@@ -168,3 +168,25 @@ def test_plot_says_when_it_shows_only_the_first_samples():
     assert "first 6 of 8 samples" in many._suptitle.get_text()
     few = xai_core.explain(model, images(3), "saliency").plot()
     assert "first" not in few._suptitle.get_text()
+
+
+def test_a_report_before_anything_else_leaves_xai_core_summary_a_function():
+    """The module `xai_core.summary` shares its name with the function: a report (or
+    `xai summary`) run first must not leave the package attribute the module."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.path.insert(0, 'tests')\n"
+        "import xai_core\n"
+        "from xai_core.testing.twins import cnn_weights, twin\n"
+        "from models import images\n"
+        "model = twin('torch', 'cnn', cnn_weights())\n"
+        "xai_core.report(model, images(2), ['saliency'], ['sparseness'], out=None,"
+        " progress=False)\n"
+        "print(callable(xai_core.summary), callable(xai_core.report))\n"
+    )
+    root = __import__("pathlib").Path(__file__).parent.parent
+    done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-2:] == ["True", "True"]

@@ -35,7 +35,7 @@ _EXPORTS = {
     "Engine": "engine",
     "DatasetJob": "engine",
     "compare": "evaluation",
-    "report": "report",
+    "report": "reporting",
     "metrics": "evaluation",
     "get_metric": "evaluation",
     "Comparison": "evaluation",
@@ -174,7 +174,7 @@ if TYPE_CHECKING:
     from .loading import load_model
     from .metric import Metric, MetricContext, MetricResult
     from .registry import hookimpl
-    from .report import report
+    from .reporting import report
     from .summary import Summary, summary
     from .text import explain_text
     from .text_explanation import TextExplanation

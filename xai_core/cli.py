@@ -227,7 +227,7 @@ def _report(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .loading import load_model
-    from .report import report
+    from .reporting import report
 
     _check_writable(args.out, "--out")
     model = load_model(args.model, trust=args.trust)
@@ -258,10 +258,13 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _summary(args: argparse.Namespace) -> int:
+    import importlib
+
     import numpy as np
 
     from .loading import load_model
-    from .summary import summary
+
+    summary = importlib.import_module("xai_core").summary  # (see reporting._summary)
 
     _check_writable(args.plot, "--plot")
     inputs = None

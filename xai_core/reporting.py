@@ -35,7 +35,6 @@ def report(
     from .evaluation import compare
     from .html_pages import figure_image, mapping_table, page, short_value
     from .plotting import plot_comparison
-    from .summary import summary
 
     if out is not None:
         folder = Path(out).resolve().parent
@@ -51,7 +50,7 @@ def report(
         f"<p>{len(first.target)} samples on <b>{html.escape(first.backend)}</b>, "
         f"{len(comparison.methods)} methods, {len(comparison.metrics)} metrics.</p>",
         "<h2>Model</h2>",
-        f"<pre>{html.escape(str(summary(model)))}</pre>",
+        f"<pre>{html.escape(str(_summary(model)))}</pre>",
         "<h2>Explanations</h2>",
     ]
     if np.ndim(first.inputs) >= 3 and all(e.layer is None for e in explanations):
@@ -83,3 +82,12 @@ def report(
     if out is not None:
         Path(out).write_text(text, encoding="utf-8")
     return text
+
+
+def _summary(model: Any) -> Any:
+    """`xai_core.summary(model)`, read through the package: importing the submodule
+    `xai_core.summary` first would make the package attribute `summary` that module (the
+    import system sets it), and `xai_core.summary(...)` would then fail for everyone."""
+    import importlib
+
+    return importlib.import_module("xai_core").summary(model)
