@@ -155,18 +155,26 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _compare(args: argparse.Namespace) -> int:
+def _model_and_inputs(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The saved model (code in it runs only with --trust) and the inputs of a .npy file
+    (never unpickled), for `xai compare` and `xai report`."""
     import numpy as np
 
-    from .evaluation import compare
     from .loading import load_model
 
-    _check_writable(args.plot, "--plot")  # before the whole run, not after it
     model = load_model(args.model, trust=args.trust)
     try:
         inputs = np.load(args.data, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise XaiError(f"cannot read {args.data!r} as a .npy array: {exc}") from exc
+    return model, inputs
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from .evaluation import compare
+
+    _check_writable(args.plot, "--plot")  # before the whole run, not after it
+    model, inputs = _model_and_inputs(args)
     methods = [m for m in args.methods.split(",") if m]
     metrics = [m for m in args.metrics.split(",") if m]
     target = None if args.target is None else _parse_value(args.target)
@@ -224,17 +232,10 @@ def _explain_text(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from .loading import load_model
     from .reporting import report
 
     _check_writable(args.out, "--out")
-    model = load_model(args.model, trust=args.trust)
-    try:
-        inputs = np.load(args.data, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise XaiError(f"cannot read {args.data!r} as a .npy array: {exc}") from exc
+    model, inputs = _model_and_inputs(args)
     report(
         model,
         inputs,
