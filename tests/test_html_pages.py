@@ -190,3 +190,13 @@ def test_a_report_before_anything_else_leaves_xai_core_summary_a_function():
     done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split()[-2:] == ["True", "True"]
+
+
+def test_an_option_npy_that_holds_pickled_objects_is_refused(tmp_path):
+    """`--option background=x.npy` reads arrays only: a pickled object array is a stranger's
+    code, refused with the file named."""
+    from xai_core.cli import _parse_value
+
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(xai_core.XaiError, match="objects.npy"):
+        _parse_value(str(tmp_path / "objects.npy"))
